@@ -1,0 +1,3 @@
+"""The cache core: pooled Redis clients, value codec, cache API, SCAN+UNLINK invalidation."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""The consumer runtime: groups with acks, replay, claiming, dead letters, gap detection."""
+
+__all__: list[str] = []

@@ -1,0 +1,156 @@
+"""pytest fixtures for real Redis: every test that talks to Redis gets it from here.
+
+Source order for ``redis_url`` (tests that need no control over the server):
+``REDIS_URL`` → testcontainers when a Docker engine answers → a local ``redis-server`` →
+with ``CI=true`` and none of these, the test **fails** (a CI run can never be green by skipping).
+
+Tests that kill, pause, restart or reconfigure Redis use ``redis_server_factory``: it always
+starts a private ``redis-server`` on a free port and ends it by pid at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from cachebus.testing import FaultProxy, RedisServer, ServerOptions, find_redis_server
+from contracts.keys import KeySpace, StreamKeys
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def no_redis(reason: str) -> None:
+    """Fail in CI, skip elsewhere: CI must never pass with Redis tests skipped."""
+    if IN_CI:
+        pytest.fail(f"CI=true and no Redis is available: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _docker_answers() -> bool:
+    """Ask the Docker engine's ``/_ping`` directly: the docker SDK leaks its socket on failure."""
+    if os.environ.get("CACHEBUS_NO_DOCKER"):
+        return False
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: str | tuple[str, int] = host[len("unix://") :]
+        elif host.startswith("tcp://"):
+            hostname, _, port = host[len("tcp://") :].partition(":")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = (hostname, int(port or 2375))
+        else:
+            return False
+        with sock:
+            sock.settimeout(2)
+            sock.connect(address)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            reply = sock.recv(4096)
+        return reply.startswith(b"HTTP/1.") and b" 200 " in reply.split(b"\r\n", 1)[0]
+    except OSError:
+        return False
+
+
+def _ping(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1, retry=None)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis for tests that do not need to control the server (isolate by key prefix)."""
+    env_url = os.environ.get("REDIS_URL")
+    if env_url:
+        if not _ping(env_url):
+            no_redis(f"REDIS_URL={env_url!r} does not answer PING")
+        yield env_url
+        return
+    if _docker_answers():
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer("redis:7.0") as container:
+            host = container.get_container_host_ip()
+            port = container.get_exposed_port(6379)
+            yield f"redis://{host}:{port}/0"
+        return
+    if find_redis_server() is None:
+        no_redis("no REDIS_URL, no Docker engine and no redis-server binary")
+    server = RedisServer(ServerOptions()).start()
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, retry=None)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A unique key prefix per test: isolation on a shared server without FLUSHALL."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def keyspace(prefix: str) -> KeySpace:
+    return KeySpace(prefix=prefix, scope="svc")
+
+
+@pytest.fixture
+def stream_keys(prefix: str) -> StreamKeys:
+    return StreamKeys(prefix=prefix)
+
+
+@pytest.fixture
+def redis_server_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Start private redis-servers: ``make(ServerOptions(...), **kwargs)``; ended by pid after."""
+    if find_redis_server() is None:
+        no_redis("these tests control their own redis-server and none is installed")
+    servers: list[RedisServer] = []
+
+    def make(options: ServerOptions | None = None, **kwargs: Any) -> RedisServer:
+        directory = tmp_path / f"redis-{len(servers)}"
+        directory.mkdir()
+        server = RedisServer(options, directory=directory, **kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def redis_server(redis_server_factory: Callable[..., RedisServer]) -> RedisServer:
+    """One private, controllable redis-server without persistence."""
+    return redis_server_factory()
+
+
+@pytest.fixture
+def fault_proxy_factory() -> Iterator[Callable[[RedisServer], FaultProxy]]:
+    proxies: list[FaultProxy] = []
+
+    def make(server: RedisServer) -> FaultProxy:
+        proxy = FaultProxy(server.host, server.port).start()
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
