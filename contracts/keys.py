@@ -15,6 +15,7 @@ pattern, so ``user 4*2`` can never match ``user 4002``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ __all__ = [
     "StreamKeys",
     "TTLClass",
     "escape_glob",
+    "glob_match",
     "validate_id",
     "validate_name",
     "validate_pattern",
@@ -107,6 +109,46 @@ def escape_glob(text: str) -> str:
     if not any(ch in _GLOB_SPECIAL for ch in text):
         return text
     return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out: list[str] = []
+    i = 0
+    n = len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < n:
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+        elif ch == "*":
+            out.append(".*")
+            i += 1
+        elif ch == "?":
+            out.append(".")
+            i += 1
+        elif ch == "[":
+            close = pattern.find("]", i + 2)
+            if close == -1:
+                out.append(re.escape(ch))
+                i += 1
+                continue
+            body = pattern[i + 1 : close]
+            negate = body.startswith("^")
+            if negate:
+                body = body[1:]
+            members = "".join("\\" + c if c in "\\]^[" else c for c in body)
+            out.append(f"[{'^' if negate else ''}{members}]")
+            i = close + 1
+        else:
+            out.append(re.escape(ch))
+            i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def glob_match(pattern: str, text: str) -> bool:
+    """Whether ``text`` matches the Redis glob ``pattern`` (same rules as SCAN MATCH)."""
+    return _glob_regex(pattern).fullmatch(text) is not None
 
 
 def _glob_literal_count(pattern: str) -> int:

@@ -1,0 +1,163 @@
+"""Sans-I/O plumbing: logic is written once, as a generator, and driven by a sync or async edge.
+
+A *step* is a generator that yields :class:`Batch` objects (the Redis commands it needs, sent in
+one round trip) and receives their replies, then returns its result. The cache core and the
+producer write each operation once as a step; :func:`run_async` and :func:`run_sync` are the
+only code that touches a client, so the sync facades share every line of logic with the async
+API and only the I/O edge is duplicated (the httpx pattern).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio
+
+from cachecore.connection import map_redis_errors
+
+__all__ = ["Batch", "Call", "Script", "ScriptCall", "Step", "run_async", "run_sync"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script, sent by SHA and loaded on NOSCRIPT (after a restart the cache is empty)."""
+
+    text: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
+
+    def call(self, keys: Sequence[Any], args: Sequence[Any] = ()) -> ScriptCall:
+        return ScriptCall(self, tuple(keys), tuple(args))
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    script: Script
+    keys: tuple[Any, ...]
+    args: tuple[Any, ...]
+
+    def evalsha(self) -> tuple[Any, ...]:
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
+    def eval(self) -> tuple[Any, ...]:
+        return ("EVAL", self.script.text, len(self.keys), *self.keys, *self.args)
+
+
+Call = tuple[Any, ...] | ScriptCall
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Commands sent in one round trip (a pipeline; MULTI/EXEC when ``transaction``).
+
+    With ``raise_on_error=False`` a command's error comes back in its reply slot, already
+    translated into the cachebus error tree, instead of raising.
+    """
+
+    calls: Sequence[Call]
+    operation: str = "redis"
+    transaction: bool = False
+    raise_on_error: bool = True
+
+
+Step = Generator[Batch, list[Any], T]
+
+
+def _args(call: Call) -> tuple[Any, ...]:
+    return call.evalsha() if isinstance(call, ScriptCall) else call
+
+
+def _translate(batch: Batch, results: list[Any], where: str) -> list[Any]:
+    out: list[Any] = []
+    for result in results:
+        if isinstance(result, redis.exceptions.RedisError):
+            try:
+                with map_redis_errors(batch.operation, where):
+                    raise result
+            except Exception as mapped:  # map_redis_errors only raises our own errors here
+                if batch.raise_on_error:
+                    raise
+                out.append(mapped)
+                continue
+        out.append(result)
+    return out
+
+
+def _noscript_positions(batch: Batch, results: list[Any]) -> list[int]:
+    return [
+        i
+        for i, (call, result) in enumerate(zip(batch.calls, results, strict=True))
+        if isinstance(call, ScriptCall) and isinstance(result, redis.exceptions.NoScriptError)
+    ]
+
+
+async def _execute_async(client: redis.asyncio.Redis, batch: Batch) -> list[Any]:
+    if len(batch.calls) == 1 and not batch.transaction:
+        try:
+            return [await client.execute_command(*_args(batch.calls[0]))]
+        except redis.exceptions.ResponseError as exc:
+            return [exc]
+    pipe = client.pipeline(transaction=batch.transaction)
+    for call in batch.calls:
+        pipe.execute_command(*_args(call))
+    return list(await pipe.execute(raise_on_error=False))
+
+
+def _execute_sync(client: redis.Redis, batch: Batch) -> list[Any]:
+    if len(batch.calls) == 1 and not batch.transaction:
+        try:
+            return [client.execute_command(*_args(batch.calls[0]))]
+        except redis.exceptions.ResponseError as exc:
+            return [exc]
+    pipe = client.pipeline(transaction=batch.transaction)
+    for call in batch.calls:
+        pipe.execute_command(*_args(call))
+    return list(pipe.execute(raise_on_error=False))
+
+
+async def run_async(step: Step[T], client: redis.asyncio.Redis, where: str = "Redis") -> T:
+    """Drive ``step`` against an asyncio client."""
+    reply: list[Any] | None = None
+    while True:
+        try:
+            batch = step.send(reply) if reply is not None else next(step)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        with map_redis_errors(batch.operation, where):
+            results = await _execute_async(client, batch)
+            for i in _noscript_positions(batch, results):
+                call = batch.calls[i]
+                assert isinstance(call, ScriptCall)
+                try:
+                    results[i] = await client.execute_command(*call.eval())
+                except redis.exceptions.ResponseError as exc:
+                    results[i] = exc
+        reply = _translate(batch, results, where)
+
+
+def run_sync(step: Step[T], client: redis.Redis, where: str = "Redis") -> T:
+    """Drive ``step`` against a sync client."""
+    reply: list[Any] | None = None
+    while True:
+        try:
+            batch = step.send(reply) if reply is not None else next(step)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        with map_redis_errors(batch.operation, where):
+            results = _execute_sync(client, batch)
+            for i in _noscript_positions(batch, results):
+                call = batch.calls[i]
+                assert isinstance(call, ScriptCall)
+                try:
+                    results[i] = client.execute_command(*call.eval())
+                except redis.exceptions.ResponseError as exc:
+                    results[i] = exc
+        reply = _translate(batch, results, where)
