@@ -1,3 +1,49 @@
-"""The consumer runtime: groups with acks, replay, claiming, dead letters, gap detection."""
+"""The consumer runtime: groups with acks, replay, claiming, dead letters, gap detection.
 
-__all__: list[str] = []
+Two shapes:
+
+* :class:`Consumer` (group mode) for a service's shared Redis cache: one consumer group per
+  service, each event applied once per service, at least once;
+* :class:`BroadcastConsumer` for in-process L1 caches: every process sees every event.
+"""
+
+from consumers.broadcast import BroadcastConsumer
+from consumers.config import BroadcastConfig, ConsumerConfig, FlushReason, default_consumer_name
+from consumers.entries import ClaimResult, Entry, GroupState, StreamState
+from consumers.observe import ConsumerObserver, ConsumerStats, Health
+from consumers.plan import Delivered, Plan, coalesce
+from consumers.retention import TrimResult, safe_min_id, trim_acknowledged
+from consumers.runtime import Consumer
+from consumers.sinks import CallbackSink, LocalCacheSink, RedisCacheSink, Sink
+
+__all__ = [
+    # runtimes
+    "BroadcastConsumer",
+    "Consumer",
+    # configuration
+    "BroadcastConfig",
+    "ConsumerConfig",
+    "FlushReason",
+    "default_consumer_name",
+    # sinks
+    "CallbackSink",
+    "LocalCacheSink",
+    "RedisCacheSink",
+    "Sink",
+    # observing
+    "ConsumerObserver",
+    "ConsumerStats",
+    "Health",
+    # values
+    "ClaimResult",
+    "Delivered",
+    "Entry",
+    "GroupState",
+    "Plan",
+    "StreamState",
+    "TrimResult",
+    "coalesce",
+    # retention
+    "safe_min_id",
+    "trim_acknowledged",
+]

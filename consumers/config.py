@@ -1,0 +1,143 @@
+"""Configuration of the consumer runtime: frozen values, defaults documented where they live."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from contracts.errors import ConfigError
+from contracts.keys import validate_name
+
+__all__ = ["BroadcastConfig", "ConsumerConfig", "FlushReason", "default_consumer_name"]
+
+
+class FlushReason(StrEnum):
+    """Why a consumer flushed the cache scope it guards. Every flush is counted by reason."""
+
+    NEW_GROUP = "new_group"  # the group did not exist: it knows no history
+    GROUP_LOST = "group_lost"  # NOGROUP: stream or group vanished (restart, eviction, deletion)
+    EPOCH_CHANGED = "epoch_changed"  # another member recreated the group before we saw NOGROUP
+    TRIMMED = "trimmed"  # entries were removed before this group read them
+    POISON = "poison"  # an event was dead-lettered instead of applied
+    STALE_BUDGET = "stale_budget"  # broadcast: disconnected longer than the staleness budget
+    STREAM_LOST = "stream_lost"  # broadcast: the stream vanished or was recreated
+    SERVER_CHANGED = "server_changed"  # the server's run_id changed and a check found a loss
+    MANUAL = "manual"
+
+
+def default_consumer_name(group: str) -> str:
+    """A stable member name: the same process on the same host gets the same name back.
+
+    Stability matters: a restarted member drains its own pending entries by name. Set
+    ``CACHEBUS_CONSUMER_NAME`` (or pass a name) where hostnames are not stable.
+    """
+    host = socket.gethostname().split(".")[0] or "host"
+    ordinal = os.environ.get("CACHEBUS_CONSUMER_ORDINAL", "0")
+    return f"{group}-{host}-{ordinal}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """A service's consumer group on one invalidation stream.
+
+    Timing defaults are chosen so that ``socket_timeout`` of the stream client (set it above
+    ``block_ms``) never fires during a blocking read, and a member that died is taken over
+    after ``min_idle_ms`` plus at most one ``claim_interval_s``.
+    """
+
+    #: Logical stream name (the Redis key is built by :class:`contracts.keys.StreamKeys`).
+    stream: str
+    #: The consumer group: one per service.
+    group: str
+    #: This member's stable name (see :func:`default_consumer_name`).
+    consumer: str = ""
+    #: Namespaces this service caches; events for others are acked and ignored.
+    namespaces: frozenset[str] = frozenset()
+    #: Entries per XREADGROUP.
+    count: int = 500
+    #: How long a read blocks waiting for new entries (milliseconds).
+    block_ms: int = 1000
+    #: Entries idle longer than this in another member's pending list are claimed (milliseconds).
+    min_idle_ms: int = 30_000
+    #: How often the claimer runs XAUTOCLAIM, and housekeeping checks run (seconds).
+    claim_interval_s: float = 5.0
+    #: Entries per XAUTOCLAIM call.
+    claim_count: int = 200
+    #: An entry that fails this many times is dead-lettered and its scope flushed.
+    max_deliveries: int = 5
+    #: Members with no pending entries, idle longer than this, are removed (seconds; 0 = never).
+    remove_idle_members_after_s: float = 3600.0
+    #: Readiness is false while the group lags more than this many entries.
+    lag_budget: int = 10_000
+    #: Readiness is false after Redis has been unreachable this long (seconds).
+    max_staleness_s: float = 5.0
+    #: ``stop()``: time given to finish and ack the batch in flight, then the hard deadline.
+    grace_period_s: float = 5.0
+    hard_deadline_s: float = 10.0
+    #: Backoff between attempts while Redis is unreachable (seconds, doubled up to the cap).
+    backoff_base_s: float = 0.05
+    backoff_cap_s: float = 2.0
+    #: Pattern invalidations matching more keys than this escalate to a namespace flush.
+    max_keys_per_pattern: int = 100_000
+    #: Trim the stream to what every group has acked (MINID), at most once per interval.
+    retention: bool = False
+    retention_interval_s: float = 30.0
+    #: Hard cap on stream length; trimming past a group here is a detected gap, never silent.
+    max_stream_length: int = 1_000_000
+    #: Groups idle (all members) longer than this are reported as retired (seconds).
+    retired_group_after_s: float = 24 * 3600.0
+    #: Event ids remembered to spare callbacks a duplicate delivered twice in a row.
+    dedupe_window: int = 4096
+
+    def __post_init__(self) -> None:
+        validate_name(self.stream, "stream")
+        validate_name(self.group, "group")
+        if not self.consumer:
+            object.__setattr__(self, "consumer", default_consumer_name(self.group))
+        validate_name(self.consumer, "consumer")
+        if not self.namespaces:
+            raise ConfigError(
+                f"consumer group {self.group!r} guards no namespace: pass the namespaces it caches"
+            )
+        object.__setattr__(self, "namespaces", frozenset(self.namespaces))
+        if self.count < 1 or self.claim_count < 1:
+            raise ConfigError("count and claim_count must be at least 1")
+        if self.block_ms < 1:
+            raise ConfigError("block_ms must be at least 1 (0 would block forever)")
+        if self.max_deliveries < 1:
+            raise ConfigError("max_deliveries must be at least 1")
+        if self.min_idle_ms < self.block_ms:
+            raise ConfigError("min_idle_ms must exceed block_ms, or live members get claimed")
+        if self.hard_deadline_s < self.grace_period_s:
+            raise ConfigError("hard_deadline_s must not be shorter than grace_period_s")
+
+    @property
+    def socket_timeout_floor(self) -> float:
+        """The stream client's socket timeout must exceed this (seconds)."""
+        return self.block_ms / 1000.0 + 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastConfig:
+    """Broadcast mode: every process reads every event, without a group, into its own L1."""
+
+    stream: str
+    namespaces: frozenset[str] = field(default_factory=frozenset)
+    count: int = 500
+    block_ms: int = 1000
+    #: Disconnected longer than this, the L1 is flushed and bypassed until caught up (seconds).
+    max_staleness_s: float = 5.0
+    backoff_base_s: float = 0.05
+    backoff_cap_s: float = 2.0
+    grace_period_s: float = 2.0
+    dedupe_window: int = 4096
+
+    def __post_init__(self) -> None:
+        validate_name(self.stream, "stream")
+        if not self.namespaces:
+            raise ConfigError("a broadcast consumer guards no namespace: pass the namespaces")
+        object.__setattr__(self, "namespaces", frozenset(self.namespaces))
+        if self.block_ms < 1:
+            raise ConfigError("block_ms must be at least 1 (0 would block forever)")

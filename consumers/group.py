@@ -1,0 +1,280 @@
+"""Stream-side operations of one consumer group, typed, with redis-py errors translated.
+
+Besides the stream and its group, a small hash beside the stream (``StreamKeys.group_meta``)
+records the group's *epoch* (a random token rotated before the group is (re)created), the
+epoch the service's cache scope was last *synced* to, the trimmed-gap *deficit* already
+covered by a flush, and the last flush with its reason (for ``cachebus status``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio
+
+from cachecore._io import Script
+from cachecore.connection import map_redis_errors
+from contracts.keys import StreamKeys
+from consumers.entries import (
+    ClaimResult,
+    Entry,
+    StreamState,
+    parse_claim,
+    parse_read,
+    parse_stream_info,
+    text,
+)
+
+__all__ = ["GroupMeta", "ReadResult", "StreamGroup"]
+
+#: Remove a member only if it still has no pending entries and is still idle: checked and done
+#: atomically, because XGROUP DELCONSUMER silently discards a member's pending entries.
+_REMOVE_IDLE_MEMBER = Script(
+    """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #pending > 0 then return -1 end
+local members = redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+for _, m in ipairs(members) do
+  local name, idle
+  for i = 1, #m, 2 do
+    if m[i] == 'name' then name = m[i + 1] elseif m[i] == 'idle' then idle = m[i + 1] end
+  end
+  if name == ARGV[2] then
+    if tonumber(idle) < tonumber(ARGV[3]) then return -2 end
+    return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  end
+end
+return -3
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMeta:
+    epoch: str | None
+    synced: str | None
+    deficit: int
+    fallback_mark: str | None
+
+    @classmethod
+    def parse(cls, raw: Mapping[Any, Any] | None) -> GroupMeta:
+        data = {text(k): text(v) for k, v in (raw or {}).items()}
+        return cls(
+            epoch=data.get("epoch"),
+            synced=data.get("synced"),
+            deficit=int(data.get("deficit", "0") or 0),
+            fallback_mark=data.get("fallback_mark"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """A read, with the stream's state and the group meta as they were just before it."""
+
+    entries: list[Entry]
+    state: StreamState | None
+    meta: GroupMeta
+    group_missing: bool
+
+
+class StreamGroup:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        keys: StreamKeys,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        where: str = "Redis",
+    ) -> None:
+        self.client = client
+        self.stream_name = stream
+        self.stream = keys.stream(stream)
+        self.meta_key = keys.group_meta(stream, group)
+        self.dlq = keys.dead_letter(stream, group)
+        self.group = group
+        self.consumer = consumer
+        self.where = where
+
+    # ---- reading ------------------------------------------------------------------------
+    async def read(
+        self, *, count: int, block_ms: int | None, pending: bool = False, start_id: str = "0"
+    ) -> ReadResult:
+        """One round trip: group meta, XINFO STREAM/GROUPS, then XREADGROUP.
+
+        ``pending=True`` reads this member's own pending entries after ``start_id`` (no block);
+        otherwise new entries (``>``), blocking up to ``block_ms``.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.meta_key)
+        pipe.execute_command("XINFO STREAM", self.stream)
+        pipe.execute_command("XINFO GROUPS", self.stream)
+        args: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count]
+        if block_ms is not None and not pending:
+            args += ["BLOCK", block_ms]
+        args += ["STREAMS", self.stream, start_id if pending else ">"]
+        pipe.execute_command(*args)
+        with map_redis_errors(f"XREADGROUP {self.stream}", self.where):
+            meta_raw, info, groups, reply = await pipe.execute(raise_on_error=False)
+        meta = GroupMeta.parse(meta_raw if isinstance(meta_raw, dict) else None)
+        missing = _is_nogroup(reply)
+        for result in (meta_raw, reply):
+            if isinstance(result, Exception) and not _is_nogroup(result):
+                with map_redis_errors(f"XREADGROUP {self.stream}", self.where):
+                    raise result
+        state = None
+        if not isinstance(info, Exception) and not isinstance(groups, Exception):
+            state = parse_stream_info(info, groups)
+        entries = [] if missing else parse_read(reply, self.stream)
+        return ReadResult(entries, state, meta, missing)
+
+    async def pending_deliveries(self, entries: Sequence[Entry]) -> list[Entry]:
+        """The same entries with their delivery counts (one XPENDING over their id range)."""
+        if not entries:
+            return []
+        with map_redis_errors(f"XPENDING {self.stream}", self.where):
+            rows = await self.client.xpending_range(
+                self.stream,
+                self.group,
+                min=entries[0].id,
+                max=entries[-1].id,
+                count=len(entries) * 2 + 10,
+                consumername=self.consumer,
+            )
+        counts = {text(r["message_id"]): int(r["times_delivered"]) for r in rows}
+        return [Entry(e.id, e.fields, counts.get(e.id, e.deliveries)) for e in entries]
+
+    async def claim(self, cursor: str, *, min_idle_ms: int, count: int) -> ClaimResult:
+        with map_redis_errors(f"XAUTOCLAIM {self.stream}", self.where):
+            reply = await self.client.execute_command(
+                "XAUTOCLAIM", self.stream, self.group, self.consumer, min_idle_ms, cursor,
+                "COUNT", count,
+            )  # fmt: skip
+        return parse_claim(reply)
+
+    async def heartbeat(self, ids: Sequence[str]) -> None:
+        """Reset the idle time of our own entries (XCLAIM to ourselves, JUSTID: no delivery)."""
+        if not ids:
+            return
+        with map_redis_errors(f"XCLAIM {self.stream}", self.where):
+            await self.client.execute_command(
+                "XCLAIM", self.stream, self.group, self.consumer, 0, *ids, "JUSTID"
+            )
+
+    # ---- settling -----------------------------------------------------------------------
+    async def ack(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        with map_redis_errors(f"XACK {self.stream}", self.where):
+            return int(await self.client.xack(self.stream, self.group, *ids))
+
+    async def dead_letter(
+        self, entry: Entry, *, reason: str, error: str, deliveries: int, maxlen: int = 100_000
+    ) -> str:
+        """Copy the entry to the group's dead-letter stream, then ack it (in this order: a crash
+        in between leaves it pending, so it is dead-lettered again, never lost)."""
+        fields: dict[Any, Any] = dict(entry.fields)
+        fields.update(
+            {
+                "dlq_entry_id": entry.id,
+                "dlq_stream": self.stream,
+                "dlq_group": self.group,
+                "dlq_consumer": self.consumer,
+                "dlq_reason": reason,
+                "dlq_error": error[:2000],
+                "dlq_deliveries": str(deliveries),
+                "dlq_at_ms": str(int(time.time() * 1000)),
+            }
+        )
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xadd(self.dlq, fields, maxlen=maxlen, approximate=True)
+        pipe.xack(self.stream, self.group, entry.id)
+        with map_redis_errors(f"XADD {self.dlq}", self.where):
+            dlq_id, _ = await pipe.execute()
+        return text(dlq_id)
+
+    # ---- the group's life ---------------------------------------------------------------
+    async def create(self) -> str:
+        """Rotate the epoch, then create the group at ``$`` (MKSTREAM); returns the epoch.
+
+        The epoch changes *before* the group exists, so a member that sees the new group
+        before our flush finished also sees an epoch its scope is not synced to. A group
+        another member created meanwhile (BUSYGROUP) is fine: both flush.
+        """
+        epoch = await self.rotate_epoch()
+        with map_redis_errors(f"XGROUP CREATE {self.stream}", self.where):
+            try:
+                await self.client.xgroup_create(self.stream, self.group, id="$", mkstream=True)
+            except redis.exceptions.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        return epoch
+
+    async def rotate_epoch(self) -> str:
+        epoch = secrets.token_hex(8)
+        with map_redis_errors(f"HSET {self.meta_key}", self.where):
+            await self.client.hset(self.meta_key, mapping={"epoch": epoch, "deficit": 0})
+            await self.client.hdel(self.meta_key, "fallback_mark")
+        return epoch
+
+    async def stream_state(self) -> StreamState | None:
+        """XINFO STREAM and GROUPS, or None when the stream does not exist."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.execute_command("XINFO STREAM", self.stream)
+        pipe.execute_command("XINFO GROUPS", self.stream)
+        with map_redis_errors(f"XINFO STREAM {self.stream}", self.where):
+            info, groups = await pipe.execute(raise_on_error=False)
+        if isinstance(info, Exception) or isinstance(groups, Exception):
+            return None
+        return parse_stream_info(info, groups)
+
+    async def mark_synced(self, epoch: str | None, *, reason: str | None, deficit: int | None = None,
+                          fallback_mark: str | None = None) -> None:  # fmt: skip
+        mapping: dict[str, Any] = {}
+        if epoch is not None:
+            mapping["synced"] = epoch
+        if deficit is not None:
+            mapping["deficit"] = deficit
+        if fallback_mark is not None:
+            mapping["fallback_mark"] = fallback_mark
+        if reason is not None:
+            mapping["last_flush_reason"] = reason
+            mapping["last_flush_ms"] = int(time.time() * 1000)
+        if not mapping:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(self.meta_key, mapping=mapping)
+        if reason is not None:
+            pipe.hincrby(self.meta_key, f"flushes:{reason}", 1)
+        with map_redis_errors(f"HSET {self.meta_key}", self.where):
+            await pipe.execute()
+
+    async def remove_idle_member(self, name: str, idle_ms: int) -> bool:
+        """Delete member ``name`` only if it has no pending entries and is idle ``idle_ms``."""
+        call = _REMOVE_IDLE_MEMBER.call([self.stream], [self.group, name, idle_ms])
+        with map_redis_errors(f"XGROUP DELCONSUMER {self.stream}", self.where):
+            try:
+                result = await self.client.execute_command(*call.evalsha())
+            except redis.exceptions.NoScriptError:
+                result = await self.client.execute_command(*call.eval())
+        return int(result) >= 0
+
+    async def members(self) -> list[dict[str, Any]]:
+        with map_redis_errors(f"XINFO CONSUMERS {self.stream}", self.where):
+            rows = await self.client.execute_command("XINFO CONSUMERS", self.stream, self.group)
+        return [{text(k): (text(v) if isinstance(v, bytes) else v) for k, v in r.items()} for r in rows]
+
+    async def run_id(self) -> str:
+        with map_redis_errors("INFO server", self.where):
+            info = await self.client.info("server")
+        return str(info.get("run_id", ""))
+
+
+def _is_nogroup(value: Any) -> bool:
+    return isinstance(value, redis.exceptions.ResponseError) and str(value).startswith("NOGROUP")
+

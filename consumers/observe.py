@@ -1,0 +1,91 @@
+"""What a consumer counts and reports: stats, health, and hooks for metrics and tracing.
+
+:class:`ConsumerObserver` has no-op hooks; the OpenTelemetry integration subclasses it. A hook
+that raises is logged and ignored: observability must never stop invalidations.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from consumers.config import FlushReason
+from consumers.entries import StreamState
+from consumers.plan import Delivered
+
+__all__ = ["ConsumerObserver", "ConsumerStats", "Health", "ReadSource"]
+
+log = logging.getLogger("cachebus.consumer")
+
+ReadSource = Literal["new", "pending", "claimed"]
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    read: int = 0
+    applied: int = 0
+    acked: int = 0
+    redelivered: int = 0
+    claimed: int = 0
+    dead_lettered: int = 0
+    decode_errors: int = 0
+    apply_failures: int = 0
+    foreign_skipped: int = 0
+    trimmed_pending: int = 0
+    backend_errors: int = 0
+    flushes: Counter[str] = field(default_factory=Counter)
+    last_flush_reason: str | None = None
+    last_flush_at: float | None = None
+    members_removed: int = 0
+    trimmed_by_retention: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            name: getattr(self, name) for name in self.__dataclass_fields__ if name != "flushes"
+        }
+        out["flushes"] = dict(self.flushes)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    live: bool
+    ready: bool
+    connected: bool
+    group_present: bool
+    pending_drained: bool
+    lag: int | None
+    pending: int | None
+    reasons: tuple[str, ...]
+    last_heartbeat_age_s: float
+
+
+class ConsumerObserver:
+    """Override what you need. Hooks run inline: keep them cheap."""
+
+    def on_read(self, source: ReadSource, count: int, state: StreamState | None) -> None: ...
+
+    def on_applied(self, delivered: Sequence[Delivered], started: float, ended: float) -> None: ...
+
+    def on_acked(self, ids: Sequence[str], started: float, ended: float) -> None: ...
+
+    def on_flush(self, reason: FlushReason, namespaces: frozenset[str], detail: str) -> None: ...
+
+    def on_dead_letter(self, entry_id: str, reason: str, deliveries: int) -> None: ...
+
+    def on_backend_error(self, error: Exception) -> None: ...
+
+
+def safe_call(observer: ConsumerObserver, hook: str, *args: object) -> None:
+    try:
+        getattr(observer, hook)(*args)
+    except Exception:  # an observer bug must not stop invalidations
+        log.exception("observer hook %s failed", hook)
+
+
+def monotonic() -> float:
+    return time.monotonic()

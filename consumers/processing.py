@@ -1,0 +1,258 @@
+"""One batch, start to finish: decode, isolate poison, coalesce, apply through sinks, ack.
+
+Failure policy, in one place:
+
+* an entry that cannot be decoded is dead-lettered at once (decoding is deterministic: retrying
+  cannot help) and its namespace (or, when unknown, the whole scope) is flushed;
+* Redis unreachable while applying (``BackendUnavailable``) is not the event's fault: the plan
+  is retried with capped backoff, the entries stay pending (and heartbeated) meanwhile;
+* any other failure isolates the events one by one; an event that still fails after
+  ``max_deliveries`` attempts (Redis redeliveries included) is dead-lettered and its namespace
+  flushed, because skipping an invalidation would leave stale data;
+* acks go out in one XACK per batch, shielded from cancellation, and only for entries that were
+  applied, ignored as foreign, or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import orjson
+
+from consumers.config import ConsumerConfig, FlushReason
+from consumers.entries import Entry, stream_id
+from consumers.group import StreamGroup
+from consumers.observe import ConsumerObserver, ConsumerStats, ReadSource, monotonic, safe_call
+from consumers.plan import Delivered, Plan, coalesce
+from consumers.sinks import Sink
+from contracts.codec import decode_fields
+from contracts.errors import BackendUnavailable, EventDecodeError
+
+__all__ = ["BatchProcessor"]
+
+log = logging.getLogger("cachebus.consumer")
+
+FlushFn = Callable[[frozenset[str], FlushReason, str], Awaitable[None]]
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        group: StreamGroup,
+        config: ConsumerConfig,
+        sinks: Sequence[Sink],
+        stats: ConsumerStats,
+        observer: ConsumerObserver,
+        flush: FlushFn,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.group = group
+        self.config = config
+        self.sinks = tuple(sinks)
+        self.stats = stats
+        self.observer = observer
+        self.flush = flush
+        self.stopping = stopping
+        self.max_seen: tuple[int, int] = (0, 0)
+        self._acks: set[asyncio.Task[int]] = set()
+
+    async def process(self, entries: Sequence[Entry], source: ReadSource) -> int:
+        """Handle ``entries``; returns how many were acked."""
+        if not entries:
+            return 0
+        self.stats.read += len(entries)
+        if source != "new":
+            self.stats.redelivered += sum(1 for e in entries if e.deliveries > 1)
+        last = stream_id(entries[-1].id)
+        if last > self.max_seen:
+            self.max_seen = last
+        settled: list[str] = []
+        trimmed = [e.id for e in entries if e.trimmed]
+        if trimmed:
+            self.stats.trimmed_pending += len(trimmed)
+            await self.flush(
+                self.config.namespaces, FlushReason.TRIMMED, f"{len(trimmed)} pending entries trimmed"
+            )
+            settled += trimmed
+        delivered: list[Delivered] = []
+        for entry in entries:
+            if entry.trimmed:
+                continue
+            try:
+                decoded = decode_fields(entry.fields, entry_id=entry.id)
+            except EventDecodeError as exc:
+                self.stats.decode_errors += 1
+                await self._dead_letter(entry, f"decode:{exc.rule}", str(exc), _guess_namespace(entry))
+                continue
+            if decoded.event.namespace not in self.config.namespaces:
+                self.stats.foreign_skipped += 1
+                settled.append(entry.id)
+                continue
+            delivered.append(
+                Delivered(entry.id, decoded.event, decoded.headers, entry.deliveries, entry.fields)
+            )
+        exhausted = [d for d in delivered if d.deliveries > self.config.max_deliveries]
+        for d in exhausted:
+            await self._dead_letter_delivered(d, "max_deliveries", "delivered too many times")
+        fresh = [d for d in delivered if d.deliveries <= self.config.max_deliveries]
+        settled += await self._apply(fresh)
+        await self.ack(settled)
+        return len(settled)
+
+    # ---- applying ---------------------------------------------------------------------
+    async def _apply(self, delivered: list[Delivered]) -> list[str]:
+        if not delivered:
+            return []
+        ids = [d.entry_id for d in delivered]
+        plan = coalesce(delivered)
+        async with self._heartbeat(ids):
+            try:
+                if not await self._apply_with_retry(plan):
+                    return []  # stopping: leave them pending for our next start
+            except Exception as exc:  # a sink's failure: isolate the event(s) at fault
+                log.warning("applying a batch of %d failed (%r); isolating events", len(ids), exc)
+                return await self._isolate(delivered)
+        self.stats.applied += len(delivered)
+        return ids
+
+    async def _apply_with_retry(self, plan: Plan) -> bool:
+        delay = self.config.backoff_base_s
+        while True:
+            started = monotonic()
+            try:
+                for sink in self.sinks:
+                    await sink.apply(plan)
+            except BackendUnavailable as exc:
+                self.stats.backend_errors += 1
+                safe_call(self.observer, "on_backend_error", exc)
+                if self.stopping():
+                    return False
+                log.warning("cache unreachable while applying (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.backoff_cap_s)
+                continue
+            safe_call(self.observer, "on_applied", plan.delivered, started, monotonic())
+            return True
+
+    async def _isolate(self, delivered: list[Delivered]) -> list[str]:
+        done: list[str] = []
+        for d in delivered:
+            attempts = d.deliveries - 1
+            while True:
+                try:
+                    if not await self._apply_with_retry(coalesce([d])):
+                        break
+                except Exception as exc:  # the sink refuses this event
+                    attempts += 1
+                    self.stats.apply_failures += 1
+                    if attempts >= self.config.max_deliveries:
+                        await self._dead_letter_delivered(d, "apply", repr(exc), attempts)
+                        break
+                    await asyncio.sleep(min(self.config.backoff_base_s * 2**attempts, 1.0))
+                    continue
+                self.stats.applied += 1
+                done.append(d.entry_id)
+                break
+        return done
+
+    @contextlib.asynccontextmanager
+    async def _heartbeat(self, ids: list[str]) -> AsyncIterator[None]:
+        """Keep our entries ours while a slow apply runs (resets their idle time)."""
+        interval = self.config.min_idle_ms / 3000.0
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                with contextlib.suppress(BackendUnavailable):
+                    await self.group.heartbeat(ids)
+
+        task = asyncio.ensure_future(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ---- dead letters ----------------------------------------------------------------
+    async def _dead_letter_delivered(
+        self, d: Delivered, reason: str, error: str, deliveries: int | None = None
+    ) -> None:
+        entry = Entry(d.entry_id, d.fields, d.deliveries)
+        await self._dead_letter(entry, reason, error, d.event.namespace, deliveries=deliveries)
+
+    async def _dead_letter(
+        self,
+        entry: Entry,
+        reason: str,
+        error: str,
+        namespace: str | None,
+        *,
+        deliveries: int | None = None,
+    ) -> None:
+        # Flush first: if we crash before the dead letter is written, the entry is still
+        # pending and comes back; if we flushed after, a crash could lose the flush.
+        scope = (
+            frozenset({namespace})
+            if namespace in self.config.namespaces
+            else frozenset(self.config.namespaces)
+        )
+        await self.flush(scope, FlushReason.POISON, f"entry {entry.id}: {reason}")
+        count = deliveries if deliveries is not None else entry.deliveries
+        await _shielded(
+            self.group.dead_letter(entry, reason=reason, error=error, deliveries=count)
+        )
+        self.stats.dead_lettered += 1
+        safe_call(self.observer, "on_dead_letter", entry.id, reason, count)
+        log.error("dead-lettered entry %s of %s (%s): %s", entry.id, self.group.stream, reason, error)
+
+    # ---- acks --------------------------------------------------------------------------
+    async def ack(self, ids: Sequence[str]) -> None:
+        """One XACK for the batch; shielded, and retried while Redis is briefly unreachable."""
+        if not ids:
+            return
+        started = monotonic()
+        delay = self.config.backoff_base_s
+        while True:
+            try:
+                acked = await _shielded(self.group.ack(list(ids)), self._acks)
+            except BackendUnavailable as exc:
+                if self.stopping():
+                    log.warning("ack of %d entries failed at stop (%s): they will be redelivered", len(ids), exc)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.backoff_cap_s)
+                continue
+            self.stats.acked += acked
+            safe_call(self.observer, "on_acked", ids, started, monotonic())
+            return
+
+    async def wait_acks(self, timeout: float) -> None:
+        if self._acks:
+            await asyncio.wait(self._acks, timeout=timeout)
+
+
+async def _shielded(coro: Awaitable[int] | Awaitable[str], tasks: set[asyncio.Task[int]] | None = None) -> int:
+    """Run ``coro`` so that cancelling the caller does not cut it in half."""
+    task = asyncio.ensure_future(coro)
+    if tasks is not None:
+        tasks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(tasks.discard)  # type: ignore[arg-type]
+    return await asyncio.shield(task)  # type: ignore[return-value]
+
+
+def _guess_namespace(entry: Entry) -> str | None:
+    """Best effort: the namespace of an undecodable entry, to flush less than the whole scope."""
+    raw = entry.fields.get(b"__data__")
+    if raw is None:
+        return None
+    try:
+        outer = orjson.loads(raw)
+        inner = orjson.loads(outer["data"]) if isinstance(outer, dict) and isinstance(outer.get("data"), str) else outer
+        ns = inner.get("namespace") if isinstance(inner, dict) else None
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return None
+    return ns if isinstance(ns, str) else None

@@ -1,0 +1,307 @@
+"""The group-mode consumer: one service's consumer group on the invalidation stream.
+
+Lifecycle (saq/dramatiq style): ``__init__`` only stores things; ``run()`` creates or checks the
+group, drains this member's own pending entries (read id ``0``) before reading ``>``, and loops
+until ``stop()``; ``stop()`` is idempotent: stop reading, let the batch in flight finish and ack
+within the grace period, then cancel (acks are shielded), then give up at the hard deadline.
+Signals are the CLI's business, never this module's.
+
+Each read is one round trip that also returns the group meta and the stream's state as they
+were just before it, so the checks that turn a loss into a flush (NOGROUP, epoch, trimmed
+entries) run on every read at no extra round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Sequence
+
+import redis.asyncio
+
+from consumers.config import ConsumerConfig, FlushReason
+from consumers.entries import StreamState, stream_id
+from consumers.gaps import check_gap
+from consumers.group import ReadResult, StreamGroup
+from consumers.observe import ConsumerObserver, ConsumerStats, Health, monotonic, safe_call
+from consumers.processing import BatchProcessor
+from consumers.retention import trim_acknowledged
+from consumers.sinks import Sink
+from contracts.errors import BackendUnavailable, ConsumerError, GroupMissingError
+from contracts.keys import StreamKeys
+
+__all__ = ["Consumer"]
+
+log = logging.getLogger("cachebus.consumer")
+
+
+class Consumer:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        config: ConsumerConfig,
+        sinks: Sequence[Sink],
+        *,
+        keys: StreamKeys | None = None,
+        observer: ConsumerObserver | None = None,
+        where: str = "stream Redis",
+    ) -> None:
+        if not sinks:
+            raise ConsumerError("a consumer needs at least one sink to apply invalidations to")
+        self.config = config
+        self.keys = keys or StreamKeys()
+        self.stats = ConsumerStats()
+        self.observer = observer or ConsumerObserver()
+        self.group = StreamGroup(
+            client, self.keys, config.stream, config.group, config.consumer, where=where
+        )
+        self.sinks = tuple(sinks)
+        self.processor = BatchProcessor(
+            self.group, config, self.sinks, self.stats, self.observer, self._flush,
+            lambda: self._stopping,
+        )  # fmt: skip
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._stop_lock: asyncio.Lock | None = None
+        self._heartbeat = monotonic()
+        self._connected = False
+        self._disconnected_since: float | None = None
+        self._group_present = False
+        self._pending_drained = False
+        self._state: StreamState | None = None
+        self._run_id: str | None = None
+        self._next_claim = 0.0
+        self._next_housekeeping = 0.0
+        self._next_retention = 0.0
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Consume until :meth:`stop` (or, with ``until_idle``, until nothing is left to do)."""
+        if self._task is not None and not self._task.done():
+            raise ConsumerError("this consumer is already running")
+        self._task = asyncio.current_task()
+        self._stopping = False
+        block_ms = min(self.config.block_ms, 100) if until_idle else self.config.block_ms
+        try:
+            while not self._stopping:
+                try:
+                    if not self._pending_drained:
+                        await self._drain_own_pending()
+                        continue
+                    progressed = await self._iteration(block_ms)
+                    if until_idle and not progressed:
+                        return
+                except GroupMissingError:
+                    await self._recover(FlushReason.GROUP_LOST)
+                except BackendUnavailable as exc:
+                    await self._unavailable(exc)
+        finally:
+            self._heartbeat = monotonic()
+
+    async def stop(self) -> None:
+        """Stop reading, finish the batch in flight, then cancel. Safe to call twice."""
+        if self._stop_lock is None:
+            self._stop_lock = asyncio.Lock()
+        async with self._stop_lock:
+            self._stopping = True
+            task = self._task
+            if task is None or task.done() or task is asyncio.current_task():
+                return
+            done, _ = await asyncio.wait({task}, timeout=self.config.grace_period_s)
+            if not done:
+                log.warning("consumer %s did not stop within the grace period; cancelling", self.config.consumer)
+                task.cancel()
+                rest = self.config.hard_deadline_s - self.config.grace_period_s
+                done, _ = await asyncio.wait({task}, timeout=max(rest, 0.1))
+                if not done:
+                    log.error("consumer %s still running at the hard deadline", self.config.consumer)
+            await self.processor.wait_acks(timeout=1.0)
+
+    async def __aenter__(self) -> Consumer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---- the loop -------------------------------------------------------------------------
+    async def _iteration(self, block_ms: int) -> bool:
+        now = monotonic()
+        progressed = False
+        if now >= self._next_claim:
+            progressed = await self._claim_round() > 0
+            self._next_claim = monotonic() + self.config.claim_interval_s
+        if now >= self._next_housekeeping:
+            await self._housekeeping()
+            self._next_housekeeping = monotonic() + self.config.claim_interval_s
+        result = await self.group.read(count=self.config.count, block_ms=block_ms)
+        await self._after_read(result, "new")
+        await self.processor.process(result.entries, "new")
+        return progressed or bool(result.entries)
+
+    async def _drain_own_pending(self) -> None:
+        """At start: our own pending entries first (a restarted member never misses them)."""
+        start = "0"
+        while not self._stopping:
+            result = await self.group.read(count=self.config.count, block_ms=None, pending=True,
+                                           start_id=start)  # fmt: skip
+            await self._after_read(result, "pending")
+            entries = [e for e in result.entries if stream_id(e.id) > stream_id(start)]
+            if not entries:
+                break
+            entries = await self.group.pending_deliveries(entries)
+            await self.processor.process(entries, "pending")
+            start = entries[-1].id
+        self._pending_drained = True
+
+    async def _after_read(self, result: ReadResult, source: str) -> None:
+        self._mark_connected()
+        if result.group_missing:
+            reason = FlushReason.GROUP_LOST if result.meta.epoch else FlushReason.NEW_GROUP
+            await self._recover(reason)
+            return
+        self._group_present = True
+        self._state = result.state
+        safe_call(self.observer, "on_read", source, len(result.entries), result.state)
+        meta = result.meta
+        if meta.epoch is None or meta.synced != meta.epoch:
+            epoch = meta.epoch or await self.group.rotate_epoch()
+            await self._flush(self.config.namespaces, FlushReason.EPOCH_CHANGED,
+                              "scope not synced to the group's epoch")  # fmt: skip
+            await self.group.mark_synced(epoch, reason=None)
+        if result.state is not None:
+            verdict = check_gap(result.state, self.config.group, meta)
+            if verdict.gap:
+                await self._flush(self.config.namespaces, FlushReason.TRIMMED, verdict.detail)
+                await self.group.mark_synced(
+                    None, reason=None, deficit=verdict.deficit, fallback_mark=verdict.fallback_mark
+                )
+
+    async def _recover(self, reason: FlushReason) -> None:
+        """The group is gone (or new): recreate it, then flush, then record the sync.
+
+        The group is created before the flush, so everything published before the flush is
+        covered by it and everything after is read by the new group.
+        """
+        self._group_present = False
+        epoch = await self.group.create()
+        await self._flush(self.config.namespaces, reason, "consumer group (re)created")
+        await self.group.mark_synced(epoch, reason=None, deficit=0)
+        self._group_present = True
+        self._pending_drained = False
+
+    async def _claim_round(self) -> int:
+        claimed = 0
+        cursor = "0-0"
+        for _ in range(10):  # bounded per round; the next round continues
+            result = await self.group.claim(
+                cursor, min_idle_ms=self.config.min_idle_ms, count=self.config.claim_count
+            )
+            if result.deleted_ids:
+                self.stats.trimmed_pending += len(result.deleted_ids)
+                await self._flush(self.config.namespaces, FlushReason.TRIMMED,
+                                  f"{len(result.deleted_ids)} pending entries trimmed")  # fmt: skip
+            if result.entries:
+                entries = await self.group.pending_deliveries(result.entries)
+                self.stats.claimed += len(entries)
+                claimed += len(entries)
+                await self.processor.process(entries, "claimed")
+            cursor = result.next_cursor
+            if cursor == "0-0":
+                break
+        return claimed
+
+    async def _housekeeping(self) -> None:
+        run_id = await self.group.run_id()
+        if self._run_id is not None and run_id != self._run_id:
+            await self._server_changed()
+        self._run_id = run_id
+        if self.config.remove_idle_members_after_s > 0:
+            idle_ms = int(self.config.remove_idle_members_after_s * 1000)
+            for member in await self.group.members():
+                name = str(member.get("name"))
+                if name != self.config.consumer and int(member.get("pending", 0)) == 0 and int(
+                    member.get("idle", 0)
+                ) >= idle_ms and await self.group.remove_idle_member(name, idle_ms):
+                    self.stats.members_removed += 1
+                    log.info("removed idle member %s of group %s", name, self.config.group)
+        if self.config.retention and monotonic() >= self._next_retention:
+            self._next_retention = monotonic() + self.config.retention_interval_s
+            trimmed = await trim_acknowledged(
+                self.group.client, self.group.stream, max_length=self.config.max_stream_length,
+                where=self.group.where,
+            )  # fmt: skip
+            self.stats.trimmed_by_retention += trimmed.removed
+
+    async def _server_changed(self) -> None:
+        """The server restarted: writes we saw may be gone (AOF everysec loses up to 1 s)."""
+        state = await self.group.stream_state()
+        if state is None:
+            return  # the stream is gone: the next read sees NOGROUP and recovers
+        if stream_id(state.last_generated_id) < self.processor.max_seen:
+            await self._flush(self.config.namespaces, FlushReason.SERVER_CHANGED,
+                              "server restarted and lost entries this member had seen")  # fmt: skip
+
+    # ---- flushing -------------------------------------------------------------------------
+    async def _flush(self, namespaces: Collection[str], reason: FlushReason, detail: str) -> None:
+        scope = frozenset(namespaces)
+        delay = self.config.backoff_base_s
+        while True:
+            try:
+                for sink in self.sinks:
+                    await sink.flush(scope, reason)
+                break
+            except BackendUnavailable as exc:
+                if self._stopping:
+                    raise
+                log.warning("flush (%s) failed, cache unreachable (%s); retrying", reason, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.backoff_cap_s)
+        self.stats.flushes[reason.value] += 1
+        self.stats.last_flush_reason = reason.value
+        self.stats.last_flush_at = monotonic()
+        log.warning("flushed %s of scope %s: %s (%s)", sorted(scope), self.config.group, reason.value, detail)
+        safe_call(self.observer, "on_flush", reason, scope, detail)
+        try:
+            await self.group.mark_synced(None, reason=reason.value)
+        except BackendUnavailable:
+            pass  # bookkeeping for `cachebus status` only
+
+    # ---- health -------------------------------------------------------------------------
+    def _mark_connected(self) -> None:
+        self._connected = True
+        self._disconnected_since = None
+        self._heartbeat = monotonic()
+
+    async def _unavailable(self, exc: BackendUnavailable) -> None:
+        self.stats.backend_errors += 1
+        safe_call(self.observer, "on_backend_error", exc)
+        if self._connected or self._disconnected_since is None:
+            log.warning("stream Redis unreachable: %s", exc)
+            self._disconnected_since = monotonic()
+        self._connected = False
+        self._heartbeat = monotonic()
+        outage = monotonic() - (self._disconnected_since or monotonic())
+        delay = min(self.config.backoff_base_s * 2 ** min(outage, 10), self.config.backoff_cap_s)
+        await asyncio.sleep(delay)
+
+    def health(self) -> Health:
+        now = monotonic()
+        reasons: list[str] = []
+        lag = pending = None
+        if self._state is not None and (g := self._state.groups.get(self.config.group)):
+            lag, pending = g.lag, g.pending
+        if not self._connected:
+            reasons.append("not connected to the stream Redis")
+        if not self._group_present:
+            reasons.append("consumer group not present")
+        if not self._pending_drained:
+            reasons.append("own pending entries not drained yet")
+        if lag is not None and lag > self.config.lag_budget:
+            reasons.append(f"lag {lag} over budget {self.config.lag_budget}")
+        if self._disconnected_since is not None and now - self._disconnected_since > self.config.max_staleness_s:
+            reasons.append("disconnected longer than the staleness budget")
+        age = now - self._heartbeat
+        live = age < 3 * self.config.block_ms / 1000.0 + self.config.min_idle_ms / 1000.0
+        return Health(live, not reasons, self._connected, self._group_present,
+                      self._pending_drained, lag, pending, tuple(reasons), age)  # fmt: skip
+
