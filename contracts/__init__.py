@@ -3,6 +3,14 @@
 Depends on pydantic only; every other layer builds on it.
 """
 
+from contracts.codec import (
+    FIELD,
+    DecodedEntry,
+    decode_entries,
+    decode_fields,
+    encode_event,
+    encode_payload,
+)
 from contracts.errors import (
     BackendError,
     BackendUnavailable,
@@ -16,6 +24,25 @@ from contracts.errors import (
     GroupMissingError,
     PublishError,
 )
+from contracts.events import (
+    EVENT_ADAPTER,
+    SCHEMA_VERSION,
+    Event,
+    EventKind,
+    InvalidationEvent,
+    KeysInvalidated,
+    NamespaceFlushed,
+    PatternInvalidated,
+    validate_event,
+)
+from contracts.factory import (
+    EventFactory,
+    Ref,
+    flush_namespace_event,
+    keys_invalidated,
+    pattern_invalidated,
+)
+from contracts.ids import new_event_id
 from contracts.keys import (
     DEFAULT_REGISTRY,
     DEFAULT_TTL_SECONDS,
@@ -31,6 +58,29 @@ from contracts.keys import (
 )
 
 __all__ = [
+    # events
+    "EVENT_ADAPTER",
+    "SCHEMA_VERSION",
+    "Event",
+    "EventFactory",
+    "EventKind",
+    "InvalidationEvent",
+    "KeysInvalidated",
+    "NamespaceFlushed",
+    "PatternInvalidated",
+    "Ref",
+    "flush_namespace_event",
+    "keys_invalidated",
+    "new_event_id",
+    "pattern_invalidated",
+    "validate_event",
+    # wire
+    "FIELD",
+    "DecodedEntry",
+    "decode_entries",
+    "decode_fields",
+    "encode_event",
+    "encode_payload",
     # keys
     "DEFAULT_REGISTRY",
     "DEFAULT_TTL_SECONDS",

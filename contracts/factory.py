@@ -1,0 +1,199 @@
+"""Building events: :class:`EventFactory` binds a producer name to a namespace registry.
+
+Two outputs, same rules. The ``keys``/``pattern``/``flush`` methods return validated models.
+The ``*_payload`` methods return the plain dict that goes on the wire (the same fields in the
+same order as a model's), checked by :mod:`contracts.rules` without building a model: the
+producer's publish path uses them, because a pydantic instance costs more than the rest of
+the publish work together. A property test proves both accept and refuse the same input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from contracts.errors import ContractError
+from contracts.events import (
+    EVENT_ADAPTER,
+    Event,
+    KeysInvalidated,
+    NamespaceFlushed,
+    PatternInvalidated,
+    contract_error,
+    now_ms,
+)
+from contracts.ids import new_event_id
+from contracts.keys import DEFAULT_REGISTRY, KeyRef, NamespaceRegistry, PatternRef
+from contracts.rules import (
+    MAX_KEYS_PER_EVENT,
+    MAX_KEYS_TOTAL_CHARS,
+    check_key_ids,
+    check_namespace,
+    check_pattern,
+    check_producer,
+    check_reason,
+)
+
+__all__ = [
+    "EventFactory",
+    "Ref",
+    "flush_namespace_event",
+    "keys_invalidated",
+    "pattern_invalidated",
+    "split_ids",
+]
+
+#: What a service says it changed: items, a glob of items, or a ready event.
+Ref = KeyRef | PatternRef | KeysInvalidated | PatternInvalidated | NamespaceFlushed
+_E = TypeVar("_E", KeysInvalidated, PatternInvalidated, NamespaceFlushed)
+
+
+def split_ids(ids: Iterable[str]) -> Iterator[tuple[str, ...]]:
+    """Chunks of ``ids`` that each fit one keys event (by count and by total size)."""
+    chunk: list[str] = []
+    size = 0
+    for i in ids:
+        if chunk and (len(chunk) >= MAX_KEYS_PER_EVENT or size + len(i) > MAX_KEYS_TOTAL_CHARS):
+            yield tuple(chunk)
+            chunk, size = [], 0
+        chunk.append(i)
+        size += len(i)
+    if chunk:
+        yield tuple(chunk)
+
+
+def _id_text(ids: Iterable[str | int]) -> tuple[Any, ...]:
+    if isinstance(ids, str | bytes):
+        raise ContractError(
+            "ids must be a list of ids, not a single string; wrap it: [id]", rule="keys.type"
+        )
+    return tuple(str(i) if type(i) is int else i for i in ids)
+
+
+@dataclass(frozen=True, slots=True)
+class EventFactory:
+    """Builds the events of one producing service, checked against one registry."""
+
+    producer: str
+    registry: NamespaceRegistry = field(default=DEFAULT_REGISTRY)
+
+    def __post_init__(self) -> None:
+        check_producer(self.producer)
+
+    # ---- validated models --------------------------------------------------------------
+    def validate(self, data: Mapping[str, Any]) -> Event:
+        """Any event from a mapping, checked against this factory's registry."""
+        try:
+            return EVENT_ADAPTER.validate_python(data, context={"registry": self.registry})
+        except ValidationError as exc:
+            raise contract_error(exc) from None
+
+    def _build(self, model: type[_E], data: dict[str, Any]) -> _E:
+        data["producer"] = self.producer
+        try:
+            return model.model_validate(data, context={"registry": self.registry})
+        except ValidationError as exc:
+            raise contract_error(exc) from None
+
+    def keys(
+        self, namespace: str, ids: Iterable[str | int], *, reason: str = ""
+    ) -> KeysInvalidated:
+        """Ids of one namespace are stale (int ids become text)."""
+        data = {"namespace": namespace, "keys": _id_text(ids), "reason": reason}
+        return self._build(KeysInvalidated, data)
+
+    def pattern(self, namespace: str, pattern: str, *, reason: str = "") -> PatternInvalidated:
+        """Ids of one namespace matching a namespace-relative glob are stale."""
+        data = {"namespace": namespace, "pattern": pattern, "reason": reason}
+        return self._build(PatternInvalidated, data)
+
+    def flush(self, namespace: str, *, reason: str = "") -> NamespaceFlushed:
+        """Everything cached in one namespace is stale."""
+        return self._build(NamespaceFlushed, {"namespace": namespace, "reason": reason})
+
+    def events_for(self, refs: Iterable[Ref], *, reason: str = "") -> list[Event]:
+        """Events covering ``refs``: ids grouped per namespace (deduplicated, split to fit)."""
+        by_namespace: dict[str, dict[str, None]] = {}
+        out: list[Event] = []
+        for ref in refs:
+            if isinstance(ref, KeyRef):
+                by_namespace.setdefault(ref.namespace, {})[ref.id] = None
+            elif isinstance(ref, PatternRef):
+                out.append(self.pattern(ref.namespace, ref.pattern, reason=reason))
+            elif isinstance(ref, KeysInvalidated | PatternInvalidated | NamespaceFlushed):
+                out.append(ref)
+            else:
+                raise ContractError(
+                    f"cannot invalidate {ref!r}: give KeyRef, PatternRef or an event "
+                    "(build them with contracts.CacheKeys)",
+                    rule="ref.type",
+                )
+        for namespace, ids in by_namespace.items():
+            out.extend(self.keys(namespace, chunk, reason=reason) for chunk in split_ids(ids))
+        return out
+
+    # ---- wire payloads (the publish fast path) -----------------------------------------
+    def _head(self, kind: str, namespace: str, reason: str) -> dict[str, Any]:
+        if namespace not in self.registry:
+            check_namespace(namespace, self.registry)
+        if reason or type(reason) is not str:
+            check_reason(reason)
+        return {
+            "schema_version": 1,
+            "kind": kind,
+            "event_id": new_event_id(),
+            "namespace": namespace,
+            "reason": reason,
+            "producer": self.producer,
+            "created_at_ms": now_ms(),
+        }
+
+    def keys_payload(
+        self, namespace: str, ids: Iterable[str | int], reason: str = ""
+    ) -> dict[str, Any]:
+        payload = self._head("keys", namespace, reason)
+        payload["keys"] = check_key_ids(ids)
+        return payload
+
+    def pattern_payload(self, namespace: str, pattern: str, reason: str = "") -> dict[str, Any]:
+        payload = self._head("pattern", namespace, reason)
+        payload["pattern"] = check_pattern(namespace, pattern)
+        return payload
+
+    def flush_payload(self, namespace: str, reason: str = "") -> dict[str, Any]:
+        return self._head("flush", namespace, reason)
+
+
+def keys_invalidated(
+    namespace: str,
+    ids: Iterable[str | int],
+    *,
+    producer: str,
+    reason: str = "",
+    registry: NamespaceRegistry = DEFAULT_REGISTRY,
+) -> KeysInvalidated:
+    return EventFactory(producer, registry).keys(namespace, ids, reason=reason)
+
+
+def pattern_invalidated(
+    namespace: str,
+    pattern: str,
+    *,
+    producer: str,
+    reason: str = "",
+    registry: NamespaceRegistry = DEFAULT_REGISTRY,
+) -> PatternInvalidated:
+    return EventFactory(producer, registry).pattern(namespace, pattern, reason=reason)
+
+
+def flush_namespace_event(
+    namespace: str,
+    *,
+    producer: str,
+    reason: str = "",
+    registry: NamespaceRegistry = DEFAULT_REGISTRY,
+) -> NamespaceFlushed:
+    return EventFactory(producer, registry).flush(namespace, reason=reason)
