@@ -69,19 +69,22 @@ class BroadcastConsumer:
         self.connected = False
 
     async def run(self, *, until_idle: bool = False) -> None:
-        if self._task is not None and not self._task.done():
+        if self._task is not None:
             raise ConsumerError("this consumer is already running")
         self._task = asyncio.current_task()
         self._stopping = False
         block_ms = min(self.config.block_ms, 100) if until_idle else self.config.block_ms
-        while not self._stopping:
-            try:
-                count = await self._iteration(block_ms)
-            except BackendUnavailable as exc:
-                await self._unavailable(exc)
-                continue
-            if until_idle and count == 0:
-                return
+        try:
+            while not self._stopping:
+                try:
+                    count = await self._iteration(block_ms)
+                except BackendUnavailable as exc:
+                    await self._unavailable(exc)
+                    continue
+                if until_idle and count == 0:
+                    return
+        finally:
+            self._task = None
 
     async def stop(self) -> None:
         self._stopping = True

@@ -55,7 +55,11 @@ def check_gap(state: StreamState, group: str, meta: GroupMeta) -> GapVerdict:
     # Redis cannot count for this group (created or moved at an arbitrary id): when our
     # position is behind the oldest entry, entries in between may be gone. Flush once per
     # distinct oldest entry, never in a loop.
-    if state.length and stream_id(info.last_delivered_id) < stream_id(state.first_entry_id):
+    if (
+        state.removed > 0
+        and state.length
+        and stream_id(info.last_delivered_id) < stream_id(state.first_entry_id)
+    ):
         mark = f"first:{state.first_entry_id}"
         if meta.fallback_mark != mark:
             return GapVerdict(True, fallback_mark=mark, detail="position behind the oldest entry")

@@ -162,8 +162,8 @@ class StreamGroup:
         if not ids:
             return
         with map_redis_errors(f"XCLAIM {self.stream}", self.where):
-            await self.client.execute_command(
-                "XCLAIM", self.stream, self.group, self.consumer, 0, *ids, "JUSTID"
+            await self.client.xclaim(
+                self.stream, self.group, self.consumer, 0, list(ids), justid=True
             )
 
     # ---- settling -----------------------------------------------------------------------

@@ -31,11 +31,23 @@ from consumers.sinks import Sink
 from contracts.codec import decode_fields
 from contracts.errors import BackendUnavailable, EventDecodeError
 
-__all__ = ["BatchProcessor"]
+__all__ = ["BatchProcessor", "Link"]
 
 log = logging.getLogger("cachebus.consumer")
 
 FlushFn = Callable[[frozenset[str], FlushReason, str], Awaitable[None]]
+
+
+class Link:
+    """Where the processor reports reachability, so health sees outages inside retry loops."""
+
+    def stream_down(self, exc: BackendUnavailable) -> None: ...
+
+    def stream_up(self) -> None: ...
+
+    def sink_down(self, exc: BackendUnavailable) -> None: ...
+
+    def sink_up(self) -> None: ...
 
 
 class BatchProcessor:
@@ -48,6 +60,7 @@ class BatchProcessor:
         observer: ConsumerObserver,
         flush: FlushFn,
         stopping: Callable[[], bool],
+        link: Link | None = None,
     ) -> None:
         self.group = group
         self.config = config
@@ -56,6 +69,7 @@ class BatchProcessor:
         self.observer = observer
         self.flush = flush
         self.stopping = stopping
+        self.link = link or Link()
         self.max_seen: tuple[int, int] = (0, 0)
         self._acks: set[asyncio.Task[int]] = set()
 
@@ -128,12 +142,13 @@ class BatchProcessor:
             except BackendUnavailable as exc:
                 self.stats.backend_errors += 1
                 safe_call(self.observer, "on_backend_error", exc)
+                self.link.sink_down(exc)
                 if self.stopping():
                     return False
-                log.warning("cache unreachable while applying (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.backoff_cap_s)
                 continue
+            self.link.sink_up()
             safe_call(self.observer, "on_applied", plan.delivered, started, monotonic())
             return True
 
@@ -220,12 +235,14 @@ class BatchProcessor:
             try:
                 acked = await _shielded(self.group.ack(list(ids)), self._acks)
             except BackendUnavailable as exc:
+                self.link.stream_down(exc)
                 if self.stopping():
                     log.warning("ack of %d entries failed at stop (%s): they will be redelivered", len(ids), exc)
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.backoff_cap_s)
                 continue
+            self.link.stream_up()
             self.stats.acked += acked
             safe_call(self.observer, "on_acked", ids, started, monotonic())
             return

@@ -24,7 +24,7 @@ from consumers.entries import StreamState, stream_id
 from consumers.gaps import check_gap
 from consumers.group import ReadResult, StreamGroup
 from consumers.observe import ConsumerObserver, ConsumerStats, Health, monotonic, safe_call
-from consumers.processing import BatchProcessor
+from consumers.processing import BatchProcessor, Link
 from consumers.retention import trim_acknowledged
 from consumers.sinks import Sink
 from contracts.errors import BackendUnavailable, ConsumerError, GroupMissingError
@@ -58,7 +58,7 @@ class Consumer:
         self.sinks = tuple(sinks)
         self.processor = BatchProcessor(
             self.group, config, self.sinks, self.stats, self.observer, self._flush,
-            lambda: self._stopping,
+            lambda: self._stopping, _RuntimeLink(self),
         )  # fmt: skip
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -66,7 +66,9 @@ class Consumer:
         self._heartbeat = monotonic()
         self._connected = False
         self._disconnected_since: float | None = None
+        self._sink_failing_since: float | None = None
         self._group_present = False
+        self._group_seen = False
         self._pending_drained = False
         self._state: StreamState | None = None
         self._run_id: str | None = None
@@ -77,10 +79,11 @@ class Consumer:
     # ---- lifecycle ----------------------------------------------------------------------
     async def run(self, *, until_idle: bool = False) -> None:
         """Consume until :meth:`stop` (or, with ``until_idle``, until nothing is left to do)."""
-        if self._task is not None and not self._task.done():
+        if self._task is not None:
             raise ConsumerError("this consumer is already running")
         self._task = asyncio.current_task()
         self._stopping = False
+        self._pending_drained = False  # every (re)start replays this member's pending entries
         block_ms = min(self.config.block_ms, 100) if until_idle else self.config.block_ms
         try:
             while not self._stopping:
@@ -97,6 +100,7 @@ class Consumer:
                     await self._unavailable(exc)
         finally:
             self._heartbeat = monotonic()
+            self._task = None
 
     async def stop(self) -> None:
         """Stop reading, finish the batch in flight, then cancel. Safe to call twice."""
@@ -156,10 +160,12 @@ class Consumer:
     async def _after_read(self, result: ReadResult, source: str) -> None:
         self._mark_connected()
         if result.group_missing:
-            reason = FlushReason.GROUP_LOST if result.meta.epoch else FlushReason.NEW_GROUP
+            # Without persistence the meta is gone too: what we saw before still tells a loss.
+            known = result.meta.epoch is not None or self._group_seen
+            reason = FlushReason.GROUP_LOST if known else FlushReason.NEW_GROUP
             await self._recover(reason)
             return
-        self._group_present = True
+        self._group_present = self._group_seen = True
         self._state = result.state
         safe_call(self.observer, "on_read", source, len(result.entries), result.state)
         meta = result.meta
@@ -186,7 +192,7 @@ class Consumer:
         epoch = await self.group.create()
         await self._flush(self.config.namespaces, reason, "consumer group (re)created")
         await self.group.mark_synced(epoch, reason=None, deficit=0)
-        self._group_present = True
+        self._group_present = self._group_seen = True
         self._pending_drained = False
 
     async def _claim_round(self) -> int:
@@ -272,14 +278,17 @@ class Consumer:
         self._disconnected_since = None
         self._heartbeat = monotonic()
 
-    async def _unavailable(self, exc: BackendUnavailable) -> None:
-        self.stats.backend_errors += 1
-        safe_call(self.observer, "on_backend_error", exc)
+    def _mark_disconnected(self, exc: BackendUnavailable) -> None:
         if self._connected or self._disconnected_since is None:
             log.warning("stream Redis unreachable: %s", exc)
             self._disconnected_since = monotonic()
         self._connected = False
         self._heartbeat = monotonic()
+
+    async def _unavailable(self, exc: BackendUnavailable) -> None:
+        self.stats.backend_errors += 1
+        safe_call(self.observer, "on_backend_error", exc)
+        self._mark_disconnected(exc)
         outage = monotonic() - (self._disconnected_since or monotonic())
         delay = min(self.config.backoff_base_s * 2 ** min(outage, 10), self.config.backoff_cap_s)
         await asyncio.sleep(delay)
@@ -296,6 +305,8 @@ class Consumer:
             reasons.append("consumer group not present")
         if not self._pending_drained:
             reasons.append("own pending entries not drained yet")
+        if self._sink_failing_since is not None:
+            reasons.append("the cache cannot be reached to apply invalidations")
         if lag is not None and lag > self.config.lag_budget:
             reasons.append(f"lag {lag} over budget {self.config.lag_budget}")
         if self._disconnected_since is not None and now - self._disconnected_since > self.config.max_staleness_s:
@@ -305,3 +316,23 @@ class Consumer:
         return Health(live, not reasons, self._connected, self._group_present,
                       self._pending_drained, lag, pending, tuple(reasons), age)  # fmt: skip
 
+
+
+class _RuntimeLink(Link):
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+
+    def stream_down(self, exc: BackendUnavailable) -> None:
+        self.consumer._mark_disconnected(exc)
+
+    def stream_up(self) -> None:
+        self.consumer._mark_connected()
+
+    def sink_down(self, exc: BackendUnavailable) -> None:
+        if self.consumer._sink_failing_since is None:
+            log.warning("cache unreachable while applying invalidations: %s", exc)
+            self.consumer._sink_failing_since = monotonic()
+        self.consumer._heartbeat = monotonic()
+
+    def sink_up(self) -> None:
+        self.consumer._sink_failing_since = None

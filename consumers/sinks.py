@@ -10,13 +10,15 @@ in-process L1 cache, and a callback.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cachetools import LRUCache
 
-from cachecore import Cache, LocalCache
 from consumers.config import FlushReason
 from consumers.plan import Delivered, Plan
+
+if TYPE_CHECKING:
+    from cachecore import Cache, LocalCache
 
 __all__ = ["CallbackSink", "LocalCacheSink", "RedisCacheSink", "Sink"]
 

@@ -48,6 +48,10 @@ def test_without_entries_read_a_position_behind_the_oldest_entry_flushes_once() 
     assert not check_gap(state(added=9, length=3, read=None, delivered="6-0", first="6-0"), "g", META).gap
 
 
+def test_a_position_behind_the_oldest_entry_is_no_gap_when_nothing_was_ever_removed() -> None:
+    assert not check_gap(state(added=3, length=3, read=None, delivered="0-0", first="6-0"), "g", META).gap
+
+
 def test_unknown_group_or_empty_stream_has_no_gap() -> None:
     assert not check_gap(state(added=5, length=1, read=2), "other", META).gap
     assert not check_gap(state(added=0, length=0, read=0), "g", META).gap
