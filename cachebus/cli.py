@@ -6,6 +6,7 @@ import typer
 
 from cachebus import __version__
 from cachebus.bench import bench_app
+from cachebus.codec_cmd import codec_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -13,6 +14,7 @@ app = typer.Typer(
     help="Reliable cache invalidation over Redis Streams.",
 )
 app.add_typer(bench_app, name="bench")
+app.add_typer(codec_app, name="codec")
 
 
 @app.command()

@@ -1,3 +1,61 @@
-"""The cache core: pooled Redis clients, value codec, cache API, SCAN+UNLINK invalidation."""
+"""The cache core: pooled Redis clients, value codec, cache API, SCAN+UNLINK invalidation.
 
-__all__: list[str] = []
+* :class:`Cache` (asyncio) and :class:`SyncCache` share every line of logic through
+  sans-I/O steps; :class:`LocalCache` is the in-process L1 with the same invalidation surface.
+* Values are stored with a header naming their codec and namespace generation
+  (:class:`ValueCodec`); ``flush_namespace`` is one INCR of the generation.
+* :meth:`Cache.health` judges the audit's metrics; the :class:`CircuitBreaker` turns an
+  outage into misses and skipped writes, never into a skipped invalidation.
+"""
+
+from cachecore.breaker import BreakerState, CircuitBreaker
+from cachecore.cache import Cache
+from cachecore.codec import Compression, Decoded, ValueCodec
+from cachecore.config import BreakerConfig, CacheConfig
+from cachecore.connection import (
+    RedisSettings,
+    async_client,
+    close_shared_pools,
+    create_async_pool,
+    create_sync_pool,
+    sync_client,
+)
+from cachecore.dictionary import Dictionary
+from cachecore.health import HealthReport, HealthThresholds, KeyCount, Metric, Verdict
+from cachecore.invalidation import PatternResult
+from cachecore.local import LocalCache
+from cachecore.stats import CacheStats
+from cachecore.sync import SyncCache
+
+__all__ = [
+    # caches
+    "Cache",
+    "LocalCache",
+    "SyncCache",
+    # settings
+    "BreakerConfig",
+    "CacheConfig",
+    "HealthThresholds",
+    "RedisSettings",
+    # results and reports
+    "CacheStats",
+    "Decoded",
+    "HealthReport",
+    "KeyCount",
+    "Metric",
+    "PatternResult",
+    "Verdict",
+    # codec
+    "Compression",
+    "Dictionary",
+    "ValueCodec",
+    # breaker
+    "BreakerState",
+    "CircuitBreaker",
+    # connections
+    "async_client",
+    "close_shared_pools",
+    "create_async_pool",
+    "create_sync_pool",
+    "sync_client",
+]

@@ -10,7 +10,8 @@ API and only the I/O edge is duplicated (the httpx pattern).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Generator, Sequence
+import time
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -123,8 +124,16 @@ def _execute_sync(client: redis.Redis, batch: Batch) -> list[Any]:
     return list(pipe.execute(raise_on_error=False))
 
 
-async def run_async(step: Step[T], client: redis.asyncio.Redis, where: str = "Redis") -> T:
-    """Drive ``step`` against an asyncio client."""
+async def run_async(
+    step: Step[T],
+    client: redis.asyncio.Redis,
+    where: str = "Redis",
+    observe: Callable[[float], None] | None = None,
+) -> T:
+    """Drive ``step`` against an asyncio client.
+
+    ``observe``, if given, receives the duration in seconds of each successful round trip.
+    """
     reply: list[Any] | None = None
     while True:
         try:
@@ -132,7 +141,10 @@ async def run_async(step: Step[T], client: redis.asyncio.Redis, where: str = "Re
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         with map_redis_errors(batch.operation, where):
+            started = time.perf_counter()
             results = await _execute_async(client, batch)
+            if observe is not None:
+                observe(time.perf_counter() - started)
             for i in _noscript_positions(batch, results):
                 call = batch.calls[i]
                 assert isinstance(call, ScriptCall)
@@ -143,8 +155,13 @@ async def run_async(step: Step[T], client: redis.asyncio.Redis, where: str = "Re
         reply = _translate(batch, results, where)
 
 
-def run_sync(step: Step[T], client: redis.Redis, where: str = "Redis") -> T:
-    """Drive ``step`` against a sync client."""
+def run_sync(
+    step: Step[T],
+    client: redis.Redis,
+    where: str = "Redis",
+    observe: Callable[[float], None] | None = None,
+) -> T:
+    """Drive ``step`` against a sync client (``observe`` as in :func:`run_async`)."""
     reply: list[Any] | None = None
     while True:
         try:
@@ -152,7 +169,10 @@ def run_sync(step: Step[T], client: redis.Redis, where: str = "Redis") -> T:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         with map_redis_errors(batch.operation, where):
+            started = time.perf_counter()
             results = _execute_sync(client, batch)
+            if observe is not None:
+                observe(time.perf_counter() - started)
             for i in _noscript_positions(batch, results):
                 call = batch.calls[i]
                 assert isinstance(call, ScriptCall)

@@ -1,0 +1,200 @@
+"""``get_or_set``: the fill flow with stampede protection, written once for both facades.
+
+Across processes, a Redis lease (``SET lease token NX PX``) elects one loader per key; the
+others poll for the value for at most ``lease_wait``, then load for themselves without
+caching. Within a process, the facades add a single-flight so one task or thread per key
+runs this flow at all.
+
+Correctness of the fill:
+
+* the generation is read *before* loading and the value is written under it, so a
+  ``flush_namespace`` during the load makes the late value invisible;
+* the value is written by a Lua compare-and-set on the lease token, so an invalidation of the
+  key during the load (which UNLINKs the lease too) makes the fill be refused;
+* with ``refresh_ahead``, a hit older than that fraction of its TTL is reloaded by the lease
+  winner while every other caller keeps getting the current value (dogpile semantics).
+
+When Redis is unavailable or the breaker is open, the caller still gets a value: the loader
+runs and nothing is cached.
+
+The flow yields :class:`~cachecore._io.Batch` (run it, send back the replies),
+:class:`Pause` (sleep) or :data:`LOAD` (call the loader, send back its value or throw its
+exception into the flow). Errors of a batch are thrown into the flow.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from cachecore._core import CacheCore, Read
+from cachecore._io import Batch, Script, Step
+from contracts.errors import BackendUnavailable, CodecError
+
+__all__ = ["FILL", "LOAD", "RELEASE", "Load", "Pause", "fill_flow", "single"]
+
+T = TypeVar("T")
+
+#: Store the value only while our lease stands; then drop the lease.
+FILL = Script(
+    """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+)
+
+#: Compare-and-delete: never drop a lease another process took after ours expired.
+RELEASE = Script(
+    """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    pass
+
+
+LOAD = Load()
+
+Flow = Generator[Batch | Pause | Load, Any, T]
+
+
+def single(batch: Batch) -> Step[list[Any]]:
+    """A step of one batch, for drivers that run a flow's batches one at a time."""
+    return (yield batch)
+
+
+class _LoadState:
+    __slots__ = ("loaded", "started", "value")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.loaded = False
+        self.value: Any = None
+
+
+def fill_flow(core: CacheCore, namespace: str, ident: str, ttl: float | None = None) -> Flow[Any]:
+    """The flow of ``get_or_set(namespace, ident, loader)``. Validates before any I/O."""
+    key = core.keyspace.key(namespace, ident)
+    lease = core.keyspace.lease_key(namespace, ident)
+    ttl_s = core.ttl_seconds(namespace, ttl)
+    state = _LoadState()
+    return _degrading(core, _fill(core, namespace, ident, key, lease, ttl_s, state), state)
+
+
+def _degrading(core: CacheCore, flow: Flow[Any], state: _LoadState) -> Flow[Any]:
+    try:
+        return (yield from flow)
+    except BackendUnavailable:
+        if state.loaded:
+            core.stats.skipped_writes += 1
+            return state.value  # only the fill failed: the caller gets its value
+        if state.started:
+            raise  # the loader itself raised it: not ours to hide, nor to call twice
+        core.stats.degraded_reads += 1
+        return (yield from _load(core, state))
+
+
+def _load(core: CacheCore, state: _LoadState) -> Flow[Any]:
+    state.started = True
+    value = yield LOAD
+    state.value = value
+    state.loaded = True
+    core.stats.loads += 1
+    return value
+
+
+def _fresh(core: CacheCore, read: Read, ttl_s: float) -> bool:
+    ahead = core.config.refresh_ahead
+    return ahead is None or time.time() - read.written_at < ahead * ttl_s
+
+
+def _fill(
+    core: CacheCore,
+    namespace: str,
+    ident: str,
+    key: str,
+    lease: str,
+    ttl_s: float,
+    state: _LoadState,
+) -> Flow[Any]:
+    cfg = core.config
+    (read,) = yield from core.read_step(namespace, [ident])
+    if read.hit and _fresh(core, read, ttl_s):
+        return read.value
+    refreshing = read.hit
+    token = secrets.token_hex(16)
+    lease_px = max(1, int(cfg.lease_ttl * 1000))
+    deadline: float | None = None
+    while True:
+        (acquired,) = yield Batch(
+            [("SET", lease, token, "NX", "PX", lease_px)], operation=f"SET NX {lease}"
+        )
+        if acquired:
+            break
+        if read.hit:
+            # Another process is refreshing it: serve the value we have meanwhile.
+            core.stats.served_while_refreshing += 1
+            return read.value
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + cfg.lease_wait
+            core.stats.lease_waits += 1
+        if now >= deadline:
+            core.stats.lease_timeouts += 1
+            return (yield from _load(core, state))  # not cached: the lease holder fills it
+        yield Pause(min(cfg.lease_poll, deadline - now))
+        (read,) = yield from core.read_step(namespace, [ident], count=False)
+        if read.hit:
+            return read.value
+    # The lease is ours. read.generation was fetched before the lease and before the load.
+    try:
+        value = yield from _load(core, state)
+    except Exception:
+        yield from _release(lease, token)
+        raise
+    if refreshing:
+        core.stats.refreshes += 1
+    try:
+        prepared = core.codec.prepare(value, namespace=namespace)
+    except CodecError:
+        core.stats.oversize += 1  # the caller still gets its value; it is just not cached
+        yield from _release(lease, token)
+        return value
+    if read.generation < 0:
+        yield from _release(lease, token)
+        return value
+    data = core.codec.frame(prepared, read.generation)
+    (stored,) = yield Batch(
+        [FILL.call([lease, key], [token, data, max(1, int(ttl_s * 1000))])],
+        operation=f"fill {key}",
+    )
+    if stored:
+        core.stats.sets += 1
+    else:
+        core.stats.refused_fills += 1  # invalidated (lease UNLINKed) or lease expired mid-load
+    return value
+
+
+def _release(lease: str, token: str) -> Flow[None]:
+    try:
+        yield Batch([RELEASE.call([lease], [token])], operation=f"release {lease}")
+    except BackendUnavailable:
+        pass  # the lease expires by itself after lease_ttl

@@ -1,0 +1,145 @@
+"""Invalidation steps: exact keys (UNLINK), patterns (SCAN + UNLINK), namespace generations.
+
+* Exact keys: one UNLINK per round trip of up to ``unlink_batch`` ids, which also removes the
+  ids' ``get_or_set`` leases, so a fill that started before the invalidation is refused.
+* Patterns: ``SCAN MATCH COUNT scan_count`` and UNLINK of what was found, the UNLINK riding
+  in the next SCAN's round trip. Never KEYS: one SCAN call costs the server ~0.5 ms, KEYS on
+  1M keys ~105 ms (perf-baseline.md §a). Over ``max_keys`` matches it stops and flushes the
+  namespace instead: past that size a generation bump is cheaper and just as correct.
+* Namespace flush: the generation goes up by one, O(1) at any keyspace size; old values stop
+  being visible at once and age out by TTL. The new generation is never below the current
+  time in milliseconds, so if the generation key is lost (evicted under ``allkeys-*``), the
+  counter restarts above every generation used before and old values cannot come back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from cachecore._core import CacheCore
+from cachecore._io import Batch, Script, Step
+from contracts.errors import ConfigError
+from contracts.keys import KeyRef
+
+__all__ = ["PatternResult", "flush_step", "pattern_step", "unlink_refs_step"]
+
+#: INCR the generation, but never below ARGV[1] (ms since epoch); repair a non-integer value.
+FLUSH = Script(
+    """
+local raw = redis.call('GET', KEYS[1])
+local cur = 0
+if raw then cur = tonumber(raw) or -1 end
+if cur >= 0 and cur == math.floor(cur) and cur + 1 >= tonumber(ARGV[1]) then
+  return redis.call('INCR', KEYS[1])
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return tonumber(ARGV[1])
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PatternResult:
+    """What ``invalidate_pattern`` did: keys removed, SCAN calls made, and whether it hit
+    ``max_keys`` and flushed the whole namespace instead (``escalated``)."""
+
+    deleted: int
+    scanned_calls: int
+    escalated: bool
+    generation: int | None = None
+
+
+def unlink_refs_step(core: CacheCore, refs: Iterable[KeyRef]) -> Step[int]:
+    """UNLINK the refs' keys and leases; returns how many cached values were removed."""
+    ks = core.keyspace
+    pairs = [(ks.key(r.namespace, r.id), ks.lease_key(r.namespace, r.id)) for r in refs]
+    return _unlink(core, pairs)
+
+
+def _unlink(core: CacheCore, pairs: Sequence[tuple[str, str]]) -> Step[int]:
+    removed = 0
+    size = core.config.unlink_batch
+    for start in range(0, len(pairs), size):
+        chunk = pairs[start : start + size]
+        data = [pair[0] for pair in chunk]
+        leases = [pair[1] for pair in chunk]
+        replies = yield Batch(
+            [("UNLINK", *data), ("UNLINK", *leases)], operation=f"UNLINK {len(data)} keys"
+        )
+        removed += int(replies[0])
+    core.stats.invalidations += removed
+    return removed
+
+
+def flush_step(core: CacheCore, namespaces: Sequence[str]) -> Step[list[int]]:
+    """Bump the generation of each namespace, all in one round trip."""
+    ks = core.keyspace
+    keys = [ks.generation_key(ns) for ns in namespaces]
+    return _flush(core, list(namespaces), keys)
+
+
+def _flush(core: CacheCore, namespaces: list[str], keys: list[str]) -> Step[list[int]]:
+    floor = int(time.time() * 1000)
+    replies = yield Batch(
+        [FLUSH.call([key], [floor]) for key in keys],
+        operation=f"flush {','.join(namespaces)}",
+    )
+    generations = [int(reply) for reply in replies]
+    for ns, generation in zip(namespaces, generations, strict=True):
+        core.remember_generation(ns, generation)
+    core.stats.flushes += len(namespaces)
+    return generations
+
+
+def pattern_step(
+    core: CacheCore, namespace: str, pattern: str, max_keys: int | None = None
+) -> Step[PatternResult]:
+    match = core.keyspace.match(namespace, pattern)  # validates; refuses a bare '*'
+    limit = core.config.pattern_max_keys if max_keys is None else max_keys
+    if limit < 1:
+        raise ConfigError(f"max_keys must be at least 1, got {limit}")
+    return _pattern(core, namespace, match, limit)
+
+
+def _pattern(core: CacheCore, namespace: str, match: str, limit: int) -> Step[PatternResult]:
+    cfg = core.config
+    cursor = 0
+    calls = 0
+    found = 0
+    deleted = 0
+    pending: list[bytes | str] = []
+    while True:
+        batch: list[tuple[object, ...]] = []
+        if len(pending) >= cfg.unlink_batch:
+            batch.append(("UNLINK", *pending[: cfg.unlink_batch]))
+            del pending[: cfg.unlink_batch]
+        batch.append(("SCAN", cursor, "MATCH", match, "COUNT", cfg.scan_count))
+        replies = yield Batch(batch, operation=f"SCAN MATCH {match}")
+        if len(replies) == 2:
+            deleted += int(replies[0])
+        cursor, keys = replies[-1]
+        calls += 1
+        found += len(keys)
+        pending.extend(keys)
+        if found > limit:
+            # Past the cap a generation bump is cheaper than finishing the scan.
+            (generation,) = yield from _flush(
+                core, [namespace], [core.keyspace.generation_key(namespace)]
+            )
+            core.stats.invalidations += deleted
+            core.stats.pattern_invalidations += 1
+            core.stats.escalations += 1
+            return PatternResult(deleted, calls, True, generation)
+        if int(cursor) == 0:
+            break
+    for start in range(0, len(pending), cfg.unlink_batch):
+        (count,) = yield Batch(
+            [("UNLINK", *pending[start : start + cfg.unlink_batch])],
+            operation=f"UNLINK {match}",
+        )
+        deleted += int(count)
+    core.stats.invalidations += deleted
+    core.stats.pattern_invalidations += 1
+    return PatternResult(deleted, calls, False)

@@ -1,0 +1,165 @@
+"""The in-process cache (L1): cachetools underneath, the same invalidation surface as Redis.
+
+One bounded TLRU cache per registered namespace (``maxsize`` entries each), an entry living
+for its namespace's TTL class (or the ``ttl`` given to :meth:`LocalCache.set`). A broadcast
+consumer applies the stream's invalidations to it and calls :meth:`LocalCache.flush` when it
+cannot prove it saw every event. Synchronous and thread-safe (one lock; every operation is
+in-memory and short).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+from cachetools import TLRUCache
+
+from contracts.errors import ConfigError, ContractError
+from contracts.keys import (
+    DEFAULT_REGISTRY,
+    DEFAULT_TTL_SECONDS,
+    KeyRef,
+    NamespaceRegistry,
+    TTLClass,
+    glob_match,
+    validate_id,
+    validate_pattern,
+)
+
+__all__ = ["LocalCache"]
+
+
+class _Entry(NamedTuple):
+    value: Any
+    ttl: float
+
+
+def _time_to_use(_key: str, entry: _Entry, now: float) -> float:
+    return now + entry.ttl
+
+
+class LocalCache:
+    """A bounded, TTL'd in-process cache keyed by ``(namespace, id)``."""
+
+    def __init__(
+        self,
+        registry: NamespaceRegistry = DEFAULT_REGISTRY,
+        *,
+        maxsize: int = 10_000,
+        ttls: Mapping[TTLClass, int] = DEFAULT_TTL_SECONDS,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if maxsize < 1:
+            raise ConfigError(f"LocalCache maxsize must be at least 1, got {maxsize}")
+        missing = [cls.value for cls in TTLClass if cls not in ttls]
+        if missing:
+            raise ConfigError(f"LocalCache ttls lacks a TTL for {', '.join(missing)}")
+        self.registry = registry
+        self.maxsize = maxsize
+        self._ttl = {ns.name: float(ttls[ns.ttl_class]) for ns in registry}
+        self._caches: dict[str, TLRUCache[str, _Entry]] = {
+            ns.name: TLRUCache(maxsize, ttu=_time_to_use, timer=timer) for ns in registry
+        }
+        self._lock = threading.RLock()
+        self.hits = 0
+        self.misses = 0
+        self.invalidations = 0
+
+    def _cache(self, namespace: str) -> TLRUCache[str, _Entry]:
+        try:
+            return self._caches[namespace]
+        except KeyError:
+            self.registry.get(namespace)  # raises the registry's clear ContractError
+            raise
+
+    # ---- reads and writes -------------------------------------------------------------
+    def get(self, namespace: str, ident: str | int, default: Any = None) -> Any:
+        cache = self._cache(namespace)
+        key = validate_id(ident)
+        with self._lock:
+            entry = cache.get(key)
+            if entry is None:
+                self.misses += 1
+                return default
+            self.hits += 1
+            return entry.value
+
+    def set(
+        self, namespace: str, ident: str | int, value: Any, *, ttl: float | None = None
+    ) -> None:
+        cache = self._cache(namespace)
+        key = validate_id(ident)
+        seconds = self._ttl[namespace] if ttl is None else float(ttl)
+        if seconds <= 0:
+            raise ConfigError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        with self._lock:
+            cache[key] = _Entry(value, seconds)
+
+    # ---- invalidation -----------------------------------------------------------------
+    def _drop(self, cache: TLRUCache[str, _Entry], key: str) -> int:
+        if key not in cache:
+            return 0
+        try:
+            del cache[key]
+        except KeyError:  # it expired between the check and the delete
+            return 0
+        return 1
+
+    def invalidate_keys(self, namespace: str, ids: Iterable[str | int]) -> int:
+        """Remove these ids; returns how many live entries were removed."""
+        cache = self._cache(namespace)
+        keys = [validate_id(i) for i in ids]
+        with self._lock:
+            removed = sum(self._drop(cache, key) for key in keys)
+        self.invalidations += removed
+        return removed
+
+    def invalidate_refs(self, refs: Iterable[KeyRef]) -> int:
+        removed = 0
+        with self._lock:
+            for ref in refs:
+                removed += self._drop(self._cache(ref.namespace), validate_id(ref.id))
+        self.invalidations += removed
+        return removed
+
+    def invalidate_pattern(self, namespace: str, pattern: str) -> int:
+        """Remove the ids matching a namespace-relative Redis glob (never a bare ``*``)."""
+        cache = self._cache(namespace)
+        validate_pattern(pattern)
+        with self._lock:
+            doomed = [key for key in cache if glob_match(pattern, key)]
+            removed = sum(self._drop(cache, key) for key in doomed)
+        self.invalidations += removed
+        return removed
+
+    def flush_namespace(self, namespace: str) -> int:
+        cache = self._cache(namespace)
+        with self._lock:
+            cache.expire()
+            removed = len(cache)
+            cache.clear()
+        self.invalidations += removed
+        return removed
+
+    def flush(self) -> int:
+        """Empty every namespace (after a detected gap)."""
+        with self._lock:
+            return sum(self.flush_namespace(ns) for ns in self._caches)
+
+    def __len__(self) -> int:
+        with self._lock:
+            for cache in self._caches.values():
+                cache.expire()
+            return sum(len(cache) for cache in self._caches.values())
+
+    def __contains__(self, ref: object) -> bool:
+        if not isinstance(ref, KeyRef):
+            return False
+        try:
+            cache = self._cache(ref.namespace)
+        except ContractError:
+            return False
+        with self._lock:
+            return ref.id in cache

@@ -1,0 +1,257 @@
+"""The sync cache: the same operations as :class:`~cachecore.Cache`, driven by ``run_sync``.
+
+Every decision lives in the shared steps (``_core``, ``invalidation``, ``fill``, ``_probe``);
+this module is only the blocking I/O edge, so the two facades cannot drift apart. Safe to
+share between threads (the pool, the codec, the breaker and the single-flight are; the
+stats counters are unlocked, so under heavy thread contention they may undercount).
+
+Failure policy (see :class:`~cachecore._core.Kind`): when Redis is unavailable or the circuit
+breaker is open, reads are misses and writes are skipped (both counted), so an outage slows a
+service instead of breaking it; invalidations (``delete``, ``invalidate_*``, flushes) are never
+skipped: they raise :class:`BackendUnavailable` / :class:`CircuitOpenError` and the caller
+retries (the consumer leaves the entry pending).
+
+Ownership: ``SyncCache(client, ...)`` borrows the client and never closes it;
+``SyncCache.from_url(...)`` creates its own pool and closes it in :meth:`close`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import redis
+
+from cachecore._client import check_client, describe
+from cachecore._core import CacheCore, Kind, Read
+from cachecore._io import Batch, Step, run_sync
+from cachecore._probe import health_step, pool_usage
+from cachecore.breaker import CircuitBreaker
+from cachecore.codec import Decoded
+from cachecore.config import CacheConfig
+from cachecore.connection import RedisSettings, create_sync_pool
+from cachecore.fill import Load, Pause, fill_flow, single
+from cachecore.health import HealthReport
+from cachecore.invalidation import PatternResult, flush_step, pattern_step, unlink_refs_step
+from cachecore.singleflight import SyncSingleFlight
+from cachecore.stats import CacheStats
+from contracts.errors import BackendError, BackendUnavailable
+from contracts.keys import KeyRef, KeySpace
+
+__all__ = ["SyncCache"]
+
+T = TypeVar("T")
+
+
+class SyncCache:
+    """A namespaced Redis cache for one :class:`KeySpace` scope (blocking)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keyspace: KeySpace,
+        config: CacheConfig | None = None,
+    ) -> None:
+        check_client(client, redis.Redis, "SyncCache", "Cache")
+        self._client = client
+        self._owned_pool: redis.BlockingConnectionPool | None = None
+        self._core = CacheCore(keyspace, config or CacheConfig(), describe(client))
+        self._flight = SyncSingleFlight()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        keyspace: KeySpace,
+        config: CacheConfig | None = None,
+        **redis_settings: Any,
+    ) -> SyncCache:
+        """A cache on its own pool (``RedisSettings.from_url(url, **redis_settings)``)."""
+        settings = RedisSettings.from_url(url, **redis_settings)
+        pool = create_sync_pool(settings)
+        cache = cls(redis.Redis(connection_pool=pool), keyspace, config)
+        cache._core.where = settings.redacted_url
+        cache._owned_pool = pool
+        return cache
+
+    def close(self) -> None:
+        """Close the pool if this cache created it (``from_url``); a borrowed client stays open."""
+        if self._owned_pool is not None:
+            pool, self._owned_pool = self._owned_pool, None
+            self._client.close()
+            pool.disconnect()
+
+    def __enter__(self) -> SyncCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def keyspace(self) -> KeySpace:
+        return self._core.keyspace
+
+    @property
+    def config(self) -> CacheConfig:
+        return self._core.config
+
+    @property
+    def stats(self) -> CacheStats:
+        return self._core.stats
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        return self._core.breaker
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
+    # ---- the I/O edge -----------------------------------------------------------------
+    def _run(self, step: Step[T], kind: Kind, fallback: T | None = None) -> T:
+        """Run ``step`` under the failure policy; reads and writes pass their ``fallback``."""
+        core = self._core
+        if not core.admit(kind):
+            step.close()
+            assert fallback is not None, "only reads and writes degrade"
+            return fallback
+        try:
+            result = run_sync(step, self._client, core.where, core.observe)
+        except BackendUnavailable as exc:
+            core.failed(kind, exc)
+            assert fallback is not None, "only reads and writes degrade"
+            return fallback
+        except BackendError:
+            core.succeeded()  # Redis answered, with an error
+            raise
+        except BaseException:
+            core.abandoned()
+            raise
+        core.succeeded()
+        return result
+
+    # ---- reads and writes -------------------------------------------------------------
+    def get(self, namespace: str, ident: str | int, default: Any = None) -> Any:
+        """The cached value, or ``default`` on a miss (also when Redis is unavailable)."""
+        reads = self._run(self._core.read_step(namespace, [str(ident)]), Kind.READ, [Read(False)])
+        return reads[0].value if reads[0].hit else default
+
+    def get_many(self, namespace: str, ids: Iterable[str | int]) -> dict[str, Any]:
+        """The hits among ``ids`` (one round trip), keyed by id."""
+        idents = [str(i) for i in ids]
+        if not idents:
+            return {}
+        reads = self._run(
+            self._core.read_step(namespace, idents), Kind.READ, [Read(False)] * len(idents)
+        )
+        return {i: r.value for i, r in zip(idents, reads, strict=True) if r.hit}
+
+    def set(
+        self, namespace: str, ident: str | int, value: Any, *, ttl: float | None = None
+    ) -> bool:
+        """Store ``value`` for the namespace TTL (or ``ttl`` seconds). False if skipped."""
+        step = self._core.write_step(namespace, [(str(ident), value)], ttl)
+        return self._run(step, Kind.WRITE, 0) == 1
+
+    def set_many(
+        self,
+        namespace: str,
+        items: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        *,
+        ttl: float | None = None,
+    ) -> int:
+        """Store several values in one round trip; returns how many were written."""
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        step = self._core.write_step(namespace, [(str(i), v) for i, v in pairs], ttl)
+        return self._run(step, Kind.WRITE, 0)
+
+    def delete(self, namespace: str, ident: str | int) -> bool:
+        """Remove one value (an invalidation: raises when Redis is unavailable)."""
+        return self.invalidate_refs([KeyRef(namespace, str(ident))]) == 1
+
+    def get_or_set(
+        self,
+        namespace: str,
+        ident: str | int,
+        loader: Callable[[], Any],
+        *,
+        ttl: float | None = None,
+    ) -> Any:
+        """The cached value, or ``loader()`` stored under stampede protection.
+
+        One loader per key runs in this process (single-flight) and, through a Redis lease,
+        across processes; see :mod:`cachecore.fill`.
+        """
+        ident = str(ident)
+        self._core.keyspace.key(namespace, ident)  # bad input raises here, not in the flight
+        return self._flight.run(
+            (namespace, ident),
+            lambda: self._drive(fill_flow(self._core, namespace, ident, ttl), loader),
+        )
+
+    def _drive(self, flow: Any, loader: Callable[[], Any]) -> Any:
+        reply: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                op = flow.throw(error) if error is not None else flow.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            reply, error = None, None
+            if isinstance(op, Batch):
+                try:
+                    reply = self._run(single(op), Kind.FLOW)
+                except Exception as exc:
+                    error = exc
+            elif isinstance(op, Pause):
+                time.sleep(op.seconds)
+            else:
+                assert isinstance(op, Load)
+                try:
+                    reply = loader()
+                except Exception as exc:
+                    error = exc
+
+    # ---- invalidation -----------------------------------------------------------------
+    def invalidate_keys(self, namespace: str, ids: Iterable[str | int]) -> int:
+        """UNLINK these ids' values (and leases): one round trip per ``unlink_batch`` ids."""
+        return self.invalidate_refs(KeyRef(namespace, str(i)) for i in ids)
+
+    def invalidate_refs(self, refs: Iterable[KeyRef]) -> int:
+        """Like :meth:`invalidate_keys` across namespaces: a consumer batch in one round trip."""
+        refs = list(refs)
+        if not refs:
+            return 0
+        return self._run(unlink_refs_step(self._core, refs), Kind.INVALIDATE)
+
+    def invalidate_pattern(
+        self, namespace: str, pattern: str, *, max_keys: int | None = None
+    ) -> PatternResult:
+        """SCAN MATCH + batched UNLINK of a namespace-relative glob (never a bare ``*``).
+
+        Past ``max_keys`` matches (default ``config.pattern_max_keys``) it flushes the
+        namespace instead and says so (``escalated``).
+        """
+        step = pattern_step(self._core, namespace, pattern, max_keys)
+        return self._run(step, Kind.INVALIDATE)
+
+    def flush_namespace(self, namespace: str) -> int:
+        """Make every value of the namespace invisible at once (O(1)); the new generation."""
+        (generation,) = self._run(flush_step(self._core, [namespace]), Kind.INVALIDATE)
+        return generation
+
+    def flush_scope(self) -> None:
+        """Flush every registered namespace of this scope, in one round trip."""
+        names = self._core.keyspace.registry.names
+        self._run(flush_step(self._core, names), Kind.INVALIDATE)
+
+    # ---- introspection ----------------------------------------------------------------
+    def health(self) -> HealthReport:
+        """The audit's metrics with verdicts (raises when Redis is unavailable)."""
+        in_use, cap = pool_usage(self._client.connection_pool)
+        return self._run(health_step(self._core, in_use, cap), Kind.ADMIN)
+
+    def decode(self, data: bytes) -> Decoded:
+        """Decode a stored value; raises :class:`CodecError` saying what is wrong with it."""
+        return self._core.codec.decode(data)
