@@ -105,7 +105,7 @@ def check_key_ids(ids: Iterable[str | int]) -> tuple[str, ...]:
     if len(out) > MAX_KEYS_PER_EVENT:
         raise ContractError(
             f"a keys event holds at most {MAX_KEYS_PER_EVENT} ids, got {len(out)}; "
-            "split them over several events (the producer does this for you)",
+            "split them over several events (Producer.batch().invalidate_keys() does it for you)",
             rule="keys.too_many",
         )
     if len(out) <= _ALWAYS_FITS:

@@ -1,0 +1,248 @@
+"""What the async and sync producers share: configuration, payloads, XADD steps, errors.
+
+Everything here is free of I/O. A publish is: payloads (validated by
+:class:`contracts.EventFactory`), one span, the envelope per payload, then one
+:class:`cachecore._io.Batch` of XADDs (one round trip) driven by the async or sync edge. The
+replies are turned into entry ids or a :class:`PublishError` here, once for both edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.trace import Span, TracerProvider
+
+from cachecore._io import Batch, Step
+from cachecore.connection import RedisSettings
+from contracts.codec import FIELD, encode_payload
+from contracts.errors import BackendError, BackendUnavailable, ContractError, PublishError
+from contracts.events import Event
+from contracts.factory import EventFactory, Ref, split_ids
+from contracts.keys import NamespaceRegistry, StreamKeys, validate_id
+from contracts.rules import MAX_ID_LENGTH, MAX_KEYS_TOTAL_CHARS, check_namespace
+from producers._tracing import SendTracing
+
+__all__ = [
+    "DEFAULT_MAXLEN",
+    "DEFAULT_PUBLISH_TIMEOUT",
+    "MAX_EVENTS_PER_ROUND_TRIP",
+    "Payload",
+    "PayloadBuffer",
+    "ProducerCore",
+    "chunked",
+    "producer_settings",
+    "publish_bound",
+]
+
+Payload = Mapping[str, Any]
+
+#: ``MAXLEN ~`` cap: a safety net against a runaway stream, far above any healthy backlog
+#: (retention proper is the consumers' job: they trim only what every group has acked).
+DEFAULT_MAXLEN = 1_000_000
+
+
+def publish_bound(settings: RedisSettings) -> float:
+    """Worst-case seconds for one publish round trip to raise instead of returning an id.
+
+    Each of the ``retries + 1`` attempts may wait ``pool_timeout`` for a pooled connection,
+    connect (redis-py retries the connect itself, so up to ``retries + 1`` connect timeouts
+    with backoff), then wait ``socket_timeout`` for the reply. Producers run without idle
+    health-check PINGs, which would nest one more retry loop in each attempt; a stale pooled
+    connection fails like any other attempt and is retried.
+    """
+    attempts = settings.retries + 1
+    backoff = sum(
+        min(settings.retry_backoff_cap, settings.retry_backoff_base * (2.0**i))
+        for i in range(settings.retries)
+    )
+    per_attempt = (
+        settings.pool_timeout
+        + attempts * settings.socket_connect_timeout
+        + backoff
+        + settings.socket_timeout
+    )
+    return attempts * per_attempt + backoff
+
+
+def producer_settings(settings: RedisSettings) -> RedisSettings:
+    """``settings`` as a producer uses them: no idle health checks (see :func:`publish_bound`)."""
+    return settings.with_options(health_check_interval=0)
+
+
+#: Bound on one publish when the producer is given a client instead of settings (seconds):
+#: what the :class:`RedisSettings` defaults add up to.
+DEFAULT_PUBLISH_TIMEOUT = publish_bound(RedisSettings(url="redis://localhost"))
+#: A batch is sent in round trips of at most this many XADDs.
+MAX_EVENTS_PER_ROUND_TRIP = 1000
+# Up to this many ids always fit one event, whatever their length.
+_ALWAYS_ONE_EVENT = MAX_KEYS_TOTAL_CHARS // MAX_ID_LENGTH
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerConfig:
+    stream_key: str
+    maxlen: int | None
+    timeout: float
+    address: tuple[str, int]
+
+
+class ProducerCore:
+    """The I/O-free half of a producer."""
+
+    def __init__(
+        self,
+        *,
+        stream: str,
+        keys: StreamKeys,
+        producer_name: str,
+        registry: NamespaceRegistry,
+        maxlen: int | None,
+        timeout: float,
+        address: tuple[str, int],
+        tracer_provider: TracerProvider | None,
+    ) -> None:
+        if maxlen is not None and maxlen < 1000:
+            raise ContractError(
+                f"maxlen={maxlen} would trim entries consumers have not read; it is a safety "
+                "net only: keep it large (default 1,000,000) or None",
+                rule="producer.maxlen",
+            )
+        if timeout <= 0:
+            raise ContractError("publish timeout must be positive", rule="producer.timeout")
+        self.factory = EventFactory(producer_name, registry)
+        self.config = ProducerConfig(keys.stream(stream), maxlen, timeout, address)
+        self.where = f"{address[0]}:{address[1]}"
+        self.tracing = SendTracing(self.config.stream_key, address, tracer_provider)
+        prefix: tuple[Any, ...] = ("XADD", self.config.stream_key)
+        if maxlen is not None:
+            prefix += ("MAXLEN", "~", str(maxlen))
+        self._xadd_prefix = (*prefix, "*", FIELD)
+
+    # ---- building ------------------------------------------------------------------------
+    def event_payload(self, event: Event) -> Payload:
+        """A model's fields, with its namespace checked against this producer's registry."""
+        registry = self.factory.registry
+        if event.namespace not in registry:
+            check_namespace(event.namespace, registry)
+        return event.__dict__
+
+    def prepare(self, payloads: Sequence[Payload]) -> tuple[Span, list[tuple[Any, ...]]]:
+        """The span of this round trip and its XADD commands (context injected)."""
+        span, headers = self.tracing.start(payloads)
+        prefix = self._xadd_prefix
+        try:
+            calls = [(*prefix, encode_payload(p, headers)) for p in payloads]
+        except BaseException as exc:
+            self.tracing.failed(span, exc)
+            raise
+        return span, calls
+
+    # ---- the step (shared by both edges) -----------------------------------------------
+    def step(self, calls: list[tuple[Any, ...]]) -> Step[list[Any]]:
+        replies: list[Any] = yield Batch(calls, operation=f"XADD {self.config.stream_key}",
+                                         raise_on_error=False)  # fmt: skip
+        return replies
+
+    # ---- outcomes --------------------------------------------------------------------------
+    def entry_ids(
+        self, payloads: Sequence[Payload], replies: Sequence[Any], span: Span
+    ) -> list[str]:
+        """Entry ids for the replies, or :class:`PublishError` naming the refused events."""
+        ids: list[str] = []
+        refused: list[str] = []
+        first_error: BaseException | None = None
+        for payload, reply in zip(payloads, replies, strict=True):
+            if isinstance(reply, BaseException):
+                refused.append(payload["event_id"])
+                first_error = first_error or reply
+            else:
+                ids.append(reply.decode() if isinstance(reply, bytes) else str(reply))
+        if first_error is not None:
+            error = PublishError(
+                f"{self.config.stream_key}: Redis refused {len(refused)} of {len(payloads)} "
+                f"events ({first_error}); none of those was appended, the other "
+                f"{len(ids)} were. Fix the cause, then publish the same events again",
+                ambiguous=False,
+                event_ids=tuple(refused),
+            )
+            error.__cause__ = first_error
+            self.tracing.failed(span, error)
+            raise error
+        self.tracing.succeeded(span, ids)
+        return ids
+
+    def failure(
+        self, payloads: Sequence[Payload], span: Span, cause: BaseException, *, timed_out: bool
+    ) -> PublishError:
+        """The :class:`PublishError` for a round trip that failed as a whole."""
+        event_ids = tuple(p["event_id"] for p in payloads)
+        if timed_out:
+            cause = BackendUnavailable(
+                f"XADD {self.config.stream_key}: {self.where} gave no reply within the "
+                f"{self.config.timeout:.2f}s publish bound"
+            )
+        # A connection that failed or timed out may have carried the XADD already: ambiguous.
+        # An error reply means Redis refused the command: nothing was appended.
+        ambiguous = isinstance(cause, BackendUnavailable) or not isinstance(cause, BackendError)
+        state = "may or may not have been appended" if ambiguous else "were not appended"
+        error = PublishError(
+            f"{len(event_ids)} event(s) to {self.config.stream_key} {state}: {cause}. "
+            "Publishing the same events again re-sends the same event_ids (a duplicate is "
+            "harmless)",
+            ambiguous=ambiguous,
+            event_ids=event_ids,
+        )
+        error.__cause__ = cause
+        self.tracing.failed(span, error)
+        return error
+
+
+class PayloadBuffer:
+    """Events collected by a batch before its round trips (shared by async and sync)."""
+
+    __slots__ = ("_core", "entry_ids", "event_ids", "payloads")
+
+    def __init__(self, core: ProducerCore) -> None:
+        self._core = core
+        self.payloads: list[Payload] = []
+        #: Entry ids, in order, once the batch was sent.
+        self.entry_ids: list[str] = []
+        self.event_ids: list[str] = []
+
+    def add(self, event: Event) -> None:
+        """Add a ready event (built by an :class:`EventFactory`)."""
+        self.payloads.append(self._core.event_payload(event))
+
+    def invalidate_keys(
+        self, namespace: str, ids: Iterable[str | int], *, reason: str = ""
+    ) -> None:
+        """Ids of one namespace; more than fit one event are split over several."""
+        factory = self._core.factory
+        given = ids if isinstance(ids, list | tuple) else list(ids)
+        if len(given) <= _ALWAYS_ONE_EVENT:
+            self.payloads.append(factory.keys_payload(namespace, given, reason))
+            return
+        for chunk in split_ids(validate_id(i) for i in given):
+            self.payloads.append(factory.keys_payload(namespace, chunk, reason))
+
+    def invalidate_pattern(self, namespace: str, pattern: str, *, reason: str = "") -> None:
+        self.payloads.append(self._core.factory.pattern_payload(namespace, pattern, reason))
+
+    def flush_namespace(self, namespace: str, *, reason: str = "") -> None:
+        self.payloads.append(self._core.factory.flush_payload(namespace, reason))
+
+    def invalidate(self, *refs: Ref, reason: str = "") -> None:
+        """Items, patterns or events, grouped into as few events as they fit."""
+        for event in self._core.factory.events_for(refs, reason=reason):
+            self.add(event)
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+
+def chunked(payloads: Sequence[Payload]) -> list[Sequence[Payload]]:
+    """Round trips of at most :data:`MAX_EVENTS_PER_ROUND_TRIP` events."""
+    step = MAX_EVENTS_PER_ROUND_TRIP
+    return [payloads[start : start + step] for start in range(0, len(payloads), step)]
