@@ -7,6 +7,7 @@ import typer
 from cachebus import __version__
 from cachebus.bench import bench_app
 from cachebus.codec_cmd import codec_app
+from cachebus.consume_cmd import consume
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -15,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 app.add_typer(codec_app, name="codec")
+app.command("consume")(consume)
 
 
 @app.command()
@@ -25,3 +27,7 @@ def version() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -124,9 +124,18 @@ def train(
     """Train a zstd dictionary from sample values and write it to ``--out``."""
     try:
         summary = _train(
-            out, paths or [], lines, url, namespace, prefix, scope, sample, max_scan_calls,
-            decode_with, size,
-        )  # fmt: skip
+            out,
+            paths or [],
+            lines,
+            url,
+            namespace,
+            prefix,
+            scope,
+            sample,
+            max_scan_calls,
+            decode_with,
+            size,
+        )
     except CachebusError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -155,9 +164,13 @@ def _train(
         keyspace.namespace(namespace)
         dictionaries = [Dictionary.load(p) for p in decode_with]
         samples, skipped = read_redis_samples(
-            url, keyspace, namespace, limit=limit, max_scan_calls=max_scan_calls,
+            url,
+            keyspace,
+            namespace,
+            limit=limit,
+            max_scan_calls=max_scan_calls,
             decode_with=dictionaries,
-        )  # fmt: skip
+        )
     else:
         samples = read_file_samples(paths, lines=lines)
     rng = random.Random(0)

@@ -31,6 +31,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as SyncRetry
 
+from cachecore._fastpack import connection_class_for
 from contracts.errors import BackendError, BackendUnavailable, ConfigError, GroupMissingError
 
 __all__ = [
@@ -172,7 +173,10 @@ def create_async_pool(settings: RedisSettings) -> redis.asyncio.BlockingConnecti
     retry = AsyncRetry(_backoff(settings), settings.retries)
     try:
         return redis.asyncio.BlockingConnectionPool.from_url(
-            settings.url, retry=retry, **settings._pool_kwargs()
+            settings.url,
+            retry=retry,
+            connection_class=connection_class_for(urlsplit(settings.url).scheme),
+            **settings._pool_kwargs(),
         )
     except ValueError as exc:
         raise ConfigError(f"Redis URL {settings.redacted_url!r} is not usable: {exc}") from None

@@ -27,7 +27,7 @@ from consumers.entries import Entry, StreamState, parse_read, parse_stream_info,
 from consumers.observe import ConsumerObserver, ConsumerStats, monotonic, safe_call
 from consumers.plan import Delivered, coalesce
 from consumers.sinks import Sink
-from contracts.codec import decode_fields
+from contracts.codec import decode_entries
 from contracts.errors import BackendUnavailable, ConsumerError, EventDecodeError
 from contracts.keys import StreamKeys
 
@@ -62,6 +62,7 @@ class BroadcastConsumer:
         self.position: str | None = None
         self._passed = 0  # entries ever added up to our position
         self._epoch: str | None = None
+        self._seen_stream = False
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._disconnected_since: float | None = None
@@ -104,9 +105,15 @@ class BroadcastConsumer:
         read_from = self.position
         if read_from is not None:
             pipe.execute_command(
-                "XREAD", "COUNT", self.config.count, "BLOCK", block_ms, "STREAMS", self.stream,
+                "XREAD",
+                "COUNT",
+                self.config.count,
+                "BLOCK",
+                block_ms,
+                "STREAMS",
+                self.stream,
                 read_from,
-            )  # fmt: skip
+            )
         with map_redis_errors(f"XREAD {self.stream}", self.where):
             replies = await pipe.execute(raise_on_error=False)
         for reply in replies[:2]:
@@ -132,13 +139,19 @@ class BroadcastConsumer:
             self._epoch = epoch
             self.position = state.last_generated_id if state else "0-0"
             self._passed = state.entries_added if state else 0
+            self._seen_stream = state is not None
             return
-        if epoch != self._epoch or state is None or state.entries_added < self._passed:
+        vanished = state is None and self._seen_stream
+        if epoch != self._epoch or vanished or (state and state.entries_added < self._passed):
             await self._flush(FlushReason.STREAM_LOST, "the stream vanished or was recreated")
             self._epoch = epoch
             self.position = "0-0"
             self._passed = 0
+            self._seen_stream = state is not None
             return
+        if state is None:
+            return
+        self._seen_stream = True
         if state.removed > self._passed:
             await self._flush(
                 FlushReason.TRIMMED, f"{state.removed - self._passed} entries removed unread"
@@ -150,15 +163,17 @@ class BroadcastConsumer:
             return
         self.stats.read += len(entries)
         delivered: list[Delivered] = []
-        for entry in entries:
-            try:
-                decoded = decode_fields(entry.fields, entry_id=entry.id)
-            except EventDecodeError as exc:
+        for entry, decoded in zip(
+            entries, decode_entries([(e.id, e.fields) for e in entries]), strict=True
+        ):
+            if isinstance(decoded, EventDecodeError):
                 self.stats.decode_errors += 1
-                await self._flush(FlushReason.POISON, f"entry {entry.id}: {exc}")
+                await self._flush(FlushReason.POISON, f"entry {entry.id}: {decoded}")
                 continue
             if decoded.event.namespace in self.config.namespaces:
-                delivered.append(Delivered(entry.id, decoded.event, decoded.headers, 1, entry.fields))
+                delivered.append(
+                    Delivered(entry.id, decoded.event, decoded.headers, 1, entry.fields)
+                )
             else:
                 self.stats.foreign_skipped += 1
         if delivered:
@@ -198,10 +213,14 @@ class BroadcastConsumer:
         self.connected = False
         if now - self._disconnected_since > self.config.max_staleness_s:
             # Keep L1 empty while we cannot hear invalidations: count the first flush only.
-            await self._flush(FlushReason.STALE_BUDGET, "disconnected too long", count=not self._stale_flushed)
+            await self._flush(
+                FlushReason.STALE_BUDGET, "disconnected too long", count=not self._stale_flushed
+            )
             self._stale_flushed = True
         outage = now - self._disconnected_since
-        await asyncio.sleep(min(self.config.backoff_base_s * 2 ** min(outage, 10), self.config.backoff_cap_s))
+        await asyncio.sleep(
+            min(self.config.backoff_base_s * 2 ** min(outage, 10), self.config.backoff_cap_s)
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"stream": self.stream, "position": self.position, "connected": self.connected}

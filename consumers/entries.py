@@ -39,7 +39,7 @@ class Entry:
     """One stream entry as delivered. Empty ``fields``: trimmed while it was pending."""
 
     id: str
-    fields: Mapping[bytes, bytes]
+    fields: Mapping[bytes | str, bytes | str]
     #: Times Redis delivered it to this group (1 for a fresh read).
     deliveries: int = 1
 
@@ -86,7 +86,9 @@ def _entries(raw: Sequence[Any] | None) -> list[Entry]:
     out: list[Entry] = []
     for item in raw or ():
         entry_id, fields = item[0], item[1]
-        out.append(Entry(text(entry_id), dict(fields) if fields else {}))
+        out.append(
+            Entry(entry_id.decode() if type(entry_id) is bytes else str(entry_id), fields or {})
+        )
     return out
 
 

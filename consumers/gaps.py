@@ -42,7 +42,11 @@ def check_gap(state: StreamState, group: str, meta: GroupMeta) -> GapVerdict:
     if stream_id(state.max_deleted_entry_id) > stream_id(info.last_delivered_id):
         mark = f"deleted:{state.max_deleted_entry_id}"
         if meta.fallback_mark != mark:
-            return GapVerdict(True, fallback_mark=mark, detail=f"entry {state.max_deleted_entry_id} deleted unread")
+            return GapVerdict(
+                True,
+                fallback_mark=mark,
+                detail=f"entry {state.max_deleted_entry_id} deleted unread",
+            )
     if info.entries_read is not None:
         deficit = state.removed - info.entries_read
         if deficit > meta.deficit:

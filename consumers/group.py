@@ -18,7 +18,6 @@ import redis.asyncio
 
 from cachecore._io import Script
 from cachecore.connection import map_redis_errors
-from contracts.keys import StreamKeys
 from consumers.entries import (
     ClaimResult,
     Entry,
@@ -28,6 +27,7 @@ from consumers.entries import (
     parse_stream_info,
     text,
 )
+from contracts.keys import StreamKeys
 
 __all__ = ["GroupMeta", "ReadResult", "StreamGroup"]
 
@@ -152,9 +152,15 @@ class StreamGroup:
     async def claim(self, cursor: str, *, min_idle_ms: int, count: int) -> ClaimResult:
         with map_redis_errors(f"XAUTOCLAIM {self.stream}", self.where):
             reply = await self.client.execute_command(
-                "XAUTOCLAIM", self.stream, self.group, self.consumer, min_idle_ms, cursor,
-                "COUNT", count,
-            )  # fmt: skip
+                "XAUTOCLAIM",
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_ms,
+                cursor,
+                "COUNT",
+                count,
+            )
         return parse_claim(reply)
 
     async def heartbeat(self, ids: Sequence[str]) -> None:
@@ -233,9 +239,15 @@ class StreamGroup:
             return None
         return parse_stream_info(info, groups)
 
-    async def mark_synced(self, epoch: str | None, *, reason: str | None, deficit: int | None = None,
-                          fallback_mark: str | None = None) -> None:  # fmt: skip
-        mapping: dict[str, Any] = {}
+    async def mark_synced(
+        self,
+        epoch: str | None,
+        *,
+        reason: str | None,
+        deficit: int | None = None,
+        fallback_mark: str | None = None,
+    ) -> None:
+        mapping: dict[bytes | bytearray | memoryview[int] | str | int | float, str | int] = {}
         if epoch is not None:
             mapping["synced"] = epoch
         if deficit is not None:
@@ -267,7 +279,9 @@ class StreamGroup:
     async def members(self) -> list[dict[str, Any]]:
         with map_redis_errors(f"XINFO CONSUMERS {self.stream}", self.where):
             rows = await self.client.execute_command("XINFO CONSUMERS", self.stream, self.group)
-        return [{text(k): (text(v) if isinstance(v, bytes) else v) for k, v in r.items()} for r in rows]
+        return [
+            {text(k): (text(v) if isinstance(v, bytes) else v) for k, v in r.items()} for r in rows
+        ]
 
     async def run_id(self) -> str:
         with map_redis_errors("INFO server", self.where):
@@ -277,4 +291,3 @@ class StreamGroup:
 
 def _is_nogroup(value: Any) -> bool:
     return isinstance(value, redis.exceptions.ResponseError) and str(value).startswith("NOGROUP")
-

@@ -26,7 +26,7 @@ class Delivered:
     headers: Mapping[str, str] = field(default_factory=dict)
     deliveries: int = 1
     #: The entry's raw fields, kept so a dead letter carries exactly what was received.
-    fields: Mapping[bytes, bytes] = field(default_factory=dict, repr=False)
+    fields: Mapping[bytes | str, bytes | str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(slots=True)
@@ -67,9 +67,7 @@ def coalesce(delivered: Iterable[Delivered]) -> Plan:
     for ns, patterns in plan.patterns.items():
         ids = plan.keys.get(ns)
         if ids:
-            ids.difference_update(
-                {i for i in ids if any(glob_match(p, i) for p in patterns)}
-            )
+            ids.difference_update({i for i in ids if any(glob_match(p, i) for p in patterns)})
             if not ids:
                 del plan.keys[ns]
     return plan

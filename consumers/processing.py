@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -28,13 +29,14 @@ from consumers.group import StreamGroup
 from consumers.observe import ConsumerObserver, ConsumerStats, ReadSource, monotonic, safe_call
 from consumers.plan import Delivered, Plan, coalesce
 from consumers.sinks import Sink
-from contracts.codec import decode_fields
+from contracts.codec import decode_entries
 from contracts.errors import BackendUnavailable, EventDecodeError
 
 __all__ = ["BatchProcessor", "Link"]
 
 log = logging.getLogger("cachebus.consumer")
 
+T = TypeVar("T")
 FlushFn = Callable[[frozenset[str], FlushReason, str], Awaitable[None]]
 
 
@@ -71,7 +73,7 @@ class BatchProcessor:
         self.stopping = stopping
         self.link = link or Link()
         self.max_seen: tuple[int, int] = (0, 0)
-        self._acks: set[asyncio.Task[int]] = set()
+        self._acks: set[asyncio.Task[Any]] = set()
 
     async def process(self, entries: Sequence[Entry], source: ReadSource) -> int:
         """Handle ``entries``; returns how many were acked."""
@@ -88,18 +90,20 @@ class BatchProcessor:
         if trimmed:
             self.stats.trimmed_pending += len(trimmed)
             await self.flush(
-                self.config.namespaces, FlushReason.TRIMMED, f"{len(trimmed)} pending entries trimmed"
+                self.config.namespaces,
+                FlushReason.TRIMMED,
+                f"{len(trimmed)} pending entries trimmed",
             )
             settled += trimmed
         delivered: list[Delivered] = []
-        for entry in entries:
-            if entry.trimmed:
-                continue
-            try:
-                decoded = decode_fields(entry.fields, entry_id=entry.id)
-            except EventDecodeError as exc:
+        live = [e for e in entries if not e.trimmed] if trimmed else entries
+        results = decode_entries([(e.id, e.fields) for e in live])
+        for entry, decoded in zip(live, results, strict=True):
+            if isinstance(decoded, EventDecodeError):
                 self.stats.decode_errors += 1
-                await self._dead_letter(entry, f"decode:{exc.rule}", str(exc), _guess_namespace(entry))
+                await self._dead_letter(
+                    entry, f"decode:{decoded.rule}", str(decoded), _guess_namespace(entry)
+                )
                 continue
             if decoded.event.namespace not in self.config.namespaces:
                 self.stats.foreign_skipped += 1
@@ -217,12 +221,12 @@ class BatchProcessor:
         )
         await self.flush(scope, FlushReason.POISON, f"entry {entry.id}: {reason}")
         count = deliveries if deliveries is not None else entry.deliveries
-        await _shielded(
-            self.group.dead_letter(entry, reason=reason, error=error, deliveries=count)
-        )
+        await _shielded(self.group.dead_letter(entry, reason=reason, error=error, deliveries=count))
         self.stats.dead_lettered += 1
         safe_call(self.observer, "on_dead_letter", entry.id, reason, count)
-        log.error("dead-lettered entry %s of %s (%s): %s", entry.id, self.group.stream, reason, error)
+        log.error(
+            "dead-lettered entry %s of %s (%s): %s", entry.id, self.group.stream, reason, error
+        )
 
     # ---- acks --------------------------------------------------------------------------
     async def ack(self, ids: Sequence[str]) -> None:
@@ -237,7 +241,11 @@ class BatchProcessor:
             except BackendUnavailable as exc:
                 self.link.stream_down(exc)
                 if self.stopping():
-                    log.warning("ack of %d entries failed at stop (%s): they will be redelivered", len(ids), exc)
+                    log.warning(
+                        "ack of %d entries failed at stop (%s): they will be redelivered",
+                        len(ids),
+                        exc,
+                    )
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.backoff_cap_s)
@@ -247,18 +255,19 @@ class BatchProcessor:
             safe_call(self.observer, "on_acked", ids, started, monotonic())
             return
 
-    async def wait_acks(self, timeout: float) -> None:
+    async def wait_acks(self, seconds: float) -> None:
+        """Wait (bounded) for shielded acks still in flight after a cancellation."""
         if self._acks:
-            await asyncio.wait(self._acks, timeout=timeout)
+            await asyncio.wait(self._acks, timeout=seconds)
 
 
-async def _shielded(coro: Awaitable[int] | Awaitable[str], tasks: set[asyncio.Task[int]] | None = None) -> int:
+async def _shielded(coro: Awaitable[T], tasks: set[asyncio.Task[Any]] | None = None) -> T:
     """Run ``coro`` so that cancelling the caller does not cut it in half."""
-    task = asyncio.ensure_future(coro)
+    task: asyncio.Future[T] = asyncio.ensure_future(coro)
     if tasks is not None:
         tasks.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(tasks.discard)  # type: ignore[arg-type]
-    return await asyncio.shield(task)  # type: ignore[return-value]
+        task.add_done_callback(tasks.discard)
+    return await asyncio.shield(task)
 
 
 def _guess_namespace(entry: Entry) -> str | None:
@@ -268,7 +277,11 @@ def _guess_namespace(entry: Entry) -> str | None:
         return None
     try:
         outer = orjson.loads(raw)
-        inner = orjson.loads(outer["data"]) if isinstance(outer, dict) and isinstance(outer.get("data"), str) else outer
+        inner = (
+            orjson.loads(outer["data"])
+            if isinstance(outer, dict) and isinstance(outer.get("data"), str)
+            else outer
+        )
         ns = inner.get("namespace") if isinstance(inner, dict) else None
     except (orjson.JSONDecodeError, TypeError, KeyError):
         return None

@@ -57,9 +57,15 @@ class Consumer:
         )
         self.sinks = tuple(sinks)
         self.processor = BatchProcessor(
-            self.group, config, self.sinks, self.stats, self.observer, self._flush,
-            lambda: self._stopping, _RuntimeLink(self),
-        )  # fmt: skip
+            self.group,
+            config,
+            self.sinks,
+            self.stats,
+            self.observer,
+            self._flush,
+            lambda: self._stopping,
+            _RuntimeLink(self),
+        )
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._stop_lock: asyncio.Lock | None = None
@@ -113,13 +119,18 @@ class Consumer:
                 return
             done, _ = await asyncio.wait({task}, timeout=self.config.grace_period_s)
             if not done:
-                log.warning("consumer %s did not stop within the grace period; cancelling", self.config.consumer)
+                log.warning(
+                    "consumer %s did not stop within the grace period; cancelling",
+                    self.config.consumer,
+                )
                 task.cancel()
                 rest = self.config.hard_deadline_s - self.config.grace_period_s
                 done, _ = await asyncio.wait({task}, timeout=max(rest, 0.1))
                 if not done:
-                    log.error("consumer %s still running at the hard deadline", self.config.consumer)
-            await self.processor.wait_acks(timeout=1.0)
+                    log.error(
+                        "consumer %s still running at the hard deadline", self.config.consumer
+                    )
+            await self.processor.wait_acks(1.0)
 
     async def __aenter__(self) -> Consumer:
         return self
@@ -146,8 +157,9 @@ class Consumer:
         """At start: our own pending entries first (a restarted member never misses them)."""
         start = "0"
         while not self._stopping:
-            result = await self.group.read(count=self.config.count, block_ms=None, pending=True,
-                                           start_id=start)  # fmt: skip
+            result = await self.group.read(
+                count=self.config.count, block_ms=None, pending=True, start_id=start
+            )
             await self._after_read(result, "pending")
             entries = [e for e in result.entries if stream_id(e.id) > stream_id(start)]
             if not entries:
@@ -171,8 +183,11 @@ class Consumer:
         meta = result.meta
         if meta.epoch is None or meta.synced != meta.epoch:
             epoch = meta.epoch or await self.group.rotate_epoch()
-            await self._flush(self.config.namespaces, FlushReason.EPOCH_CHANGED,
-                              "scope not synced to the group's epoch")  # fmt: skip
+            await self._flush(
+                self.config.namespaces,
+                FlushReason.EPOCH_CHANGED,
+                "scope not synced to the group's epoch",
+            )
             await self.group.mark_synced(epoch, reason=None)
         if result.state is not None:
             verdict = check_gap(result.state, self.config.group, meta)
@@ -204,8 +219,11 @@ class Consumer:
             )
             if result.deleted_ids:
                 self.stats.trimmed_pending += len(result.deleted_ids)
-                await self._flush(self.config.namespaces, FlushReason.TRIMMED,
-                                  f"{len(result.deleted_ids)} pending entries trimmed")  # fmt: skip
+                await self._flush(
+                    self.config.namespaces,
+                    FlushReason.TRIMMED,
+                    f"{len(result.deleted_ids)} pending entries trimmed",
+                )
             if result.entries:
                 entries = await self.group.pending_deliveries(result.entries)
                 self.stats.claimed += len(entries)
@@ -225,17 +243,22 @@ class Consumer:
             idle_ms = int(self.config.remove_idle_members_after_s * 1000)
             for member in await self.group.members():
                 name = str(member.get("name"))
-                if name != self.config.consumer and int(member.get("pending", 0)) == 0 and int(
-                    member.get("idle", 0)
-                ) >= idle_ms and await self.group.remove_idle_member(name, idle_ms):
+                if (
+                    name != self.config.consumer
+                    and int(member.get("pending", 0)) == 0
+                    and int(member.get("idle", 0)) >= idle_ms
+                    and await self.group.remove_idle_member(name, idle_ms)
+                ):
                     self.stats.members_removed += 1
                     log.info("removed idle member %s of group %s", name, self.config.group)
         if self.config.retention and monotonic() >= self._next_retention:
             self._next_retention = monotonic() + self.config.retention_interval_s
             trimmed = await trim_acknowledged(
-                self.group.client, self.group.stream, max_length=self.config.max_stream_length,
+                self.group.client,
+                self.group.stream,
+                max_length=self.config.max_stream_length,
                 where=self.group.where,
-            )  # fmt: skip
+            )
             self.stats.trimmed_by_retention += trimmed.removed
 
     async def _server_changed(self) -> None:
@@ -244,8 +267,11 @@ class Consumer:
         if state is None:
             return  # the stream is gone: the next read sees NOGROUP and recovers
         if stream_id(state.last_generated_id) < self.processor.max_seen:
-            await self._flush(self.config.namespaces, FlushReason.SERVER_CHANGED,
-                              "server restarted and lost entries this member had seen")  # fmt: skip
+            await self._flush(
+                self.config.namespaces,
+                FlushReason.SERVER_CHANGED,
+                "server restarted and lost entries this member had seen",
+            )
 
     # ---- flushing -------------------------------------------------------------------------
     async def _flush(self, namespaces: Collection[str], reason: FlushReason, detail: str) -> None:
@@ -265,7 +291,13 @@ class Consumer:
         self.stats.flushes[reason.value] += 1
         self.stats.last_flush_reason = reason.value
         self.stats.last_flush_at = monotonic()
-        log.warning("flushed %s of scope %s: %s (%s)", sorted(scope), self.config.group, reason.value, detail)
+        log.warning(
+            "flushed %s of scope %s: %s (%s)",
+            sorted(scope),
+            self.config.group,
+            reason.value,
+            detail,
+        )
         safe_call(self.observer, "on_flush", reason, scope, detail)
         try:
             await self.group.mark_synced(None, reason=reason.value)
@@ -309,13 +341,24 @@ class Consumer:
             reasons.append("the cache cannot be reached to apply invalidations")
         if lag is not None and lag > self.config.lag_budget:
             reasons.append(f"lag {lag} over budget {self.config.lag_budget}")
-        if self._disconnected_since is not None and now - self._disconnected_since > self.config.max_staleness_s:
+        if (
+            self._disconnected_since is not None
+            and now - self._disconnected_since > self.config.max_staleness_s
+        ):
             reasons.append("disconnected longer than the staleness budget")
         age = now - self._heartbeat
         live = age < 3 * self.config.block_ms / 1000.0 + self.config.min_idle_ms / 1000.0
-        return Health(live, not reasons, self._connected, self._group_present,
-                      self._pending_drained, lag, pending, tuple(reasons), age)  # fmt: skip
-
+        return Health(
+            live,
+            not reasons,
+            self._connected,
+            self._group_present,
+            self._pending_drained,
+            lag,
+            pending,
+            tuple(reasons),
+            age,
+        )
 
 
 class _RuntimeLink(Link):

@@ -441,7 +441,9 @@ class StreamKeys:
 
     def group_meta(self, name: str, group: str) -> str:
         """A hash beside the stream: the group's epoch, what its scope is synced to, last flush."""
-        return f"{self.prefix}:group:{validate_name(name, 'stream')}:{validate_name(group, 'group')}"
+        return (
+            f"{self.prefix}:group:{validate_name(name, 'stream')}:{validate_name(group, 'group')}"
+        )
 
     def dead_letter(self, name: str, group: str) -> str:
         return f"{self.prefix}:dlq:{validate_name(name, 'stream')}:{validate_name(group, 'group')}"

@@ -96,7 +96,11 @@ async def test_an_event_a_sink_keeps_refusing_is_dead_lettered_after_max_deliver
     rec = Recorder()
     consumer = make_consumer(client, stream_keys, rec, max_deliveries=3)
     await consumer.run(until_idle=True)
-    good, poison, after = keys_event("prices", "1"), keys_event("market", "m:summary"), keys_event("prices", "2")
+    good, poison, after = (
+        keys_event("prices", "1"),
+        keys_event("market", "m:summary"),
+        keys_event("prices", "2"),
+    )
     rec.fail_on.add(poison.event_id)
     await publish(client, stream_keys, [good, poison, after])
     await consumer.run(until_idle=True)

@@ -12,7 +12,7 @@ import redis.asyncio
 from cachebus.testing import FaultProxy, RedisServer, ServerOptions
 from consumers import FlushReason
 from contracts.keys import StreamKeys
-from tests.consumer.helpers import Recorder, keys_event, make_consumer, publish, run_for
+from tests.consumer.helpers import Recorder, keys_event, make_consumer, publish
 
 pytestmark = pytest.mark.fault
 KEYS = StreamKeys("cb")
@@ -26,7 +26,9 @@ def client_for(url: str, **kwargs: object) -> redis.asyncio.Redis:
     return redis.asyncio.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
 
 
-async def test_entries_of_a_member_that_never_returns_are_claimed_in_time(redis_server: RedisServer) -> None:
+async def test_entries_of_a_member_that_never_returns_are_claimed_in_time(
+    redis_server: RedisServer,
+) -> None:
     client = client_for(redis_server.url)
     rec = Recorder()
     live = make_consumer(client, KEYS, rec, consumer="live", min_idle_ms=800, claim_interval_s=0.3)
@@ -52,7 +54,9 @@ async def test_a_handler_slower_than_min_idle_keeps_its_entries(redis_server: Re
     client = client_for(redis_server.url)
     slow_rec, other_rec = Recorder(delay_s=0.3), Recorder()
     slow = make_consumer(client, KEYS, slow_rec, consumer="slow", min_idle_ms=300, count=5)
-    other = make_consumer(client, KEYS, other_rec, consumer="other", min_idle_ms=300, claim_interval_s=0.05)
+    other = make_consumer(
+        client, KEYS, other_rec, consumer="other", min_idle_ms=300, claim_interval_s=0.05
+    )
     await slow.run(until_idle=True)
     events = [keys_event("prices", str(i)) for i in range(5)]
     await publish(client, KEYS, events)
@@ -69,7 +73,9 @@ async def test_a_handler_slower_than_min_idle_keeps_its_entries(redis_server: Re
     await client.aclose()
 
 
-async def test_a_deleted_stream_is_one_flush_then_the_group_is_recreated(redis_server: RedisServer) -> None:
+async def test_a_deleted_stream_is_one_flush_then_the_group_is_recreated(
+    redis_server: RedisServer,
+) -> None:
     client = client_for(redis_server.url)
     rec = Recorder()
     consumer = make_consumer(client, KEYS, rec)
@@ -77,7 +83,9 @@ async def test_a_deleted_stream_is_one_flush_then_the_group_is_recreated(redis_s
     await publish(client, KEYS, [keys_event("prices", "a")])
     await consumer.run(until_idle=True)
     await client.delete(STREAM)
-    await publish(client, KEYS, [keys_event("prices", "lost")])  # XADD recreates the stream, not the group
+    await publish(
+        client, KEYS, [keys_event("prices", "lost")]
+    )  # XADD recreates the stream, not the group
     await consumer.run(until_idle=True)
     after = [keys_event("prices", "b")]
     await publish(client, KEYS, after)
@@ -108,7 +116,9 @@ async def test_a_restart_without_persistence_is_one_flush(redis_server: RedisSer
     await client.aclose()
 
 
-async def test_an_evicted_stream_is_detected_and_flushed(redis_server_factory: Callable[..., RedisServer]) -> None:
+async def test_an_evicted_stream_is_detected_and_flushed(
+    redis_server_factory: Callable[..., RedisServer],
+) -> None:
     server = redis_server_factory(ServerOptions(maxmemory="4mb", maxmemory_policy="allkeys-lru"))
     client = client_for(server.url)
     rec = Recorder()
@@ -151,7 +161,9 @@ async def test_a_stream_trimmed_past_a_paused_group_is_one_flush(redis_server: R
     await client.aclose()
 
 
-async def test_a_member_that_missed_the_loss_flushes_on_the_epoch(redis_server: RedisServer) -> None:
+async def test_a_member_that_missed_the_loss_flushes_on_the_epoch(
+    redis_server: RedisServer,
+) -> None:
     client = client_for(redis_server.url)
     rec_a, rec_b = Recorder(), Recorder()
     a = make_consumer(client, KEYS, rec_a, consumer="a")
@@ -249,7 +261,9 @@ async def test_a_cut_connection_and_a_paused_redis_lose_nothing_and_unready_mean
     await through_proxy.aclose()
 
 
-async def test_idle_members_are_removed_only_without_pending_entries(redis_server: RedisServer) -> None:
+async def test_idle_members_are_removed_only_without_pending_entries(
+    redis_server: RedisServer,
+) -> None:
     client = client_for(redis_server.url)
     rec = Recorder()
     consumer = make_consumer(client, KEYS, rec, remove_idle_members_after_s=0.2)
@@ -283,6 +297,6 @@ async def test_retention_trims_only_what_every_group_acked(redis_server: RedisSe
     await s.run(until_idle=True)  # acks its 100 and the 200 left
     result = await trim_acknowledged(client, STREAM, max_length=10_000)
     assert await client.xlen(STREAM) < 300
-    first = (await client.xrange(STREAM, count=1))
+    first = await client.xrange(STREAM, count=1)
     assert not first or first[0][0].decode() > ids[-1] or result.removed >= 0
     await client.aclose()

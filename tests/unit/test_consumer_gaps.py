@@ -41,15 +41,23 @@ def test_an_unread_deleted_entry_is_a_gap_once() -> None:
 
 
 def test_without_entries_read_a_position_behind_the_oldest_entry_flushes_once() -> None:
-    verdict = check_gap(state(added=9, length=3, read=None, delivered="2-0", first="6-0"), "g", META)
+    verdict = check_gap(
+        state(added=9, length=3, read=None, delivered="2-0", first="6-0"), "g", META
+    )
     assert verdict.gap
     meta = GroupMeta("e", "e", 0, verdict.fallback_mark)
-    assert not check_gap(state(added=9, length=3, read=None, delivered="2-0", first="6-0"), "g", meta).gap
-    assert not check_gap(state(added=9, length=3, read=None, delivered="6-0", first="6-0"), "g", META).gap
+    assert not check_gap(
+        state(added=9, length=3, read=None, delivered="2-0", first="6-0"), "g", meta
+    ).gap
+    assert not check_gap(
+        state(added=9, length=3, read=None, delivered="6-0", first="6-0"), "g", META
+    ).gap
 
 
 def test_a_position_behind_the_oldest_entry_is_no_gap_when_nothing_was_ever_removed() -> None:
-    assert not check_gap(state(added=3, length=3, read=None, delivered="0-0", first="6-0"), "g", META).gap
+    assert not check_gap(
+        state(added=3, length=3, read=None, delivered="0-0", first="6-0"), "g", META
+    ).gap
 
 
 def test_unknown_group_or_empty_stream_has_no_gap() -> None:

@@ -1,0 +1,227 @@
+"""``cachebus bench consume``: drain one backlog three ways, on a scratch redis-server.
+
+The same ``--events`` entries (one key each, every key really cached) are drained, each
+contender with its own consumer group created at ``0``, applying UNLINKs:
+
+* ``cachebus``: our runtime (decode and validate every event, coalesce the batch, one UNLINK
+  round trip per batch through the cache core, one XACK per batch);
+* ``raw``: XREADGROUP COUNT n + pipelined UNLINK per event + XACK, reading the keys field of
+  the envelope without validating anything (the floor for a Python consumer);
+* ``faststream``: a FastStream batch ``StreamSub`` (max_records n) whose handler pipelines the
+  UNLINKs (FastStream acks the batch).
+
+Repeats are interleaved so the three see the same machine state; medians are reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio
+import typer
+
+from cachebus.bench import bench_app
+from cachebus.bench._report import emit
+from cachebus.testing import RedisServer
+from cachecore import Cache
+from cachecore.connection import RedisSettings, create_async_pool
+from consumers import Consumer, ConsumerConfig, ConsumerObserver, RedisCacheSink
+from contracts.codec import encode_event
+from contracts.events import KeysInvalidated
+from contracts.keys import KeySpace, StreamKeys
+
+__all__ = ["consume"]
+
+PREFIX = "bench"
+SPACE = KeySpace(prefix=PREFIX, scope="bot")
+STREAMS = StreamKeys(PREFIX)
+STREAM = STREAMS.stream("inval")
+
+
+async def _load_backlog(client: redis.asyncio.Redis, events: int) -> None:
+    for base in range(0, events, 2000):
+        pipe = client.pipeline(transaction=False)
+        for i in range(base, min(base + 2000, events)):
+            event = KeysInvalidated(namespace="prices", keys=(f"k{i}",), producer="bench")
+            pipe.xadd(STREAM, encode_event(event))  # type: ignore[arg-type]
+        await pipe.execute()
+
+
+async def _cache_every_key(client: redis.asyncio.Redis, events: int) -> None:
+    for base in range(0, events, 5000):
+        await client.mset(
+            {SPACE.key("prices", f"k{i}"): b"v" for i in range(base, min(base + 5000, events))}
+        )
+
+
+async def _remaining(client: redis.asyncio.Redis, events: int) -> int:
+    left = 0
+    for base in range(0, events, 5000):
+        left += int(
+            await client.exists(
+                *[SPACE.key("prices", f"k{i}") for i in range(base, min(base + 5000, events))]
+            )
+        )
+    return left
+
+
+class _Done(ConsumerObserver):
+    def __init__(self, target: int) -> None:
+        self.target, self.acked, self.done = target, 0, asyncio.Event()
+
+    def on_acked(self, ids: Sequence[str], started: float, ended: float) -> None:
+        self.acked += len(ids)
+        if self.acked >= self.target:
+            self.done.set()
+
+
+async def _ours(url: str, group: str, events: int, count: int) -> float:
+    # Our runtime on our own pool (explicit timeouts, hiredis command packing).
+    settings = RedisSettings.from_url(url, socket_timeout=30)
+    pool = create_async_pool(settings)
+    client = redis.asyncio.Redis(connection_pool=pool)
+    cache = Cache(client, SPACE)
+    config = ConsumerConfig(
+        stream="inval",
+        group=group,
+        consumer="c",
+        namespaces=frozenset({"prices"}),
+        count=count,
+        block_ms=100,
+    )
+    observer = _Done(events)
+    consumer = Consumer(client, config, [RedisCacheSink(cache)], keys=STREAMS, observer=observer)
+    started = time.perf_counter()
+    task = asyncio.ensure_future(consumer.run())
+    await observer.done.wait()
+    elapsed = time.perf_counter() - started
+    await consumer.stop()
+    await task
+    await pool.aclose()
+    return elapsed
+
+
+async def _raw(client: redis.asyncio.Redis, group: str, events: int, count: int) -> float:
+    started = time.perf_counter()
+    done = 0
+    while done < events:
+        reply: Any = await client.xreadgroup(group, "c", {STREAM: ">"}, count=count, block=100)
+        if not reply:
+            continue
+        entries = reply[0][1]
+        pipe = client.pipeline(transaction=False)
+        ids = []
+        for entry_id, fields in entries:
+            payload = orjson.loads(orjson.loads(fields[b"__data__"])["data"])
+            for ident in payload["keys"]:
+                pipe.unlink(f"{SPACE.root}prices:{ident}")
+            ids.append(entry_id)
+        pipe.xack(STREAM, group, *ids)
+        await pipe.execute()
+        done += len(ids)
+    return time.perf_counter() - started
+
+
+async def _faststream(
+    url: str, client: redis.asyncio.Redis, group: str, events: int, count: int
+) -> float:
+    from faststream.redis import RedisBroker, StreamSub
+
+    broker = RedisBroker(url, logger=None)  # type: ignore[arg-type]
+    finished = asyncio.Event()
+    seen = 0
+
+    @broker.subscriber(
+        stream=StreamSub(
+            STREAM, group=group, consumer="c", batch=True, max_records=count, polling_interval=100
+        )
+    )
+    async def handle(bodies: list[dict[str, Any]]) -> None:
+        nonlocal seen
+        pipe = client.pipeline(transaction=False)
+        for body in bodies:
+            for ident in body["keys"]:
+                pipe.unlink(f"{SPACE.root}prices:{ident}")
+        await pipe.execute()
+        seen += len(bodies)
+        if seen >= events:
+            finished.set()
+
+    started = time.perf_counter()
+    await broker.start()
+    await finished.wait()
+    elapsed = time.perf_counter() - started
+    await broker.stop()
+    # FastStream acks after the handler returns: wait for the last ack before the next run.
+    for _ in range(100):
+        if (await client.xpending(STREAM, group))["pending"] == 0:
+            break
+        await asyncio.sleep(0.01)
+    return elapsed
+
+
+async def _bench(events: int, count: int, repeats: int) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {"cachebus": [], "raw": [], "faststream": []}
+    with RedisServer() as server:
+        client = redis.asyncio.Redis.from_url(server.url, socket_timeout=30, retry=None)
+        await _load_backlog(client, events)
+        contenders: dict[str, Callable[[str], Awaitable[float]]] = {
+            "cachebus": lambda g: _ours(server.url, g, events, count),
+            "raw": lambda g: _raw(client, g, events, count),
+            "faststream": lambda g: _faststream(server.url, client, g, events, count),
+        }
+        run = 0
+        for repeat in range(repeats):
+            order = list(contenders) if repeat % 2 == 0 else list(reversed(contenders))
+            for name in order:
+                run += 1
+                group = f"{name}-{run}"
+                await _cache_every_key(client, events)
+                await client.xgroup_create(STREAM, group, id="0")
+                elapsed = await contenders[name](group)
+                left = await _remaining(client, events)
+                if left:
+                    raise RuntimeError(f"{name} left {left} of {events} keys in the cache")
+                results[name].append(events / elapsed)
+                await client.xgroup_destroy(STREAM, group)
+        await client.aclose()
+    return results
+
+
+@bench_app.command("consume")
+def consume(
+    events: int = typer.Option(200_000, help="Backlog size."),
+    count: int = typer.Option(1000, help="Entries per read, for every contender."),
+    repeats: int = typer.Option(3, help="Interleaved repeats; medians are reported."),
+    json_out: bool = typer.Option(False, "--json", help="End with one JSON line."),
+) -> None:
+    """Drain a backlog: our runtime vs a raw XREADGROUP loop vs FastStream batch StreamSub."""
+    results = asyncio.run(_bench(events, count, repeats))
+    med = {name: statistics.median(values) for name, values in results.items()}
+    rows = [
+        (name, med[name], min(values), max(values), med[name] / med["cachebus"])
+        for name, values in results.items()
+    ]
+    summary = {
+        "events": events,
+        "count": count,
+        "repeats": repeats,
+        "cachebus_eps": round(med["cachebus"]),
+        "raw_eps": round(med["raw"]),
+        "faststream_eps": round(med["faststream"]),
+        "raw_ratio": round(med["cachebus"] / med["raw"], 3),
+        "faststream_ratio": round(med["cachebus"] / med["faststream"], 3),
+    }
+    emit(
+        f"consume: drain {events:,} events (COUNT {count}), events/s",
+        ["contender", "median ev/s", "min", "max", "vs cachebus"],
+        rows,
+        summary,
+        as_json=json_out,
+        notes=["cachebus decodes and validates every event; raw reads the keys field blindly."],
+    )
