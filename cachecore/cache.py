@@ -147,7 +147,11 @@ class Cache:
     async def set(
         self, namespace: str, ident: str | int, value: Any, *, ttl: float | None = None
     ) -> bool:
-        """Store ``value`` for the namespace TTL (or ``ttl`` seconds). False if skipped."""
+        """Store ``value`` for the namespace TTL (or ``ttl`` seconds). False if skipped.
+
+        Bytes are stored as they are, anything else as JSON. An oversize or unserializable
+        value raises :class:`CodecError` before anything is sent.
+        """
         step = self._core.write_step(namespace, [(str(ident), value)], ttl)
         return await self._run(step, Kind.WRITE, 0) == 1
 

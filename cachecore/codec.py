@@ -23,98 +23,30 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import IntEnum
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import zstandard
 
+from cachecore._header import (
+    LEADS,
+    MAGIC,
+    MIN_SIZE,
+    U32,
+    Compression,
+    Decoded,
+    DecodeFailure,
+    Prepared,
+    read_varint,
+    varint,
+)
 from cachecore.dictionary import Dictionary
 from contracts.errors import CodecError
 
 __all__ = ["Compression", "DecodeFailure", "Decoded", "Prepared", "ValueCodec"]
 
-_U32 = struct.Struct(">I")
-_MAGIC = 0xC0
 _FORMAT = zstandard.FORMAT_ZSTD1_MAGICLESS
-_MIN_SIZE = 1 + 1 + 4 + 4
-_SMALL = [bytes((i,)) for i in range(0x80)]
-_LEADS = {
-    (compression, is_json): bytes((_MAGIC | compression << 1 | is_json,))
-    for compression in (0, 1, 2)
-    for is_json in (0, 1)
-}
-
-
-class Compression(IntEnum):
-    RAW = 0
-    ZSTD = 1
-    ZSTD_DICT = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """A value read back, with what its header said."""
-
-    value: Any
-    generation: int
-    written_at: int
-    compression: Compression
-    is_json: bool
-
-
-class Prepared(NamedTuple):
-    """A serialized, maybe compressed value waiting for its generation (``ValueCodec.frame``).
-
-    ``lead`` is the start of the header (codec byte and dictionary id), ``size`` the
-    serialized size. A tuple, not a dataclass: it is built once per write, on the hot path.
-    """
-
-    lead: bytes
-    body: bytes
-    size: int
-
-    @property
-    def compression(self) -> Compression:
-        return Compression((self.lead[0] >> 1) & 0x07)
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeFailure:
-    """Why a stored value could not be used. ``reason`` is one of ``corrupt``, ``oversize``,
-    ``unknown_codec`` or ``unknown_dictionary``."""
-
-    reason: str
-    message: str
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _SMALL[value]
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    for shift in range(0, 70, 7):
-        if pos >= len(data):
-            raise IndexError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-    raise IndexError("varint longer than 10 bytes")
 
 
 class ValueCodec:
@@ -233,13 +165,13 @@ class ValueCodec:
         if dictionary is not None and size >= self.dictionary_min_bytes:
             packed = self._compressor(dictionary).compress(payload)
             if len(packed) + 4 < size:
-                lead = _LEADS[Compression.ZSTD_DICT, flag] + _U32.pack(dictionary.dict_id)
+                lead = LEADS[Compression.ZSTD_DICT, flag] + U32.pack(dictionary.dict_id)
                 return Prepared(lead, packed, size)
         elif size >= self.compress_threshold:
             packed = self._compressor(None).compress(payload)
             if len(packed) < size:  # already-compressed bytes stay raw
-                return Prepared(_LEADS[Compression.ZSTD, flag], packed, size)
-        return Prepared(_LEADS[Compression.RAW, flag], payload, size)
+                return Prepared(LEADS[Compression.ZSTD, flag], packed, size)
+        return Prepared(LEADS[Compression.RAW, flag], payload, size)
 
     def frame(self, prepared: Prepared, generation: int, *, now: float | None = None) -> bytes:
         """Header + body: the bytes to store."""
@@ -247,9 +179,9 @@ class ValueCodec:
             raise CodecError(f"generation must not be negative, got {generation}")
         written_at = int(time.time() if now is None else now) & 0xFFFFFFFF
         lead, body, _size = prepared
-        prefix = lead + _varint(generation) + _U32.pack(written_at)
+        prefix = lead + varint(generation) + U32.pack(written_at)
         crc = zlib.crc32(body, zlib.crc32(prefix))
-        return b"".join((prefix, _U32.pack(crc), body))
+        return b"".join((prefix, U32.pack(crc), body))
 
     # ---- decode -----------------------------------------------------------------------
     def decode(self, data: bytes) -> Decoded:
@@ -281,11 +213,11 @@ class ValueCodec:
         return Decoded(value, header.generation, header.written_at, header.compression, True)
 
     def _open(self, data: bytes) -> tuple[bytes, Decoded] | DecodeFailure:
-        if len(data) < _MIN_SIZE:
+        if len(data) < MIN_SIZE:
             return DecodeFailure("corrupt", f"{len(data)} bytes is shorter than any header")
         first = data[0]
         compression_bits = (first >> 1) & 0x07
-        if first & 0xF0 != _MAGIC or compression_bits > Compression.ZSTD_DICT:
+        if first & 0xF0 != MAGIC or compression_bits > Compression.ZSTD_DICT:
             return DecodeFailure(
                 "unknown_codec", f"header byte 0x{first:02x} names no codec of this cachebus"
             )
@@ -294,13 +226,13 @@ class ValueCodec:
             pos = 1
             dictionary = None
             if compression is Compression.ZSTD_DICT:
-                (dict_id,) = _U32.unpack_from(data, pos)
+                (dict_id,) = U32.unpack_from(data, pos)
                 pos += 4
                 dictionary = self._by_id.get(dict_id)
-            generation, pos = _read_varint(data, pos)
-            (written_at,) = _U32.unpack_from(data, pos)
+            generation, pos = read_varint(data, pos)
+            (written_at,) = U32.unpack_from(data, pos)
             pos += 4
-            (crc,) = _U32.unpack_from(data, pos)
+            (crc,) = U32.unpack_from(data, pos)
         except (IndexError, struct.error):
             return DecodeFailure("corrupt", "the header is truncated")
         body = data[pos + 4 :]

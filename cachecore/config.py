@@ -36,7 +36,9 @@ class CacheConfig:
 
     #: Seconds per TTL class; every class must be present. The audit's values by default.
     ttls: Mapping[TTLClass, int] = field(default_factory=lambda: DEFAULT_TTL_SECONDS)
-    #: Classes whose hits restore the full TTL (GETEX, in the read's round trip). Empty: off.
+    #: Classes whose hits restore the full class TTL (GETEX PX, atomic, in the read's round
+    #: trip; a superset of the audit's "extend when in the last half"). It also overrides a
+    #: shorter per-call ``ttl`` on the first hit: leave a class out for short-lived entries.
     adaptive_ttl: frozenset[TTLClass] = frozenset(TTLClass)
     #: A value is a miss once older than this many TTLs since written, however often it is
     #: hit: adaptive TTL keeps hot keys, it must not keep them forever.

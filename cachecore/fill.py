@@ -175,7 +175,7 @@ def _fill(
     try:
         prepared = core.codec.prepare(value, namespace=namespace)
     except CodecError:
-        core.stats.oversize += 1  # the caller still gets its value; it is just not cached
+        core.stats.unstorable += 1  # the caller still gets its value; it is just not cached
         yield from _release(lease, token)
         return value
     if read.generation < 0:

@@ -242,8 +242,8 @@ def _report(
     summary["pass"] = stall_ratio >= 20 and summary["generation_flush_ms"] <= 1.0
     emit(
         f"pattern invalidation: {match:,} of {keys:,} keys",
-        ["method", "wall ms", "longest cmd ms", "longest cmd", "server ms", "calls",
-         "PING p99 ms", "PING max ms", "pings"],
+        ["method", "wall ms", "longest ms", "cmd", "server ms", "calls", "PING p99",
+         "PING max", "pings"],
         rows,
         summary,
         as_json=as_json,

@@ -119,6 +119,8 @@ def test_the_sync_cache_reads_what_the_async_one_wrote(
     assert sync_cache.get("positions", "5:all") == [{"size": 3.5}]
     assert sync_cache.set_many("positions", [("5:1", b"raw")]) == 1
     assert sync_cache.get_many("positions", ["5:1", "5:2"]) == {"5:1": b"raw"}
+    counts = {k.namespace: k.count for k in sync_cache.health().key_counts}
+    assert counts["positions"] == 2
 
 
 def test_a_decode_responses_client_is_refused_with_the_reason(

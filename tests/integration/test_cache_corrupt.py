@@ -96,6 +96,6 @@ async def test_an_oversize_loaded_value_is_returned_but_not_cached(
         return "x" * 500
 
     assert await cache.get_or_set("market", "big:detail", loader) == "x" * 500
-    assert cache.stats.oversize == 1
+    assert cache.stats.unstorable == 1
     assert await cache.get("market", "big:detail") is None
     await client.aclose()
