@@ -34,7 +34,7 @@ from cachecore._core import CacheCore, Read
 from cachecore._io import Batch, Script, Step
 from contracts.errors import BackendUnavailable, CodecError
 
-__all__ = ["FILL", "LOAD", "RELEASE", "Load", "Pause", "fill_flow", "single"]
+__all__ = ["FILL", "LOAD", "RELEASE", "Flow", "Load", "Pause", "fill_flow", "single"]
 
 T = TypeVar("T")
 
