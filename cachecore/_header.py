@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "LEADS",
     "MAGIC",
+    "COMPRESSIONS",
     "MIN_SIZE",
     "U32",
     "Compression",
@@ -40,9 +41,12 @@ class Compression(IntEnum):
     ZSTD_DICT = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """A value read back, with what its header said."""
+#: Compression by its header bits, without an enum call per read.
+COMPRESSIONS = tuple(Compression)
+
+
+class Decoded(NamedTuple):
+    """A value read back, with what its header said (a tuple: built on every hit)."""
 
     value: Any
     generation: int
@@ -91,6 +95,8 @@ def varint(value: int) -> bytes:
 
 
 def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    if pos < len(data) and data[pos] < 0x80:
+        return data[pos], pos + 1
     result = 0
     for shift in range(0, 70, 7):
         if pos >= len(data):

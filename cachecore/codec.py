@@ -31,6 +31,7 @@ import orjson
 import zstandard
 
 from cachecore._header import (
+    COMPRESSIONS,
     LEADS,
     MAGIC,
     MIN_SIZE,
@@ -206,23 +207,24 @@ class ValueCodec:
         result = self._open(data)
         if isinstance(result, DecodeFailure):
             raise CodecError(result.message)
-        return result
+        payload, generation, written_at, compression, is_json = result
+        return payload, Decoded(None, generation, written_at, compression, is_json)
 
     def try_decode(self, data: bytes) -> Decoded | DecodeFailure:
         """Like :meth:`decode`, but returns a :class:`DecodeFailure` instead of raising."""
         opened = self._open(data)
         if isinstance(opened, DecodeFailure):
             return opened
-        payload, header = opened
-        if not header.is_json:
-            return Decoded(payload, header.generation, header.written_at, header.compression, False)
+        payload, generation, written_at, compression, is_json = opened
+        if not is_json:
+            return Decoded(payload, generation, written_at, compression, False)
         try:
             value = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             return DecodeFailure("corrupt", f"the JSON payload does not parse: {exc}")
-        return Decoded(value, header.generation, header.written_at, header.compression, True)
+        return Decoded(value, generation, written_at, compression, True)
 
-    def _open(self, data: bytes) -> tuple[bytes, Decoded] | DecodeFailure:
+    def _open(self, data: bytes) -> tuple[bytes, int, int, Compression, bool] | DecodeFailure:
         if len(data) < MIN_SIZE:
             return DecodeFailure("corrupt", f"{len(data)} bytes is shorter than any header")
         first = data[0]
@@ -231,7 +233,7 @@ class ValueCodec:
             return DecodeFailure(
                 "unknown_codec", f"header byte 0x{first:02x} names no codec of this cachebus"
             )
-        compression = Compression(compression_bits)
+        compression = COMPRESSIONS[compression_bits]
         try:
             pos = 1
             dictionary = None
@@ -253,7 +255,6 @@ class ValueCodec:
                 "unknown_dictionary",
                 f"written with zstd dictionary {dict_id}, which this cache does not hold",
             )
-        header = Decoded(None, generation, written_at, compression, bool(first & 1))
         if compression is Compression.RAW:
             payload = body
         else:
@@ -265,7 +266,7 @@ class ValueCodec:
             return DecodeFailure(
                 "oversize", f"value is {len(payload)} bytes, over the {self.max_value_bytes} cap"
             )
-        return payload, header
+        return payload, generation, written_at, compression, bool(first & 1)
 
     def _inflate(self, body: bytes, dictionary: Dictionary | None) -> bytes | DecodeFailure:
         try:
