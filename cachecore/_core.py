@@ -67,6 +67,7 @@ class CacheCore:
             max_value_bytes=config.max_value_bytes,
             dictionaries=config.dictionaries,
             decode_only=config.decode_dictionaries,
+            dictionary_max_bytes=config.dictionary_max_bytes,
         )
         self.stats = CacheStats(latency=LatencyWindow(config.latency_window))
         self.breaker = CircuitBreaker(config.breaker, name=where) if config.breaker else None

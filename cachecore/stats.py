@@ -43,6 +43,8 @@ class CacheStats:
     namespace generation (after a flush), also misses. ``degraded_reads``/``skipped_writes``
     are reads turned into misses and writes dropped because Redis was unavailable or the
     breaker was open; ``rejected_invalidations`` were refused with ``CircuitOpenError``.
+    ``unstorable`` are values a ``get_or_set`` loader returned that the codec refused (over
+    ``max_value_bytes`` or not serializable): returned to the caller, not cached.
     """
 
     hits: int = 0
@@ -58,6 +60,7 @@ class CacheStats:
     unknown_dictionary: int = 0
     stale: int = 0
     loads: int = 0
+    unstorable: int = 0
     lease_waits: int = 0
     lease_timeouts: int = 0
     refused_fills: int = 0

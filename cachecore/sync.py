@@ -31,7 +31,7 @@ from cachecore.breaker import CircuitBreaker
 from cachecore.codec import Decoded
 from cachecore.config import CacheConfig
 from cachecore.connection import RedisSettings, create_sync_pool
-from cachecore.fill import Load, Pause, fill_flow, single
+from cachecore.fill import Flow, Load, Pause, fill_flow, single
 from cachecore.health import HealthReport
 from cachecore.invalidation import PatternResult, flush_step, pattern_step, unlink_refs_step
 from cachecore.singleflight import SyncSingleFlight
@@ -150,7 +150,11 @@ class SyncCache:
     def set(
         self, namespace: str, ident: str | int, value: Any, *, ttl: float | None = None
     ) -> bool:
-        """Store ``value`` for the namespace TTL (or ``ttl`` seconds). False if skipped."""
+        """Store ``value`` for the namespace TTL (or ``ttl`` seconds). False if skipped.
+
+        Bytes are stored as they are, anything else as JSON. An oversize or unserializable
+        value raises :class:`CodecError` before anything is sent.
+        """
         step = self._core.write_step(namespace, [(str(ident), value)], ttl)
         return self._run(step, Kind.WRITE, 0) == 1
 
@@ -190,7 +194,7 @@ class SyncCache:
             lambda: self._drive(fill_flow(self._core, namespace, ident, ttl), loader),
         )
 
-    def _drive(self, flow: Any, loader: Callable[[], Any]) -> Any:
+    def _drive(self, flow: Flow[Any], loader: Callable[[], Any]) -> Any:
         reply: Any = None
         error: BaseException | None = None
         while True:

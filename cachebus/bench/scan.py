@@ -186,15 +186,9 @@ def _run_methods(
     window = ours["window"]
     longest, name, busy, calls = _observe(client)
     scan_unlink = Method(
-        "scan+unlink",
-        (window[1] - window[0]) / 1e6,
-        longest,
-        name,
-        busy,
-        calls,
-        window,
+        "scan+unlink", (window[1] - window[0]) / 1e6, longest, name, busy, calls, window,
         ours["result"].deleted,
-    )
+    )  # fmt: skip
     if int(client.dbsize()) != before - match:
         raise RuntimeError(f"SCAN+UNLINK removed {before - int(client.dbsize())} keys, not {match}")
 
@@ -203,15 +197,9 @@ def _run_methods(
     durations, window = asyncio.run(_flushes(url, ks, flushes))
     longest, name, busy, calls = _observe(client)
     generation = Method(
-        "generation",
-        statistics.median(durations),
-        longest,
-        name,
-        busy / max(flushes, 1),
-        calls,
-        window,
-        match,
-    )
+        "generation", statistics.median(durations), longest, name, busy / max(flushes, 1),
+        calls, window, match,
+    )  # fmt: skip
     return {"methods": [keys_del, scan_unlink, generation], "flush_ms": durations}
 
 
@@ -227,18 +215,9 @@ def _report(
         p99 = percentile(pings, 99) if pings else None
         peak = max(pings) if pings else None
         rows.append(
-            [
-                m.name,
-                m.wall_ms,
-                m.longest_ms,
-                m.longest_cmd,
-                m.server_ms,
-                m.calls,
-                p99 if p99 is not None else "-",
-                peak if peak is not None else "-",
-                len(pings),
-            ]
-        )
+            [m.name, m.wall_ms, m.longest_ms, m.longest_cmd, m.server_ms, m.calls,
+             p99 if p99 is not None else "-", peak if peak is not None else "-", len(pings)]
+        )  # fmt: skip
         summary[m.name.replace("+", "_")] = {
             "wall_ms": round(m.wall_ms, 3),
             "longest_cmd_ms": round(m.longest_ms, 3),
@@ -263,17 +242,8 @@ def _report(
     summary["pass"] = stall_ratio >= 20 and summary["generation_flush_ms"] <= 1.0
     emit(
         f"pattern invalidation: {match:,} of {keys:,} keys",
-        [
-            "method",
-            "wall ms",
-            "longest cmd ms",
-            "longest cmd",
-            "server ms",
-            "calls",
-            "PING p99 ms",
-            "PING max ms",
-            "pings",
-        ],
+        ["method", "wall ms", "longest ms", "cmd", "server ms", "calls", "PING p99",
+         "PING max", "pings"],
         rows,
         summary,
         as_json=as_json,
@@ -283,4 +253,4 @@ def _report(
             "flushes, client round trip (target <= 1 ms); its row shows the median and "
             "server ms per flush",
         ],
-    )
+    )  # fmt: skip

@@ -56,11 +56,19 @@ def find_redis_server() -> str | None:
     return os.environ.get("REDIS_SERVER_BIN") or shutil.which("redis-server")
 
 
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (the caller retries if it is taken)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(highest: int = 65535) -> int:
+    """A loopback TCP port, at most ``highest``, that was free a moment ago (the caller
+    retries if it is taken)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port <= highest:
+            return port
+
+
+#: A cluster node also listens on port + 10000, so its port must be at most 55535.
+_CLUSTER_HIGHEST_PORT = 55535
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +155,8 @@ class RedisServer:
             )
         self._own_dir = directory is None
         self.directory = directory or Path(tempfile.mkdtemp(prefix="cachebus-redis-"))
-        self.port = port or free_port()
+        self._highest_port = _CLUSTER_HIGHEST_PORT if self.options.cluster else 65535
+        self.port = port or free_port(self._highest_port)
         self.host = "127.0.0.1"
         self.username = username
         self.password = password if password is not None else self.options.requirepass
@@ -213,7 +222,7 @@ class RedisServer:
             self._reap()
             if not self._port_in_use_error() or attempt == 4:
                 break
-            self.port = free_port()  # raced with someone for the port: take another
+            self.port = free_port(self._highest_port)  # raced for the port: take another
         raise RuntimeError(
             f"redis-server on port {self.port} did not start; log:\n{self.log_tail()}"
         )
