@@ -178,7 +178,7 @@ class SyncBatch(PayloadBuffer):
                     event_ids=exc.event_ids + unsent,
                 ) from exc.__cause__
         self.entry_ids.extend(sent)
-        self.event_ids.extend(p["event_id"] for p in pending)
+        self.event_ids.extend([p["event_id"] for p in pending])
         return sent
 
     def __enter__(self) -> SyncBatch:

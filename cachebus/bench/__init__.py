@@ -17,7 +17,7 @@ bench_app = typer.Typer(
 )
 
 #: Modules that register a ``cachebus bench <name>`` command (imported for their side effect).
-BENCH_MODULES: tuple[str, ...] = ()
+BENCH_MODULES: tuple[str, ...] = ("publish",)
 
 for _name in BENCH_MODULES:
     importlib.import_module(f"cachebus.bench.{_name}")
