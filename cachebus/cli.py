@@ -6,6 +6,7 @@ import typer
 
 from cachebus import __version__
 from cachebus.bench import bench_app
+from cachebus.publish_cmd import publish
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -13,6 +14,7 @@ app = typer.Typer(
     help="Reliable cache invalidation over Redis Streams.",
 )
 app.add_typer(bench_app, name="bench")
+app.command("publish")(publish)
 
 
 @app.command()
