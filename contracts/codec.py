@@ -219,10 +219,12 @@ def _text_fields(fields: Mapping[bytes | str, bytes | str], entry_id: str | None
 
 
 def _prepare(
-    fields: Mapping[bytes | str, bytes | str], entry_id: str | None
+    fields: Mapping[bytes | str, bytes | str] | None, entry_id: str | None
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Parse an entry down to the event dict, checking what pydantic cannot name well."""
     if type(fields) is not dict and not isinstance(fields, Mapping):
+        if fields is None:  # XREADGROUP/XAUTOCLAIM give nil fields for a deleted pending entry
+            raise _fail("entry was deleted or trimmed while pending", "entry.deleted", entry_id)
         raise _fail("entry fields must be a mapping", "fields.type", entry_id)
     raw = fields.get(_FIELD_B)
     if raw is None:
@@ -258,12 +260,15 @@ def _entry_id(entry_id: str | bytes | None) -> str | None:
 
 
 def decode_fields(
-    fields: Mapping[bytes | str, bytes | str],
+    fields: Mapping[bytes | str, bytes | str] | None,
     *,
     entry_id: str | bytes | None = None,
     registry: NamespaceRegistry | None = None,
 ) -> DecodedEntry:
-    """Decode one entry's fields. ``registry=None`` checks the namespace's syntax only."""
+    """Decode one entry's fields. ``registry=None`` checks the namespace's syntax only.
+
+    ``fields`` is None for a pending entry deleted from the stream (rule ``entry.deleted``).
+    """
     eid = _entry_id(entry_id)
     obj, headers = _prepare(fields, eid)
     try:
@@ -276,7 +281,7 @@ def decode_fields(
 
 
 def _decode_batch_fast(
-    entries: list[tuple[str | bytes, Mapping[bytes | str, bytes | str]]],
+    entries: list[tuple[str | bytes, Mapping[bytes | str, bytes | str] | None]],
     registry: NamespaceRegistry | None,
 ) -> list[DecodedEntry | EventDecodeError] | None:
     """Every entry in our JSON envelope and valid: one JSON parse and validation for all.
@@ -328,7 +333,7 @@ def _decode_batch_fast(
 
 def _decode_one(
     entry_id: str | bytes,
-    fields: Mapping[bytes | str, bytes | str],
+    fields: Mapping[bytes | str, bytes | str] | None,
     registry: NamespaceRegistry | None,
 ) -> DecodedEntry | EventDecodeError:
     try:
@@ -338,7 +343,7 @@ def _decode_one(
 
 
 def decode_entries(
-    entries: Iterable[tuple[str | bytes, Mapping[bytes | str, bytes | str]]],
+    entries: Iterable[tuple[str | bytes, Mapping[bytes | str, bytes | str] | None]],
     *,
     registry: NamespaceRegistry | None = None,
 ) -> list[DecodedEntry | EventDecodeError]:

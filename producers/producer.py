@@ -26,7 +26,7 @@ from cachecore._io import run_async
 from cachecore.connection import RedisSettings, async_client, create_async_pool
 from contracts.errors import CachebusError, PublishError
 from contracts.events import Event
-from contracts.factory import Ref
+from contracts.factory import EventFactory, Ref
 from contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry, StreamKeys
 from producers._core import (
     DEFAULT_MAXLEN,
@@ -122,7 +122,7 @@ class Producer:
         return self._core.config.timeout
 
     @property
-    def factory(self) -> Any:
+    def factory(self) -> EventFactory:
         """The :class:`contracts.EventFactory` of this producer (its name and registry)."""
         return self._core.factory
 

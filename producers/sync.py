@@ -20,7 +20,7 @@ from cachecore._io import run_sync
 from cachecore.connection import RedisSettings, create_sync_pool, sync_client
 from contracts.errors import CachebusError, PublishError
 from contracts.events import Event
-from contracts.factory import Ref
+from contracts.factory import EventFactory, Ref
 from contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry, StreamKeys
 from producers._core import (
     DEFAULT_MAXLEN,
@@ -92,7 +92,7 @@ class SyncProducer:
         return self._core.config.timeout
 
     @property
-    def factory(self) -> Any:
+    def factory(self) -> EventFactory:
         return self._core.factory
 
     # ---- publishing (mirrors Producer) -------------------------------------------------------

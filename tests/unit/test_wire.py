@@ -188,6 +188,19 @@ def test_the_decoder_raises_only_its_decode_error_on_arbitrary_bytes(data: bytes
             decode_fields(fields)  # type: ignore[arg-type]
         except EventDecodeError:
             pass
+        envelope = {
+            b"__data__": orjson.dumps({"data": data.decode(errors="replace"), "headers": {}})
+        }
+        for result in decode_entries([(b"1-0", fields), (b"1-1", envelope)]):  # type: ignore[list-item]
+            assert isinstance(result, DecodedEntry | EventDecodeError)
+
+
+def test_a_pending_entry_deleted_from_the_stream_is_a_named_decode_error() -> None:
+    with pytest.raises(EventDecodeError) as caught:
+        decode_fields(None, entry_id="4-0")  # type: ignore[arg-type]
+    assert caught.value.rule == "entry.deleted"
+    (result,) = decode_entries([(b"4-0", None)])  # type: ignore[list-item]
+    assert isinstance(result, EventDecodeError) and result.rule == "entry.deleted"
 
 
 @settings(max_examples=200, deadline=None)
