@@ -8,6 +8,7 @@ from cachebus import __version__
 from cachebus.bench import bench_app
 from cachebus.codec_cmd import codec_app
 from cachebus.consume_cmd import consume
+from cachebus.publish_cmd import publish
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -17,6 +18,7 @@ app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 app.add_typer(codec_app, name="codec")
 app.command("consume")(consume)
+app.command("publish")(publish)
 
 
 @app.command()

@@ -39,12 +39,18 @@ __all__ = [
     "decode_entries",
     "decode_fields",
     "encode_event",
+    "encode_headers",
     "encode_payload",
+    "encode_payloads",
 ]
 
 FIELD = "__data__"
 CONTENT_TYPE = "application/json"
 _FIELD_B = FIELD.encode()
+_ENVELOPE = (
+    b'{"data":%b,"headers":{"content-type":"' + CONTENT_TYPE.encode()
+    + b'","message_id":%b,"correlation_id":%b%b}}'
+)  # fmt: skip
 _MAX_HEADERS = 64
 _TRACEPARENT_RE = re.compile(
     r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"
@@ -53,6 +59,8 @@ _TRACESTATE_RE = re.compile(r"[\x20-\x2b\x2d-\x7e]*(?:,[\x20-\x2b\x2d-\x7e]*){0,
 _INT_FIELDS = ("schema_version", "created_at_ms")
 _TRACE_FIELDS = ("traceparent", "tracestate")
 _BATCH_ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(list[InvalidationEvent])
+# Fields a stream entry must carry itself: their defaults would invent a version, id or time.
+_REQUIRED = frozenset({"schema_version", "event_id", "created_at_ms"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,25 +96,43 @@ class DecodedEntry:
 
 
 # ---- encoding ------------------------------------------------------------------------------
-def encode_payload(payload: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> bytes:
-    """The ``__data__`` value for a validated payload (a model's fields, in order)."""
-    event_id = payload["event_id"]
-    envelope_headers = {"content-type": CONTENT_TYPE, "message_id": event_id}
-    envelope_headers["correlation_id"] = event_id
-    if headers:
-        for name, value in headers.items():
-            if type(name) is not str or type(value) is not str:
-                raise ContractError(
-                    f"envelope header {name!r} must map text to text", rule="headers.type"
-                )
-        envelope_headers.update(headers)
-    blob = orjson.dumps({"data": orjson.dumps(payload).decode(), "headers": envelope_headers})
+def encode_headers(headers: Mapping[str, str] | None) -> bytes:
+    """Extra envelope headers, serialized once for any number of entries."""
+    if not headers:
+        return b""
+    for name, value in headers.items():
+        if type(name) is not str or type(value) is not str:
+            raise ContractError(
+                f"envelope header {name!r} must map text to text", rule="headers.type"
+            )
+    return b"," + orjson.dumps(dict(headers))[1:-1]
+
+
+def _envelope(payload: Mapping[str, Any], extra: bytes) -> bytes:
+    # The envelope is written as a template around two orjson calls (the event, then the
+    # event as a JSON string): the same bytes as dumping a dict, in half the time. Extra
+    # headers come last, so they win over ours in any JSON reader (last key wins).
+    event_id = orjson.dumps(payload["event_id"])
+    blob = _ENVELOPE % (orjson.dumps(orjson.dumps(payload).decode()), event_id, event_id, extra)
     if len(blob) > MAX_ENTRY_BYTES:
         raise ContractError(
             f"the encoded event is {len(blob)} bytes; the limit is {MAX_ENTRY_BYTES}",
             rule="event.too_large",
         )
     return blob
+
+
+def encode_payload(payload: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> bytes:
+    """The ``__data__`` value for a validated payload (a model's fields, in order)."""
+    return _envelope(payload, encode_headers(headers))
+
+
+def encode_payloads(
+    payloads: Iterable[Mapping[str, Any]], headers: Mapping[str, str] | None = None
+) -> list[bytes]:
+    """``__data__`` values for many payloads sharing the same extra headers."""
+    extra = encode_headers(headers)
+    return [_envelope(p, extra) for p in payloads]
 
 
 def encode_event(event: Event, headers: Mapping[str, str] | None = None) -> dict[str, bytes]:
@@ -193,10 +219,12 @@ def _text_fields(fields: Mapping[bytes | str, bytes | str], entry_id: str | None
 
 
 def _prepare(
-    fields: Mapping[bytes | str, bytes | str], entry_id: str | None
+    fields: Mapping[bytes | str, bytes | str] | None, entry_id: str | None
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Parse an entry down to the event dict, checking what pydantic cannot name well."""
     if type(fields) is not dict and not isinstance(fields, Mapping):
+        if fields is None:  # XREADGROUP/XAUTOCLAIM give nil fields for a deleted pending entry
+            raise _fail("entry was deleted or trimmed while pending", "entry.deleted", entry_id)
         raise _fail("entry fields must be a mapping", "fields.type", entry_id)
     raw = fields.get(_FIELD_B)
     if raw is None:
@@ -232,12 +260,15 @@ def _entry_id(entry_id: str | bytes | None) -> str | None:
 
 
 def decode_fields(
-    fields: Mapping[bytes | str, bytes | str],
+    fields: Mapping[bytes | str, bytes | str] | None,
     *,
     entry_id: str | bytes | None = None,
     registry: NamespaceRegistry | None = None,
 ) -> DecodedEntry:
-    """Decode one entry's fields. ``registry=None`` checks the namespace's syntax only."""
+    """Decode one entry's fields. ``registry=None`` checks the namespace's syntax only.
+
+    ``fields`` is None for a pending entry deleted from the stream (rule ``entry.deleted``).
+    """
     eid = _entry_id(entry_id)
     obj, headers = _prepare(fields, eid)
     try:
@@ -249,43 +280,81 @@ def decode_fields(
     return DecodedEntry(event, headers, eid)
 
 
+def _decode_batch_fast(
+    entries: list[tuple[str | bytes, Mapping[bytes | str, bytes | str] | None]],
+    registry: NamespaceRegistry | None,
+) -> list[DecodedEntry | EventDecodeError] | None:
+    """Every entry in our JSON envelope and valid: one JSON parse and validation for all.
+
+    None as soon as anything is unusual; the caller then decodes entry by entry, which
+    gives each bad entry its precise error.
+    """
+    datas: list[str] = []
+    headers: list[dict[str, str]] = []
+    for _, fields in entries:
+        raw = fields.get(_FIELD_B) if type(fields) is dict else None
+        if type(raw) is not bytes or len(raw) > MAX_ENTRY_BYTES or raw.startswith(BINARY_MAGIC):
+            return None
+        try:
+            envelope = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        data = envelope.get("data") if type(envelope) is dict else None
+        # Each event must look like one whole JSON object, and below the count must match and
+        # each event's id must appear in its own entry, so joining cannot shift an event onto
+        # another entry. Entries crafted to defeat this could as well be written as valid
+        # events: the fast path grants a writer nothing the stream did not already allow.
+        if (
+            type(data) is not str
+            or data[:1] != "{"
+            or data[-1:] != "}"
+            or "headers" not in envelope
+        ):
+            return None
+        datas.append(data)
+        headers.append(_text_headers(envelope["headers"]))
+    try:
+        events = _BATCH_ADAPTER.validate_json(
+            "[" + ",".join(datas) + "]", context={"registry": registry}
+        )
+    except (ValidationError, ContractError, RecursionError, TypeError, ValueError):
+        return None
+    if len(events) != len(datas):
+        return None
+    out: list[DecodedEntry | EventDecodeError] = []
+    for event, data, entry_headers, (entry_id, _) in zip(
+        events, datas, headers, entries, strict=True
+    ):
+        if not event.model_fields_set >= _REQUIRED or event.event_id not in data:
+            return None  # a default was used (a field is missing), or misaligned
+        out.append(DecodedEntry(event, entry_headers, _entry_id(entry_id)))
+    return out
+
+
+def _decode_one(
+    entry_id: str | bytes,
+    fields: Mapping[bytes | str, bytes | str] | None,
+    registry: NamespaceRegistry | None,
+) -> DecodedEntry | EventDecodeError:
+    try:
+        return decode_fields(fields, entry_id=entry_id, registry=registry)
+    except EventDecodeError as exc:
+        return exc
+
+
 def decode_entries(
-    entries: Iterable[tuple[str | bytes, Mapping[bytes | str, bytes | str]]],
+    entries: Iterable[tuple[str | bytes, Mapping[bytes | str, bytes | str] | None]],
     *,
     registry: NamespaceRegistry | None = None,
 ) -> list[DecodedEntry | EventDecodeError]:
     """Decode a batch (as XREADGROUP returns it): one result per entry, errors in place.
 
-    Validation runs once for the whole batch, about twice as fast per event as
-    :func:`decode_fields` in a loop; a batch with a bad event is redone entry by entry.
+    A batch of well-formed envelopes is parsed and validated in one pydantic call, several
+    times faster per event than :func:`decode_fields` in a loop; any other batch (a bad
+    entry, a FastStream binary frame, plain fields) is decoded entry by entry.
     """
-    prepared: list[tuple[dict[str, Any], dict[str, str], str | None] | EventDecodeError] = []
-    for entry_id, fields in entries:
-        eid = _entry_id(entry_id)
-        try:
-            prepared.append((*_prepare(fields, eid), eid))
-        except EventDecodeError as exc:
-            prepared.append(exc)
-    good = [p for p in prepared if not isinstance(p, EventDecodeError)]
-    try:
-        events = _BATCH_ADAPTER.validate_python(
-            [p[0] for p in good], context={"registry": registry}
-        )
-    except (ValidationError, ContractError, RecursionError, TypeError, ValueError):
-        events = None
-    out: list[DecodedEntry | EventDecodeError] = []
-    it = iter(events or ())
-    for p in prepared:
-        if isinstance(p, EventDecodeError):
-            out.append(p)
-        elif events is not None:
-            out.append(DecodedEntry(next(it), p[1], p[2]))
-        else:
-            try:
-                event = EVENT_ADAPTER.validate_python(p[0], context={"registry": registry})
-                out.append(DecodedEntry(event, p[1], p[2]))
-            except ValidationError as exc:
-                out.append(decode_error(exc, p[2]))
-            except (ContractError, RecursionError, TypeError, ValueError) as exc:
-                out.append(_fail(f"event could not be validated: {exc}", "event.invalid", p[2]))
-    return out
+    batch = entries if isinstance(entries, list) else list(entries)
+    fast = _decode_batch_fast(batch, registry) if batch else []
+    if fast is not None:
+        return fast
+    return [_decode_one(entry_id, fields, registry) for entry_id, fields in batch]

@@ -139,6 +139,16 @@ class _Event(BaseModel):
     # (as RootModel does): keep model_validate on the fast path, translate only here.
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        # pydantic reads true as 1 for Literal[1], even in strict mode
+        if isinstance(value, bool):
+            raise ContractError(
+                f"schema_version {value!r} is not supported", rule="schema_version.unsupported"
+            )
+        return value
+
     @field_validator("namespace")
     @classmethod
     def _registered(cls, value: str, info: ValidationInfo) -> str:

@@ -83,8 +83,18 @@ def check_key_ids(ids: Iterable[str | int]) -> tuple[str, ...]:
         raise ContractError(
             "ids must be a list of ids, not a single string; wrap it: [id]", rule="keys.type"
         )
+    if type(ids) is list and len(ids) == 1:  # the common call: one id
+        only = ids[0]
+        if (
+            type(only) is str
+            and 0 < len(only) <= MAX_ID_LENGTH
+            and "\x00" not in only
+            and "\r" not in only
+            and "\n" not in only
+        ):
+            return (only,)
     given = ids if type(ids) is tuple else tuple(ids)
-    out: tuple[str, ...] = given  # type: ignore[assignment]  # proven below, or rebuilt
+    out: tuple[str, ...] = given  # proven below, or rebuilt
     # Fast path with validate_id's rules (str, 1..MAX_ID_LENGTH, no NUL/CR/LF); anything else
     # goes through validate_id for its precise error, or to turn int ids into text.
     for i in given:

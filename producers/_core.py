@@ -16,7 +16,7 @@ from opentelemetry.trace import Span, TracerProvider
 
 from cachecore._io import Batch, Step
 from cachecore.connection import RedisSettings
-from contracts.codec import FIELD, encode_payload
+from contracts.codec import FIELD, encode_payloads
 from contracts.errors import BackendError, BackendUnavailable, ContractError, PublishError
 from contracts.events import Event
 from contracts.factory import EventFactory, Ref, split_ids
@@ -115,10 +115,11 @@ class ProducerCore:
         self.config = ProducerConfig(keys.stream(stream), maxlen, timeout, address)
         self.where = f"{address[0]}:{address[1]}"
         self.tracing = SendTracing(self.config.stream_key, address, tracer_provider)
-        prefix: tuple[Any, ...] = ("XADD", self.config.stream_key)
+        # Bytes, so redis-py's encoder passes them through instead of encoding text per event.
+        prefix: tuple[bytes, ...] = (b"XADD", self.config.stream_key.encode())
         if maxlen is not None:
-            prefix += ("MAXLEN", "~", str(maxlen))
-        self._xadd_prefix = (*prefix, "*", FIELD)
+            prefix += (b"MAXLEN", b"~", str(maxlen).encode())
+        self._xadd_prefix = (*prefix, b"*", FIELD.encode())
 
     # ---- building ------------------------------------------------------------------------
     def event_payload(self, event: Event) -> Payload:
@@ -133,7 +134,7 @@ class ProducerCore:
         span, headers = self.tracing.start(payloads)
         prefix = self._xadd_prefix
         try:
-            calls = [(*prefix, encode_payload(p, headers)) for p in payloads]
+            calls = [(*prefix, blob) for blob in encode_payloads(payloads, headers)]
         except BaseException as exc:
             self.tracing.failed(span, exc)
             raise
@@ -150,7 +151,14 @@ class ProducerCore:
         self, payloads: Sequence[Payload], replies: Sequence[Any], span: Span
     ) -> list[str]:
         """Entry ids for the replies, or :class:`PublishError` naming the refused events."""
-        ids: list[str] = []
+        try:  # every reply an id (bytes): the usual case, one pass
+            ids = [reply.decode() for reply in replies]
+        except AttributeError:  # an error object, or text from a decode_responses client
+            pass
+        else:
+            self.tracing.succeeded(span, ids)
+            return ids
+        ids = []
         refused: list[str] = []
         first_error: BaseException | None = None
         for payload, reply in zip(payloads, replies, strict=True):
@@ -220,7 +228,7 @@ class PayloadBuffer:
     ) -> None:
         """Ids of one namespace; more than fit one event are split over several."""
         factory = self._core.factory
-        given = ids if isinstance(ids, list | tuple) else list(ids)
+        given = ids if type(ids) is list or type(ids) is tuple else list(ids)
         if len(given) <= _ALWAYS_ONE_EVENT:
             self.payloads.append(factory.keys_payload(namespace, given, reason))
             return

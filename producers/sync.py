@@ -20,7 +20,7 @@ from cachecore._io import run_sync
 from cachecore.connection import RedisSettings, create_sync_pool, sync_client
 from contracts.errors import CachebusError, PublishError
 from contracts.events import Event
-from contracts.factory import Ref
+from contracts.factory import EventFactory, Ref
 from contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry, StreamKeys
 from producers._core import (
     DEFAULT_MAXLEN,
@@ -92,7 +92,7 @@ class SyncProducer:
         return self._core.config.timeout
 
     @property
-    def factory(self) -> Any:
+    def factory(self) -> EventFactory:
         return self._core.factory
 
     # ---- publishing (mirrors Producer) -------------------------------------------------------
@@ -178,7 +178,7 @@ class SyncBatch(PayloadBuffer):
                     event_ids=exc.event_ids + unsent,
                 ) from exc.__cause__
         self.entry_ids.extend(sent)
-        self.event_ids.extend(p["event_id"] for p in pending)
+        self.event_ids.extend([p["event_id"] for p in pending])
         return sent
 
     def __enter__(self) -> SyncBatch:

@@ -232,3 +232,24 @@ def test_a_sync_publish_to_a_wrong_type_key_raises_publish_error(
         batch.send()
     assert caught.value.ambiguous is False
     assert len(caught.value.event_ids) == 2
+
+
+async def test_a_producer_dropped_without_closing_leaves_no_open_connection_warning(
+    redis_url: str, stream_keys: StreamKeys
+) -> None:
+    import gc
+
+    producer = Producer(RedisSettings.from_url(redis_url), producer_name="api", keys=stream_keys)
+    await producer.flush_namespace("prices")  # holds a connection for one-at-a-time publishes
+    del producer
+    gc.collect()  # filterwarnings=error: a ResourceWarning here would fail the test
+
+
+async def test_concurrent_single_publishes_all_land(
+    producer: Producer, redis_client: redis.Redis
+) -> None:
+    import asyncio
+
+    ids = await asyncio.gather(*(producer.invalidate_keys("prices", [str(i)]) for i in range(50)))
+    assert len(set(ids)) == 50
+    assert redis_client.xlen(producer.stream_key) == 50

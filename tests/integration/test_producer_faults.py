@@ -93,6 +93,7 @@ async def test_with_redis_killed_and_restarted_no_returned_id_is_lost(
     assert all(exc.event_ids == (event.event_id,) for event, exc in failed)
     for event, _ in failed:
         await producer.publish(event)
+    await producer.aclose()
     found_after = event_ids_in(aof_server, keys.stream("inval"))
     assert {e.event_id for e, _ in failed} <= set(found_after)
     assert len(set(found_after)) == len(accepted) + len(failed)
@@ -121,6 +122,7 @@ async def test_with_redis_hung_publishes_raise_ambiguous_errors_within_the_bound
     # the hung server may still apply what it had received: re-sending reuses the same ids
     for event in events:
         await producer.publish(event)
+    await producer.aclose()
     found = event_ids_in(aof_server, keys.stream("inval"))
     assert {e.event_id for e in events} <= set(found)
     assert len(set(found)) == 1 + len(events)

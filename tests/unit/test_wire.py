@@ -188,6 +188,19 @@ def test_the_decoder_raises_only_its_decode_error_on_arbitrary_bytes(data: bytes
             decode_fields(fields)  # type: ignore[arg-type]
         except EventDecodeError:
             pass
+        envelope = {
+            b"__data__": orjson.dumps({"data": data.decode(errors="replace"), "headers": {}})
+        }
+        for result in decode_entries([(b"1-0", fields), (b"1-1", envelope)]):  # type: ignore[list-item]
+            assert isinstance(result, DecodedEntry | EventDecodeError)
+
+
+def test_a_pending_entry_deleted_from_the_stream_is_a_named_decode_error() -> None:
+    with pytest.raises(EventDecodeError) as caught:
+        decode_fields(None, entry_id="4-0")  # type: ignore[arg-type]
+    assert caught.value.rule == "entry.deleted"
+    (result,) = decode_entries([(b"4-0", None)])  # type: ignore[list-item]
+    assert isinstance(result, EventDecodeError) and result.rule == "entry.deleted"
 
 
 @settings(max_examples=200, deadline=None)
@@ -284,3 +297,47 @@ def test_non_text_headers_are_refused_at_encoding() -> None:
     with pytest.raises(ContractError) as caught:
         encode_event(FACTORY.flush("prices"), {"x-n": 5})  # type: ignore[dict-item]
     assert caught.value.rule == "headers.type"
+
+
+def _outcome(result: DecodedEntry | EventDecodeError) -> tuple[str, object]:
+    if isinstance(result, EventDecodeError):
+        return ("error", (result.rule, result.entry_id))
+    return ("ok", (result.event, dict(result.headers), result.entry_id))
+
+
+def _spliced(a: Event, b: Event) -> list[dict[bytes, bytes]]:
+    # two entries whose data strings, joined with a comma, would form a different JSON array
+    data_a = a.model_dump_json()[:-1] + ',"x":"'
+    data_b = '"' + b.model_dump_json()[1:]
+    return [{FIELD.encode(): orjson.dumps({"data": d, "headers": {}})} for d in (data_a, data_b)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            events().map(encode_event),
+            events().map(lambda e: _payload(**{**e.model_dump(), "event_id": None})),
+            events().map(
+                lambda e: {FIELD.encode(): build_binary_frame(e.model_dump_json().encode(), {})}
+            ),
+            st.just({b"__data__": b'{"data": "{}", "headers": {}}'}),
+            st.just({b"__data__": b"junk"}),
+        ),
+        max_size=8,
+    ),
+    st.booleans(),
+)
+def test_batch_decoding_agrees_with_decoding_each_entry(
+    fields_list: list[dict[Any, Any]], splice: bool
+) -> None:
+    if splice:
+        fields_list += _spliced(FACTORY.flush("prices"), FACTORY.flush("market"))
+    batch = [(f"3-{i}".encode(), f) for i, f in enumerate(fields_list)]
+    one_by_one = []
+    for entry_id, fields in batch:
+        try:
+            one_by_one.append(decode_fields(fields, entry_id=entry_id))
+        except EventDecodeError as exc:
+            one_by_one.append(exc)
+    assert [_outcome(r) for r in decode_entries(batch)] == [_outcome(r) for r in one_by_one]

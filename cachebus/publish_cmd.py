@@ -1,0 +1,120 @@
+"""``cachebus publish``: invalidate from the command line (ops use).
+
+Examples::
+
+    cachebus publish positions --key 42:all --reason "manual fix of user 42"
+    cachebus publish market_lists --pattern 'top:*' --reason "listing rebuilt"
+    cachebus publish prices --flush --yes --reason "feed restarted"
+    cachebus publish market --key m1:summary --key m1:detail --reason x --dry-run
+
+Exit codes: 0 published, 1 the publish failed (Redis unreachable or refused: nothing or maybe
+something was appended, the message says which), 2 the request itself is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+from cachecore.connection import RedisSettings
+from contracts.codec import FIELD, encode_payload
+from contracts.errors import ConfigError, ContractError, PublishError
+from contracts.factory import EventFactory, split_ids
+from contracts.keys import DEFAULT_REGISTRY, StreamKeys
+from producers import SyncProducer, publish_bound
+
+__all__ = ["publish"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _payloads(
+    factory: EventFactory, namespace: str, keys: list[str], pattern: str | None, reason: str
+) -> list[dict[str, Any]]:
+    if keys:
+        return [factory.keys_payload(namespace, chunk, reason) for chunk in split_ids(keys)]
+    if pattern is not None:
+        return [factory.pattern_payload(namespace, pattern, reason)]
+    return [factory.flush_payload(namespace, reason)]
+
+
+def publish(
+    namespace: str = typer.Argument(
+        ..., help=f"A registered namespace: {', '.join(DEFAULT_REGISTRY.names)}."
+    ),
+    key: list[str] = typer.Option(
+        [], "--key", "-k", help="A namespace-relative id to invalidate (repeat for more)."
+    ),
+    pattern: str | None = typer.Option(
+        None, "--pattern", "-p", help="A namespace-relative glob, such as '42:*' (never '*')."
+    ),
+    flush: bool = typer.Option(False, "--flush", help="Invalidate the whole namespace."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm --flush."),
+    reason: str = typer.Option(..., "--reason", "-r", help="Why: kept in the stream for audit."),
+    url: str = typer.Option(
+        "redis://127.0.0.1:6379/0", "--url", envvar="CACHEBUS_REDIS_URL", help="Stream Redis."
+    ),
+    stream: str = typer.Option("inval", "--stream", help="Stream name."),
+    prefix: str = typer.Option("cb", "--prefix", help="Key prefix of the stream."),
+    producer: str = typer.Option("ops-cli", "--producer", help="Producer name on the events."),
+    timeout: float = typer.Option(2.0, "--timeout", help="Connect and reply timeout (s)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the entries, send nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per entry."),
+) -> None:
+    """Publish one invalidation: ids (--key), a pattern (--pattern) or a flush (--flush)."""
+    chosen = sum((bool(key), pattern is not None, flush))
+    if chosen != 1:
+        raise _fail("give exactly one of --key (repeatable), --pattern or --flush", EXIT_USAGE)
+    if flush and not (yes or dry_run):
+        raise _fail(
+            f"--flush drops everything cached in {namespace!r} by every service; add --yes",
+            EXIT_USAGE,
+        )
+    try:
+        keys = StreamKeys(prefix)
+        factory = EventFactory(producer)
+        payloads = _payloads(factory, namespace, key, pattern, reason)
+        settings = RedisSettings.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, pool_timeout=timeout
+        )
+    except ContractError as exc:
+        rule = f" [{exc.rule}]" if exc.rule not in str(exc) else ""
+        raise _fail(f"{exc}{rule}", EXIT_USAGE) from None
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    stream_key = keys.stream(stream)
+    if dry_run:
+        for payload in payloads:
+            typer.echo(f"XADD {stream_key} * {FIELD} {encode_payload(payload).decode()}")
+        return
+    try:
+        with SyncProducer.from_url(
+            settings.url, stream, producer_name=producer, keys=keys,
+            socket_timeout=timeout, socket_connect_timeout=timeout, pool_timeout=timeout,
+        ) as sync_producer:  # fmt: skip
+            batch = sync_producer.batch()
+            batch.payloads.extend(payloads)
+            entry_ids = batch.send()
+    except PublishError as exc:
+        state = "may have been" if exc.ambiguous else "was not"
+        raise _fail(
+            f"{exc}\nthe invalidation {state} appended (within {publish_bound(settings):.1f}s); "
+            "run the command again if in doubt: a duplicate is harmless",
+            EXIT_FAILED,
+        ) from None
+    for payload, entry_id in zip(payloads, entry_ids, strict=True):
+        if as_json:
+            typer.echo(json.dumps({"stream": stream_key, "entry_id": entry_id, **payload}))
+        else:
+            typer.echo(
+                f"published {payload['kind']} {namespace} entry={entry_id} "
+                f"event_id={payload['event_id']} stream={stream_key}"
+            )

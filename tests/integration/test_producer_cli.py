@@ -1,0 +1,89 @@
+"""``cachebus publish``: ops invalidate from the command line."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+from typer.testing import CliRunner
+
+from cachebus.cli import app
+from cachebus.testing import free_port
+from contracts import StreamKeys, decode_fields
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["publish", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_publishing_keys_appends_one_event_and_prints_its_ids(
+    redis_url: str, prefix: str, redis_client: redis.Redis
+) -> None:
+    code, out, err = run(
+        "positions", "--key", "42:all", "-k", "42:7", "--reason", "manual fix",
+        "--url", redis_url, "--prefix", prefix, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    printed = json.loads(out)
+    ((entry_id, fields),) = redis_client.xrange(StreamKeys(prefix).stream("inval"))
+    event = decode_fields(fields).event
+    assert printed["entry_id"] == entry_id.decode()
+    assert printed["event_id"] == event.event_id
+    assert event.keys == ("42:all", "42:7")  # type: ignore[union-attr]
+    assert (event.producer, event.reason) == ("ops-cli", "manual fix")
+
+
+def test_a_flush_needs_confirmation(redis_url: str, prefix: str, redis_client: redis.Redis) -> None:
+    code, _, err = run("prices", "--flush", "--reason", "x", "--url", redis_url, "--prefix", prefix)
+    assert code == 2
+    assert "--yes" in err
+    code, out, _ = run(
+        "prices", "--flush", "--yes", "--reason", "feed restart", "--url", redis_url,
+        "--prefix", prefix,
+    )  # fmt: skip
+    assert code == 0
+    assert out.startswith("published flush prices entry=")
+    assert redis_client.xlen(StreamKeys(prefix).stream("inval")) == 1
+
+
+def test_bad_requests_say_what_is_wrong_and_send_nothing(
+    redis_url: str, prefix: str, redis_client: redis.Redis
+) -> None:
+    cases = [
+        (["api_positions", "--key", "1"], "namespace.unknown"),
+        (["positions", "--pattern", "*"], "flush_namespace"),
+        (["positions", "--key", "1", "--pattern", "1:*"], "exactly one of"),
+        (["positions"], "exactly one of"),
+    ]
+    for args, expected in cases:
+        code, _, err = run(*args, "--reason", "x", "--url", redis_url, "--prefix", prefix)
+        assert code == 2, args
+        assert expected in err, (args, err)
+    assert redis_client.exists(StreamKeys(prefix).stream("inval")) == 0
+
+
+def test_a_dry_run_prints_the_entry_without_sending(
+    redis_url: str, prefix: str, redis_client: redis.Redis
+) -> None:
+    code, out, _ = run(
+        "market_lists", "--pattern", "top:*", "--reason", "rebuilt", "--dry-run",
+        "--url", redis_url, "--prefix", prefix,
+    )  # fmt: skip
+    assert code == 0
+    assert out.startswith(f"XADD {prefix}:stream:inval * __data__ {{")
+    assert redis_client.exists(StreamKeys(prefix).stream("inval")) == 0
+
+
+def test_an_unreachable_redis_fails_within_the_bound_with_exit_code_1() -> None:
+    started = time.monotonic()
+    code, _, err = run(
+        "prices", "--key", "m1", "--reason", "x", "--timeout", "0.2",
+        "--url", f"redis://127.0.0.1:{free_port()}/0",
+    )  # fmt: skip
+    assert code == 1
+    assert "run the command again" in err
+    assert time.monotonic() - started < 5
