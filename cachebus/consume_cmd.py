@@ -8,6 +8,7 @@ pending and are replayed by the next start, so nothing is lost either way).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -115,6 +116,9 @@ async def serve(settings: CachebusSettings) -> int:
         ",".join(sorted(config.namespaces)),
         stream_settings.redacted_url,
     )
+    # Everything allocated so far lives as long as the process: keep it out of GC passes.
+    gc.collect()
+    gc.freeze()
     runner = asyncio.ensure_future(consumer.run())
     stopper = asyncio.ensure_future(stop.wait())
     try:

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cachecore._core import CacheCore
@@ -23,7 +23,7 @@ from cachecore._io import Batch, Script, Step
 from contracts.errors import ConfigError
 from contracts.keys import KeyRef
 
-__all__ = ["PatternResult", "flush_step", "pattern_step", "unlink_refs_step"]
+__all__ = ["PatternResult", "flush_step", "pattern_step", "unlink_ids_step", "unlink_refs_step"]
 
 #: INCR the generation, but never below ARGV[1] (ms since epoch); repair a non-integer value.
 FLUSH = Script(
@@ -55,6 +55,15 @@ def unlink_refs_step(core: CacheCore, refs: Iterable[KeyRef]) -> Step[int]:
     """UNLINK the refs' keys and leases; returns how many cached values were removed."""
     ks = core.keyspace
     pairs = [(ks.key(r.namespace, r.id), ks.lease_key(r.namespace, r.id)) for r in refs]
+    return _unlink(core, pairs)
+
+
+def unlink_ids_step(core: CacheCore, ids: Mapping[str, Iterable[str]]) -> Step[int]:
+    """UNLINK the keys and leases of ``{namespace: ids}``: a consumer batch, built in bulk."""
+    pairs: list[tuple[str, str]] = []
+    for namespace, idents in ids.items():
+        data, leases = core.keyspace.key_pairs(namespace, idents)
+        pairs.extend(zip(data, leases, strict=True))
     return _unlink(core, pairs)
 
 

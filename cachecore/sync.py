@@ -33,7 +33,13 @@ from cachecore.config import CacheConfig
 from cachecore.connection import RedisSettings, create_sync_pool
 from cachecore.fill import Flow, Load, Pause, fill_flow, single
 from cachecore.health import HealthReport
-from cachecore.invalidation import PatternResult, flush_step, pattern_step, unlink_refs_step
+from cachecore.invalidation import (
+    PatternResult,
+    flush_step,
+    pattern_step,
+    unlink_ids_step,
+    unlink_refs_step,
+)
 from cachecore.singleflight import SyncSingleFlight
 from cachecore.stats import CacheStats
 from contracts.errors import BackendError, BackendUnavailable
@@ -228,6 +234,12 @@ class SyncCache:
         if not refs:
             return 0
         return self._run(unlink_refs_step(self._core, refs), Kind.INVALIDATE)
+
+    def invalidate_ids(self, ids: Mapping[str, Iterable[str]]) -> int:
+        """Like :meth:`invalidate_refs` for ``{namespace: ids}``: keys are built in bulk."""
+        if not any(ids.values()):
+            return 0
+        return self._run(unlink_ids_step(self._core, ids), Kind.INVALIDATE)
 
     def invalidate_pattern(
         self, namespace: str, pattern: str, *, max_keys: int | None = None

@@ -23,7 +23,7 @@ import redis.asyncio
 
 from cachecore.connection import map_redis_errors
 from consumers.config import BroadcastConfig, FlushReason
-from consumers.entries import Entry, StreamState, parse_read, parse_stream_info, text
+from consumers.entries import Entry, StreamState, parse_raw_read, parse_stream_info, text
 from consumers.observe import ConsumerObserver, ConsumerStats, monotonic, safe_call
 from consumers.plan import Delivered, coalesce
 from consumers.sinks import Sink
@@ -105,7 +105,7 @@ class BroadcastConsumer:
         read_from = self.position
         if read_from is not None:
             pipe.execute_command(
-                "XREAD",
+                b"XREAD",
                 "COUNT",
                 self.config.count,
                 "BLOCK",
@@ -130,7 +130,7 @@ class BroadcastConsumer:
         if isinstance(replies[3], Exception):
             with map_redis_errors(f"XREAD {self.stream}", self.where):
                 raise replies[3]
-        entries = parse_read(replies[3], self.stream)
+        entries = parse_raw_read(replies[3], self.stream)
         await self._apply(entries)
         return len(entries)
 
