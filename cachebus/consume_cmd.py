@@ -19,7 +19,7 @@ import typer
 
 from cachebus.health_server import HealthServer
 from cachebus.settings import CachebusSettings
-from cachecore import Cache
+from cachecore import Cache, CacheConfig
 from cachecore.connection import RedisSettings, create_async_pool
 from consumers import Consumer, ConsumerConfig, RedisCacheSink
 from contracts.errors import CachebusError, ConfigError
@@ -76,7 +76,11 @@ async def serve(settings: CachebusSettings) -> int:
     )
     stream_client = redis.asyncio.Redis(connection_pool=stream_pool)
     cache_client = redis.asyncio.Redis(connection_pool=cache_pool)
-    cache = Cache(cache_client, KeySpace(prefix=settings.prefix, scope=config.group))
+    cache = Cache(
+        cache_client,
+        KeySpace(prefix=settings.prefix, scope=config.group),
+        CacheConfig(max_deletes_per_second=settings.max_deletes_per_second),
+    )
     consumer = Consumer(
         stream_client,
         config,
