@@ -63,11 +63,13 @@ def check_gap(state: StreamState, group: str, meta: GroupMeta) -> GapVerdict:
     # Flush once per distinct oldest (or last) entry, never in a loop.
     if state.removed > 0:
         position = stream_id(info.last_delivered_id)
-        mark = None
+        fallback: str | None = None
         if state.length and position < stream_id(state.first_entry_id):
-            mark = f"first:{state.first_entry_id}"
+            fallback = f"first:{state.first_entry_id}"
         elif not state.length and position < stream_id(state.last_generated_id):
-            mark = f"emptied:{state.last_generated_id}"
-        if mark is not None and meta.fallback_mark != mark:
-            return GapVerdict(True, fallback_mark=mark, detail="position behind the oldest entry")
+            fallback = f"emptied:{state.last_generated_id}"
+        if fallback is not None and meta.fallback_mark != fallback:
+            return GapVerdict(
+                True, fallback_mark=fallback, detail="position behind the oldest entry"
+            )
     return NO_GAP
