@@ -17,7 +17,7 @@ from cachebus.acl import AclLayout, ServiceGrant, render_acl
 from cachebus.testing import RedisServer, ServerOptions, TLSFiles
 from cachecore import Cache
 from cachecore.connection import RedisSettings
-from consumers import Consumer, ConsumerConfig, RedisCacheSink
+from consumers import Consumer, ConsumerConfig, RedisCacheSink, Sink
 from contracts.keys import KeySpace, StreamKeys
 
 LAYOUT = AclLayout(
@@ -76,7 +76,13 @@ class Deployment:
         return Cache(client, KeySpace(self.layout.prefix, scope))
 
     def consumer(
-        self, client: redis.asyncio.Redis, service: str, cache: Cache | None = None, **config: Any
+        self,
+        client: redis.asyncio.Redis,
+        service: str,
+        cache: Cache | None = None,
+        *,
+        sink: Sink | None = None,
+        **config: Any,
     ) -> Consumer:
         options: dict[str, Any] = {
             "stream": self.layout.stream,
@@ -90,7 +96,7 @@ class Deployment:
             "backoff_cap_s": 0.2,
         }
         options.update(config)
-        sink = RedisCacheSink(cache or self.cache(client, service))
+        sink = sink or RedisCacheSink(cache or self.cache(client, service))
         return Consumer(client, ConsumerConfig(**options), [sink], keys=self.keys)
 
     def close(self) -> None:
