@@ -84,7 +84,7 @@ async def serve(settings: CachebusSettings) -> int:
     consumer = Consumer(
         stream_client,
         config,
-        [RedisCacheSink(cache)],
+        [RedisCacheSink(cache, max_keys_per_pattern=config.max_keys_per_pattern)],
         keys=StreamKeys(settings.prefix),
         where=stream_settings.redacted_url,
     )
