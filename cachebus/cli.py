@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from cachebus import __version__
+from cachebus.acl_cmd import acl_app
 from cachebus.bench import bench_app
 from cachebus.codec_cmd import codec_app
 from cachebus.consume_cmd import consume
+from cachebus.devredis_cmd import dev_redis_app
 from cachebus.publish_cmd import publish
 
 app = typer.Typer(
@@ -17,6 +19,8 @@ app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 app.add_typer(codec_app, name="codec")
+app.add_typer(acl_app, name="acl")
+app.add_typer(dev_redis_app, name="dev-redis")
 app.command("consume")(consume)
 app.command("publish")(publish)
 

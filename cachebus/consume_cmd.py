@@ -20,7 +20,7 @@ import typer
 
 from cachebus.health_server import HealthServer
 from cachebus.settings import CachebusSettings
-from cachecore import Cache
+from cachecore import Cache, CacheConfig
 from cachecore.connection import RedisSettings, create_async_pool
 from consumers import Consumer, ConsumerConfig, RedisCacheSink
 from contracts.errors import CachebusError, ConfigError
@@ -77,11 +77,15 @@ async def serve(settings: CachebusSettings) -> int:
     )
     stream_client = redis.asyncio.Redis(connection_pool=stream_pool)
     cache_client = redis.asyncio.Redis(connection_pool=cache_pool)
-    cache = Cache(cache_client, KeySpace(prefix=settings.prefix, scope=config.group))
+    cache = Cache(
+        cache_client,
+        KeySpace(prefix=settings.prefix, scope=config.group),
+        CacheConfig(max_deletes_per_second=settings.max_deletes_per_second),
+    )
     consumer = Consumer(
         stream_client,
         config,
-        [RedisCacheSink(cache)],
+        [RedisCacheSink(cache, max_keys_per_pattern=config.max_keys_per_pattern)],
         keys=StreamKeys(settings.prefix),
         where=stream_settings.redacted_url,
     )

@@ -42,6 +42,8 @@ class CachebusSettings(BaseSettings):
     #: Readiness budgets.
     lag_budget: int = 10_000
     max_staleness_s: float = 5.0
+    #: Cap on cache deletes per second (keys UNLINKed by invalidations; unset: no cap).
+    max_deletes_per_second: float | None = None
     #: Port of /healthz, /readyz and /metrics (0: no server).
     health_port: int = 0
     health_host: str = "127.0.0.1"

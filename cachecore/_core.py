@@ -26,6 +26,7 @@ from cachecore._io import Batch, Step
 from cachecore.breaker import CircuitBreaker
 from cachecore.codec import DecodeFailure, Prepared, ValueCodec
 from cachecore.config import CacheConfig
+from cachecore.ratelimit import DeleteRateLimiter
 from cachecore.stats import CacheStats, LatencyWindow
 from contracts.errors import CircuitOpenError, ConfigError
 from contracts.keys import KeySpace
@@ -72,6 +73,11 @@ class CacheCore:
         self.stats = CacheStats(latency=LatencyWindow(config.latency_window))
         self.breaker = CircuitBreaker(config.breaker, name=where) if config.breaker else None
         self._generations: dict[str, tuple[int, float]] = {}
+        self.delete_limiter: DeleteRateLimiter | None = None
+        if config.max_deletes_per_second is not None:
+            self.delete_limiter = DeleteRateLimiter(
+                config.max_deletes_per_second, config.effective_delete_burst
+            )
         #: (evicted_keys, monotonic time) at the last health(), for the eviction rate.
         self.eviction_sample: tuple[int, float] | None = None
 
@@ -114,6 +120,16 @@ class CacheCore:
         """The operation ended without an answer either way (cancelled, bad input)."""
         if self.breaker is not None:
             self.breaker.abandon()
+
+    def reserve_deletes(self, count: int) -> float:
+        """Seconds to wait before deleting ``count`` keys (0.0 without a rate limit)."""
+        if self.delete_limiter is None:
+            return 0.0
+        wait = self.delete_limiter.reserve(count)
+        if wait > 0:
+            self.stats.delete_waits += 1
+            self.stats.delete_wait_ms += int(wait * 1000)
+        return wait
 
     def observe(self, seconds: float) -> None:
         self.stats.latency.record(seconds)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cachecore._core import CacheCore, Read
-from cachecore._io import Batch, Script, Step
+from cachecore._io import Batch, Pause, Script, Step
 from contracts.errors import BackendUnavailable, CodecError
 
 __all__ = ["FILL", "LOAD", "RELEASE", "Flow", "Load", "Pause", "fill_flow", "single"]
@@ -59,11 +59,6 @@ end
 return 0
 """
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    seconds: float
 
 
 @dataclass(frozen=True, slots=True)

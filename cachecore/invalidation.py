@@ -10,16 +10,19 @@
   being visible at once and age out by TTL. The new generation is never below the current
   time in milliseconds, so if the generation key is lost (evicted under ``allkeys-*``), the
   counter restarts above every generation used before and old values cannot come back.
+* Rate limit: with ``CacheConfig.max_deletes_per_second``, each UNLINK first reserves its keys
+  and the step yields a :class:`~cachecore._io.Pause` for the wait (:mod:`cachecore.ratelimit`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cachecore._core import CacheCore
-from cachecore._io import Batch, Script, Step
+from cachecore._io import Batch, Pause, Script, Step
 from contracts.errors import ConfigError
 from contracts.keys import KeyRef
 
@@ -51,6 +54,13 @@ class PatternResult:
     generation: int | None = None
 
 
+def _paced(core: CacheCore, count: int) -> Generator[Pause, list[Any], None]:
+    """Wait for the delete rate limit, if any, before deleting ``count`` keys."""
+    wait = core.reserve_deletes(count)
+    if wait > 0:
+        yield Pause(wait)
+
+
 def unlink_refs_step(core: CacheCore, refs: Iterable[KeyRef]) -> Step[int]:
     """UNLINK the refs' keys and leases; returns how many cached values were removed."""
     ks = core.keyspace
@@ -74,6 +84,7 @@ def _unlink(core: CacheCore, pairs: Sequence[tuple[str, str]]) -> Step[int]:
         chunk = pairs[start : start + size]
         data = [pair[0] for pair in chunk]
         leases = [pair[1] for pair in chunk]
+        yield from _paced(core, len(data))
         replies = yield Batch(
             [("UNLINK", *data), ("UNLINK", *leases)], operation=f"UNLINK {len(data)} keys"
         )
@@ -122,6 +133,7 @@ def _pattern(core: CacheCore, namespace: str, match: str, limit: int) -> Step[Pa
     while True:
         batch: list[tuple[object, ...]] = []
         if len(pending) >= cfg.unlink_batch:
+            yield from _paced(core, cfg.unlink_batch)
             batch.append(("UNLINK", *pending[: cfg.unlink_batch]))
             del pending[: cfg.unlink_batch]
         batch.append(("SCAN", cursor, "MATCH", match, "COUNT", cfg.scan_count))
@@ -144,8 +156,10 @@ def _pattern(core: CacheCore, namespace: str, match: str, limit: int) -> Step[Pa
         if int(cursor) == 0:
             break
     for start in range(0, len(pending), cfg.unlink_batch):
+        chunk = pending[start : start + cfg.unlink_batch]
+        yield from _paced(core, len(chunk))
         (count,) = yield Batch(
-            [("UNLINK", *pending[start : start + cfg.unlink_batch])],
+            [("UNLINK", *chunk)],
             operation=f"UNLINK {match}",
         )
         deleted += int(count)

@@ -80,3 +80,14 @@ def test_replies_parse_in_resp2_and_resp3_shapes() -> None:
     claim = parse_claim([b"0-0", [(b"3-0", {b"a": b"1"})], [b"1-0"]])
     assert claim.deleted_ids == ["1-0"] and claim.entries[0].id == "3-0"
     assert stream_id("10-2") > stream_id("9-99")
+
+
+def test_a_never_read_group_whose_stream_was_emptied_flushes_once() -> None:
+    # Measured on 7.0.15: a group created at '$' on an empty stream has no entries-read until
+    # its first read; XADD ... MAXLEN 0 then leaves length 0 with 9-0 as the last id.
+    emptied = state(added=4, length=0, read=None, delivered="0-0", first="0-0")
+    verdict = check_gap(emptied, "g", META)
+    assert verdict.gap
+    assert not check_gap(emptied, "g", GroupMeta("e", "e", 0, verdict.fallback_mark)).gap
+    caught_up = state(added=4, length=0, read=None, delivered="9-0", first="0-0")
+    assert not check_gap(caught_up, "g", META).gap
