@@ -35,8 +35,10 @@ async def test_key_and_pattern_deletes_are_paced_at_the_configured_rate(
     started = time.monotonic()
     result = await cache.invalidate_pattern("positions", "*:all")
     assert result.deleted == 1500 and not result.escalated
-    assert cache.stats.delete_wait_ms - waited_before >= 650  # the bucket was empty
-    assert time.monotonic() - started >= 0.65
+    # The bucket refilled while the keys were written back, to the burst at most: 1,000 of
+    # the 1,500 deletes still wait, 0.5 s at 2,000/s.
+    assert cache.stats.delete_wait_ms - waited_before >= 450
+    assert time.monotonic() - started >= 0.45
     await client.aclose()
 
 
