@@ -8,6 +8,7 @@ from cachebus import __version__
 from cachebus.bench import bench_app
 from cachebus.codec_cmd import codec_app
 from cachebus.consume_cmd import consume
+from cachebus.ops import dlq_app, doctor, schema, status, tail
 from cachebus.publish_cmd import publish
 
 app = typer.Typer(
@@ -19,6 +20,11 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(codec_app, name="codec")
 app.command("consume")(consume)
 app.command("publish")(publish)
+app.command("status")(status)
+app.command("tail")(tail)
+app.add_typer(dlq_app, name="dlq")
+app.command("doctor")(doctor)
+app.command("schema")(schema)
 
 
 @app.command()

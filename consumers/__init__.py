@@ -8,13 +8,16 @@ Two shapes:
 """
 
 from consumers.broadcast import BroadcastConsumer
+from consumers.cache_metrics import CacheHealthMetrics
 from consumers.config import BroadcastConfig, ConsumerConfig, FlushReason, default_consumer_name
 from consumers.entries import ClaimResult, Entry, GroupState, StreamState
-from consumers.observe import ConsumerObserver, ConsumerStats, Health
+from consumers.metrics import ConsumerMetrics, PendingSummary, pending_summary
+from consumers.observe import CompositeObserver, ConsumerObserver, ConsumerStats, Health
 from consumers.plan import Delivered, Plan, coalesce
 from consumers.retention import TrimResult, safe_min_id, trim_acknowledged
 from consumers.runtime import Consumer
 from consumers.sinks import CallbackSink, LocalCacheSink, RedisCacheSink, Sink
+from consumers.tracing import TracingObserver
 
 __all__ = [
     # runtimes
@@ -31,9 +34,15 @@ __all__ = [
     "RedisCacheSink",
     "Sink",
     # observing
+    "CacheHealthMetrics",
+    "CompositeObserver",
+    "ConsumerMetrics",
     "ConsumerObserver",
     "ConsumerStats",
     "Health",
+    "PendingSummary",
+    "TracingObserver",
+    "pending_summary",
     # values
     "ClaimResult",
     "Delivered",

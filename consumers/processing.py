@@ -75,8 +75,17 @@ class BatchProcessor:
         self.max_seen: tuple[int, int] = (0, 0)
         self._acks: set[asyncio.Task[Any]] = set()
 
-    async def process(self, entries: Sequence[Entry], source: ReadSource) -> int:
-        """Handle ``entries``; returns how many were acked."""
+    async def process(
+        self,
+        entries: Sequence[Entry],
+        source: ReadSource,
+        read: tuple[float, float] | None = None,
+    ) -> int:
+        """Handle ``entries``; returns how many were acked.
+
+        ``read``: when the round trip that returned them started and ended (monotonic), for
+        the observer's ``on_received``; defaults to now.
+        """
         if not entries:
             return 0
         self.stats.read += len(entries)
@@ -98,12 +107,10 @@ class BatchProcessor:
         delivered: list[Delivered] = []
         live = [e for e in entries if not e.trimmed] if trimmed else entries
         results = decode_entries([(e.id, e.fields) for e in live])
+        undecodable: list[tuple[Entry, EventDecodeError]] = []
         for entry, decoded in zip(live, results, strict=True):
             if isinstance(decoded, EventDecodeError):
-                self.stats.decode_errors += 1
-                await self._dead_letter(
-                    entry, f"decode:{decoded.rule}", str(decoded), _guess_namespace(entry)
-                )
+                undecodable.append((entry, decoded))
                 continue
             if decoded.event.namespace not in self.config.namespaces:
                 self.stats.foreign_skipped += 1
@@ -111,6 +118,13 @@ class BatchProcessor:
                 continue
             delivered.append(
                 Delivered(entry.id, decoded.event, decoded.headers, entry.deliveries, entry.fields)
+            )
+        started, ended = read or (monotonic(), monotonic())
+        safe_call(self.observer, "on_received", source, len(entries), delivered, started, ended)
+        for entry, error in undecodable:
+            self.stats.decode_errors += 1
+            await self._dead_letter(
+                entry, f"decode:{error.rule}", str(error), _guess_namespace(entry)
             )
         exhausted = [d for d in delivered if d.deliveries > self.config.max_deliveries]
         for d in exhausted:
