@@ -67,8 +67,8 @@ class CacheHealthMetrics:
         self._report: HealthReport | None = None
         self._metrics: tuple[Metric, ...] = ()
         gauges: list[tuple[str, str, str, Any]] = [
-            ("cachebus.cache.hit_rate", "1", "Hit ratio (0-1), client and server", self._rates),
-            ("cachebus.cache.memory.usage", "1", "used_memory / maxmemory", self._memory),
+            ("cachebus.cache.hit_ratio", "1", "Hit ratio (0-1), client and server", self._rates),
+            ("cachebus.cache.memory.utilization", "1", "used_memory / maxmemory", self._memory),
             ("cachebus.cache.memory.used", "By", "Redis used_memory", self._used),
             ("cachebus.cache.evictions.rate", "{key}/h", "Evicted keys per hour", self._evictions),
             ("cachebus.cache.latency.p95", "s", "p95 of this cache's round trips", self._p95),

@@ -12,8 +12,9 @@
 
 The runtime reports monotonic start/end times through :class:`ConsumerObserver` hooks, and
 the spans are created with those times, so the runtime itself carries no tracing code. With no
-SDK configured the tracer is a no-op: each hook makes one no-op span, sees that its context is
-invalid and returns, so the cost per batch is a few microseconds whatever its size.
+SDK configured the tracer is a no-op: each hook sees that first and returns, so the cost per
+batch is well under a microsecond whatever its size. (A no-op tracer still hands back the
+parent's context as a "span", so that check is on the tracer, not on the spans it returns.)
 """
 
 from __future__ import annotations
@@ -124,6 +125,14 @@ class TracingObserver(ConsumerObserver):
             name, context, kind, attributes, links or None, start_time=at
         )
 
+    def _active(self) -> bool:
+        """False while spans cannot record: no SDK behind the (proxy) tracer."""
+        tracer = self._tracer
+        if isinstance(tracer, trace.ProxyTracer):
+            # The global provider may be set after this observer was made: ask every time.
+            tracer = getattr(tracer, "_tracer", tracer)
+        return not isinstance(tracer, trace.NoOpTracer)
+
     def _remember(self, entry_id: str, context: SpanContext) -> None:
         if len(self._contexts) >= _MAX_REMEMBERED:
             self._contexts.pop(next(iter(self._contexts)))
@@ -138,6 +147,8 @@ class TracingObserver(ConsumerObserver):
         started: float,
         ended: float,
     ) -> None:
+        if not self._active():
+            return
         offset = _offset_ns()
         attributes = {
             **self._base,
@@ -149,8 +160,6 @@ class TracingObserver(ConsumerObserver):
         span = self._start(
             self._names[sc.OP_RECEIVE], SpanKind.CLIENT, _ns(started, offset), attributes
         )
-        if not span.get_span_context().is_valid:
-            return  # no SDK: nothing records, nothing to remember
         for item in delivered:
             context = creation_context(item)
             if context is not None:
@@ -160,11 +169,11 @@ class TracingObserver(ConsumerObserver):
         span.end(_ns(ended, offset))
 
     def on_applied(self, delivered: Sequence[Delivered], started: float, ended: float) -> None:
-        if not delivered:
+        if not delivered or not self._active():
             return
         offset = _offset_ns()
         start, end = _ns(started, offset), _ns(ended, offset)
-        for n, item in enumerate(delivered):
+        for item in delivered:
             context = creation_context(item)
             span = self._start(
                 self._names[sc.OP_PROCESS],
@@ -174,8 +183,6 @@ class TracingObserver(ConsumerObserver):
                 [Link(context)] if context is not None else (),
                 parent=context,
             )
-            if n == 0 and not span.get_span_context().is_valid:
-                return  # no SDK: skip the rest of the batch
             span.end(end)
 
     def _process_attributes(self, item: Delivered) -> dict[str, Any]:
@@ -197,6 +204,8 @@ class TracingObserver(ConsumerObserver):
         return attributes
 
     def on_acked(self, ids: Sequence[str], started: float, ended: float) -> None:
+        if not self._active():
+            return
         offset = _offset_ns()
         attributes = {
             **self._base,
@@ -208,8 +217,6 @@ class TracingObserver(ConsumerObserver):
             self._names[sc.OP_SETTLE], SpanKind.CLIENT, _ns(started, offset), attributes
         )
         contexts = self._contexts
-        if not span.get_span_context().is_valid:
-            return
         recording = span.is_recording()
         for entry_id in ids:
             context = contexts.pop(entry_id, None)
@@ -218,6 +225,8 @@ class TracingObserver(ConsumerObserver):
         span.end(_ns(ended, offset))
 
     def on_dead_letter(self, entry_id: str, reason: str, deliveries: int) -> None:
+        if not self._active():
+            return
         context = self._contexts.get(entry_id)
         attributes = {
             **self._base,
@@ -240,6 +249,8 @@ class TracingObserver(ConsumerObserver):
         span.end()
 
     def on_flush(self, reason: FlushReason, namespaces: frozenset[str], detail: str) -> None:
+        if not self._active():
+            return
         attributes = {
             **self._base,
             sc.ATTR_FLUSH_REASON: reason.value,
