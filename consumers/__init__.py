@@ -5,6 +5,10 @@ Two shapes:
 * :class:`Consumer` (group mode) for a service's shared Redis cache: one consumer group per
   service, each event applied once per service, at least once;
 * :class:`BroadcastConsumer` for in-process L1 caches: every process sees every event.
+
+Observability plugs in as observers: :class:`TracingObserver` (OpenTelemetry spans),
+:class:`ConsumerMetrics` and :class:`CacheHealthMetrics` (OpenTelemetry metrics), combined with
+:class:`CompositeObserver`.
 """
 
 from consumers.broadcast import BroadcastConsumer

@@ -227,7 +227,7 @@ class TracingObserver(ConsumerObserver):
     def on_dead_letter(self, entry_id: str, reason: str, deliveries: int) -> None:
         if not self._active():
             return
-        context = self._contexts.get(entry_id)
+        context = self._contexts.pop(entry_id, None)  # dead letters are acked without on_acked
         attributes = {
             **self._base,
             sc.ATTR_OPERATION_TYPE: sc.OP_PROCESS,
