@@ -173,8 +173,10 @@ class TracingObserver(ConsumerObserver):
             return
         offset = _offset_ns()
         start, end = _ns(started, offset), _ns(ended, offset)
+        remembered = self._contexts
         for item in delivered:
-            context = creation_context(item)
+            # Extracted once per read (on_received); broadcast readers extract here.
+            context = remembered.get(item.entry_id) or creation_context(item)
             span = self._start(
                 self._names[sc.OP_PROCESS],
                 SpanKind.CONSUMER,
