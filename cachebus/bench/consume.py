@@ -21,6 +21,7 @@ Repeats are interleaved so the three see the same machine state; medians are rep
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -239,6 +240,7 @@ async def _bench(
                 group = f"{name.replace('+', '.')}-{run}"
                 await _cache_every_key(client, events)
                 await client.xgroup_create(STREAM, group, id="0")
+                gc.collect()  # no contender pays for the garbage of the one before it
                 elapsed = await contenders[name](group)
                 left = await _remaining(client, events)
                 if left:
