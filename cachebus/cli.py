@@ -10,6 +10,7 @@ from cachebus.bench import bench_app
 from cachebus.codec_cmd import codec_app
 from cachebus.consume_cmd import consume
 from cachebus.devredis_cmd import dev_redis_app
+from cachebus.ops import dlq_app, doctor, schema, status, tail
 from cachebus.publish_cmd import publish
 
 app = typer.Typer(
@@ -23,6 +24,11 @@ app.add_typer(acl_app, name="acl")
 app.add_typer(dev_redis_app, name="dev-redis")
 app.command("consume")(consume)
 app.command("publish")(publish)
+app.command("status")(status)
+app.command("tail")(tail)
+app.add_typer(dlq_app, name="dlq")
+app.command("doctor")(doctor)
+app.command("schema")(schema)
 
 
 @app.command()

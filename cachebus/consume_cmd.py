@@ -17,12 +17,23 @@ from typing import Any
 
 import redis.asyncio
 import typer
+from pydantic import ValidationError
 
 from cachebus.health_server import HealthServer
+from cachebus.metrics_endpoint import MetricsSampler, PrometheusEndpoint
 from cachebus.settings import CachebusSettings
 from cachecore import Cache, CacheConfig
 from cachecore.connection import RedisSettings, create_async_pool
-from consumers import Consumer, ConsumerConfig, RedisCacheSink
+from consumers import (
+    CacheHealthMetrics,
+    CompositeObserver,
+    Consumer,
+    ConsumerConfig,
+    ConsumerMetrics,
+    ConsumerObserver,
+    RedisCacheSink,
+    TracingObserver,
+)
 from contracts.errors import CachebusError, ConfigError
 from contracts.keys import KeySpace, StreamKeys
 
@@ -82,17 +93,52 @@ async def serve(settings: CachebusSettings) -> int:
         KeySpace(prefix=settings.prefix, scope=config.group),
         CacheConfig(max_deletes_per_second=settings.max_deletes_per_second),
     )
+    keys = StreamKeys(settings.prefix)
+    observers: list[ConsumerObserver] = []
+    if settings.traces:
+        observers.append(
+            TracingObserver.for_consumer(config, keys=keys, server=stream_settings.address)
+        )
+    endpoint = sampler = None
+    if settings.metrics and settings.health_port:
+        try:
+            endpoint = PrometheusEndpoint(service=config.group, instance=config.consumer)
+        except ConfigError as exc:  # invalidations matter more than their metrics
+            log.warning("no /metrics: %s", exc)
+    if endpoint is not None:
+        consumer_metrics = ConsumerMetrics.for_consumer(
+            config, keys=keys, meter_provider=endpoint.meter_provider
+        )
+        observers.append(consumer_metrics)
+        sampler = MetricsSampler(
+            client=stream_client,
+            stream_key=keys.stream(config.stream),
+            group=config.group,
+            consumer_metrics=consumer_metrics,
+            cache=cache,
+            cache_metrics=CacheHealthMetrics.for_cache(
+                cache, meter_provider=endpoint.meter_provider
+            ),
+            interval=settings.metrics_interval_s,
+            where=stream_settings.redacted_url,
+        ).start()
     consumer = Consumer(
         stream_client,
         config,
         [RedisCacheSink(cache, max_keys_per_pattern=config.max_keys_per_pattern)],
-        keys=StreamKeys(settings.prefix),
+        keys=keys,
+        observer=CompositeObserver(*observers)
+        if len(observers) > 1
+        else next(iter(observers), None),
         where=stream_settings.redacted_url,
     )
     health = None
     if settings.health_port:
         health = await HealthServer(
-            consumer.health, host=settings.health_host, port=settings.health_port
+            consumer.health,
+            host=settings.health_host,
+            port=settings.health_port,
+            metrics=endpoint.render if endpoint is not None else None,
         ).start()
     stop = asyncio.Event()
     signals = 0
@@ -135,6 +181,10 @@ async def serve(settings: CachebusSettings) -> int:
             loop.remove_signal_handler(sig)
         if health is not None:
             await health.close()
+        if sampler is not None:
+            await sampler.close()
+        if endpoint is not None:
+            endpoint.shutdown()
         await stream_client.aclose()
         await cache_client.aclose()
         await stream_pool.aclose()
@@ -160,11 +210,49 @@ def consume(
     consumer_name: str = typer.Option(
         None, "--consumer", help="Stable member name. (env CACHEBUS_CONSUMER_NAME)"
     ),
-    health_port: int = typer.Option(
-        None, help="Serve /healthz /readyz /metrics here. (env CACHEBUS_HEALTH_PORT)"
+    count: int = typer.Option(None, help="Entries per read. (env CACHEBUS_COUNT)"),
+    block_ms: int = typer.Option(None, help="Read block time, ms. (env CACHEBUS_BLOCK_MS)"),
+    min_idle_ms: int = typer.Option(
+        None, help="Claim entries idle this long, ms. (env CACHEBUS_MIN_IDLE_MS)"
+    ),
+    max_deliveries: int = typer.Option(
+        None, help="Dead-letter after this many failures. (env CACHEBUS_MAX_DELIVERIES)"
     ),
     retention: bool = typer.Option(
         None, help="Trim what every group acked. (env CACHEBUS_RETENTION)"
+    ),
+    max_stream_length: int = typer.Option(
+        None, help="Hard cap on the stream length. (env CACHEBUS_MAX_STREAM_LENGTH)"
+    ),
+    lag_budget: int = typer.Option(
+        None, help="Not ready above this lag. (env CACHEBUS_LAG_BUDGET)"
+    ),
+    max_staleness_s: float = typer.Option(
+        None, help="Not ready after this long disconnected. (env CACHEBUS_MAX_STALENESS_S)"
+    ),
+    health_port: int = typer.Option(
+        None, help="Serve /healthz /readyz /metrics here. (env CACHEBUS_HEALTH_PORT)"
+    ),
+    health_host: str = typer.Option(
+        None, help="Address of the probe server. (env CACHEBUS_HEALTH_HOST)"
+    ),
+    socket_timeout: float = typer.Option(
+        None, help="Redis socket timeout, s. (env CACHEBUS_SOCKET_TIMEOUT)"
+    ),
+    connect_timeout: float = typer.Option(
+        None, help="Redis connect timeout, s. (env CACHEBUS_CONNECT_TIMEOUT)"
+    ),
+    metrics: bool = typer.Option(
+        None, help="Prometheus /metrics on the health port. (env CACHEBUS_METRICS)"
+    ),
+    metrics_interval_s: float = typer.Option(
+        None, help="XPENDING/cache health sampling, s. (env CACHEBUS_METRICS_INTERVAL_S)"
+    ),
+    traces: bool = typer.Option(
+        None, help="Consumer spans via the global tracer provider. (env CACHEBUS_TRACES)"
+    ),
+    max_deletes_per_second: float = typer.Option(
+        None, help="Pace UNLINKs to at most this rate. (env CACHEBUS_MAX_DELETES_PER_SECOND)"
     ),
     log_level: str = typer.Option("INFO", help="Logging level."),
 ) -> None:
@@ -175,11 +263,21 @@ def consume(
     overrides: dict[str, Any] = {
         "service": service, "namespaces": namespaces, "redis_url": redis_url,
         "cache_url": cache_url, "stream": stream, "prefix": prefix,
-        "consumer_name": consumer_name, "health_port": health_port, "retention": retention,
+        "consumer_name": consumer_name, "count": count, "block_ms": block_ms,
+        "min_idle_ms": min_idle_ms, "max_deliveries": max_deliveries, "retention": retention,
+        "max_stream_length": max_stream_length, "lag_budget": lag_budget,
+        "max_staleness_s": max_staleness_s, "health_port": health_port,
+        "health_host": health_host, "socket_timeout": socket_timeout,
+        "connect_timeout": connect_timeout, "metrics": metrics,
+        "metrics_interval_s": metrics_interval_s, "traces": traces,
+        "max_deletes_per_second": max_deletes_per_second,
     }  # fmt: skip
     try:
         settings = CachebusSettings(**{k: v for k, v in overrides.items() if v is not None})
         code = asyncio.run(serve(settings))
+    except ValidationError as exc:  # a setting from the environment that does not parse
+        typer.echo(f"cachebus consume: invalid setting: {exc}", err=True)
+        code = EXIT_CONFIG
     except CachebusError as exc:
         typer.echo(f"cachebus consume: {exc}", err=True)
         code = EXIT_CONFIG if isinstance(exc, ConfigError | ValueError) else 1

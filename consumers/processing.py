@@ -75,8 +75,17 @@ class BatchProcessor:
         self.max_seen: tuple[int, int] = (0, 0)
         self._acks: set[asyncio.Task[Any]] = set()
 
-    async def process(self, entries: Sequence[Entry], source: ReadSource) -> int:
-        """Handle ``entries``; returns how many were acked."""
+    async def process(
+        self,
+        entries: Sequence[Entry],
+        source: ReadSource,
+        read: tuple[float, float] | None = None,
+    ) -> int:
+        """Handle ``entries``; returns how many were acked.
+
+        ``read``: when the round trip that returned them started and ended (monotonic), for
+        the observer's ``on_received``; defaults to now.
+        """
         if not entries:
             return 0
         self.stats.read += len(entries)
@@ -99,13 +108,11 @@ class BatchProcessor:
         results = decode_entries([(e.id, e.fields) for e in live])
         mine = self.config.namespaces
         delivered: list[Delivered] = []
+        undecodable: list[tuple[Entry, EventDecodeError]] = []
         for entry, decoded in zip(live, results, strict=True):
             if type(decoded) is not DecodedEntry:
                 assert isinstance(decoded, EventDecodeError)
-                self.stats.decode_errors += 1
-                await self._dead_letter(
-                    entry, f"decode:{decoded.rule}", str(decoded), _guess_namespace(entry)
-                )
+                undecodable.append((entry, decoded))
                 continue
             event = decoded.event
             if event.namespace not in mine:
@@ -114,6 +121,13 @@ class BatchProcessor:
                 continue
             delivered.append(
                 Delivered(entry.id, event, decoded.headers, entry.deliveries, entry.fields)
+            )
+        started, ended = read or (monotonic(), monotonic())
+        safe_call(self.observer, "on_received", source, len(entries), delivered, started, ended)
+        for entry, error in undecodable:
+            self.stats.decode_errors += 1
+            await self._dead_letter(
+                entry, f"decode:{error.rule}", str(error), _guess_namespace(entry)
             )
         fresh = delivered
         if source != "new":  # a crash loop shows as deliveries piling up on redelivered entries

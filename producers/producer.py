@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 import redis.asyncio
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from cachecore._io import run_async
@@ -70,6 +71,7 @@ class Producer:
         maxlen: int | None = DEFAULT_MAXLEN,
         publish_timeout: float | None = None,
         tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self._settings: RedisSettings | None = None
         self._client: redis.asyncio.Redis | None = None
@@ -97,6 +99,7 @@ class Producer:
             timeout=timeout,
             address=address,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
 
     @classmethod

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 import redis
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from cachecore._io import run_sync
@@ -51,6 +52,7 @@ class SyncProducer:
         registry: NamespaceRegistry = DEFAULT_REGISTRY,
         maxlen: int | None = DEFAULT_MAXLEN,
         tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self._pool: redis.BlockingConnectionPool | None = None
         if isinstance(client_or_settings, RedisSettings):
@@ -69,6 +71,7 @@ class SyncProducer:
             timeout=timeout,
             address=address,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
 
     @classmethod
