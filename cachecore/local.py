@@ -1,5 +1,10 @@
 """The in-process cache (L1): cachetools underneath, the same invalidation surface as Redis.
 
+Fills are guarded like Redis fills are by leases: ``token = l1.reserve()`` before loading,
+``l1.fill(ns, id, value, token)`` after; an invalidation of that id (or a pattern or flush
+covering its namespace) in between voids the token and the late fill is refused. Without it a
+reader that loaded an old value just before an invalidation would put it back just after.
+
 One bounded TLRU cache per registered namespace (``maxsize`` entries each), an entry living
 for its namespace's TTL class (or the ``ttl`` given to :meth:`LocalCache.set`). A broadcast
 consumer applies the stream's invalidations to it and calls :meth:`LocalCache.flush` when it
@@ -14,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from cachetools import TLRUCache
+from cachetools import LRUCache, TLRUCache
 
 from contracts.errors import ConfigError, ContractError
 from contracts.keys import (
@@ -38,6 +43,20 @@ class _Entry(NamedTuple):
 
 def _time_to_use(_key: str, entry: _Entry, now: float) -> float:
     return now + entry.ttl
+
+
+class _Invalidated(LRUCache[tuple[str, str], int]):
+    """When each recently invalidated id was invalidated; forgets the oldest, and remembers
+    the newest forgotten time, so a fill older than that is refused (safe, never stale)."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.floor = 0
+
+    def popitem(self) -> tuple[tuple[str, str], int]:
+        key, seq = super().popitem()
+        self.floor = max(self.floor, seq)
+        return key, seq
 
 
 class LocalCache:
@@ -66,6 +85,11 @@ class LocalCache:
         self.hits = 0
         self.misses = 0
         self.invalidations = 0
+        self.refused_fills = 0
+        # Fill guard: a counter that every invalidation advances, per id and per namespace.
+        self._seq = 0
+        self._key_seq = _Invalidated(max(4 * maxsize, 1024))
+        self._ns_seq: dict[str, int] = {}
 
     def _cache(self, namespace: str) -> TLRUCache[str, _Entry]:
         try:
@@ -97,7 +121,44 @@ class LocalCache:
         with self._lock:
             cache[key] = _Entry(value, seconds)
 
+    def reserve(self) -> int:
+        """A token to pass to :meth:`fill`: take it *before* loading the value."""
+        with self._lock:
+            return self._seq
+
+    def fill(
+        self,
+        namespace: str,
+        ident: str | int,
+        value: Any,
+        token: int,
+        *,
+        ttl: float | None = None,
+    ) -> bool:
+        """Store ``value`` unless the id was invalidated since ``token``; True if stored."""
+        cache = self._cache(namespace)
+        key = validate_id(ident)
+        seconds = self._ttl[namespace] if ttl is None else float(ttl)
+        with self._lock:
+            last = max(
+                self._key_seq.get((namespace, key), 0),
+                self._ns_seq.get(namespace, 0),
+                self._key_seq.floor,
+            )
+            if last > token:
+                self.refused_fills += 1
+                return False
+            cache[key] = _Entry(value, seconds)
+            return True
+
     # ---- invalidation -----------------------------------------------------------------
+    def _mark(self, namespace: str, key: str | None) -> None:
+        self._seq += 1
+        if key is None:
+            self._ns_seq[namespace] = self._seq
+        else:
+            self._key_seq[(namespace, key)] = self._seq
+
     def _drop(self, cache: TLRUCache[str, _Entry], key: str) -> int:
         if key not in cache:
             return 0
@@ -112,6 +173,8 @@ class LocalCache:
         cache = self._cache(namespace)
         keys = [validate_id(i) for i in ids]
         with self._lock:
+            for key in keys:
+                self._mark(namespace, key)
             removed = sum(self._drop(cache, key) for key in keys)
         self.invalidations += removed
         return removed
@@ -120,7 +183,9 @@ class LocalCache:
         removed = 0
         with self._lock:
             for ref in refs:
-                removed += self._drop(self._cache(ref.namespace), validate_id(ref.id))
+                key = validate_id(ref.id)
+                self._mark(ref.namespace, key)
+                removed += self._drop(self._cache(ref.namespace), key)
         self.invalidations += removed
         return removed
 
@@ -129,6 +194,7 @@ class LocalCache:
         cache = self._cache(namespace)
         validate_pattern(pattern)
         with self._lock:
+            self._mark(namespace, None)  # ids being loaded are not in the cache to match
             doomed = [key for key in cache if glob_match(pattern, key)]
             removed = sum(self._drop(cache, key) for key in doomed)
         self.invalidations += removed
@@ -137,6 +203,7 @@ class LocalCache:
     def flush_namespace(self, namespace: str) -> int:
         cache = self._cache(namespace)
         with self._lock:
+            self._mark(namespace, None)
             cache.expire()
             removed = len(cache)
             cache.clear()
