@@ -5,12 +5,16 @@ Two shapes:
 * :class:`Consumer` (group mode) for a service's shared Redis cache: one consumer group per
   service, each event applied once per service, at least once;
 * :class:`BroadcastConsumer` for in-process L1 caches: every process sees every event.
+
+:class:`PartitionedConsumer` runs a group-mode consumer on every partition of a partitioned
+stream (``StreamKeys(partitions=N)``), on one Redis or a Redis Cluster.
 """
 
 from consumers.broadcast import BroadcastConsumer
 from consumers.config import BroadcastConfig, ConsumerConfig, FlushReason, default_consumer_name
 from consumers.entries import ClaimResult, Entry, GroupState, StreamState
 from consumers.observe import ConsumerObserver, ConsumerStats, Health
+from consumers.partitioned import PartitionedConsumer
 from consumers.plan import Delivered, Plan, coalesce
 from consumers.retention import TrimResult, safe_min_id, trim_acknowledged
 from consumers.runtime import Consumer
@@ -20,6 +24,7 @@ __all__ = [
     # runtimes
     "BroadcastConsumer",
     "Consumer",
+    "PartitionedConsumer",
     # configuration
     "BroadcastConfig",
     "ConsumerConfig",

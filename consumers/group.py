@@ -16,7 +16,8 @@ from typing import Any
 
 import redis.asyncio
 
-from cachecore._io import Script
+from cachecore._client import is_cluster
+from cachecore._io import AsyncClient, Script
 from cachecore.connection import map_redis_errors
 from consumers.entries import (
     ClaimResult,
@@ -28,6 +29,7 @@ from consumers.entries import (
     text,
 )
 from contracts.keys import StreamKeys
+from contracts.partitions import key_slot
 
 __all__ = ["GroupMeta", "ReadResult", "StreamGroup"]
 
@@ -59,6 +61,8 @@ class GroupMeta:
     synced: str | None
     deficit: int
     fallback_mark: str | None
+    #: Redis Cluster: run_id of the node that served the stream when last checked.
+    served_by: str | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[Any, Any] | None) -> GroupMeta:
@@ -68,6 +72,7 @@ class GroupMeta:
             synced=data.get("synced"),
             deficit=int(data.get("deficit", "0") or 0),
             fallback_mark=data.get("fallback_mark"),
+            served_by=data.get("served_by"),
         )
 
 
@@ -84,7 +89,7 @@ class ReadResult:
 class StreamGroup:
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: AsyncClient,
         keys: StreamKeys,
         stream: str,
         group: str,
@@ -284,9 +289,35 @@ class StreamGroup:
         ]
 
     async def run_id(self) -> str:
+        """The run_id of the server; on a cluster, of the node serving this stream's slot."""
         with map_redis_errors("INFO server", self.where):
-            info = await self.client.info("server")
+            if isinstance(self.client, redis.asyncio.RedisCluster):
+                node = self.client.get_node_from_key(self.stream)
+                info = await self.client.info("server", target_nodes=node)
+            else:
+                info = await self.client.info("server")
         return str(info.get("run_id", ""))
+
+    @property
+    def clustered(self) -> bool:
+        return is_cluster(self.client)
+
+    def serving_node(self) -> str | None:
+        """Cluster: ``host:port`` of the node the client routes this stream to (no I/O)."""
+        if not isinstance(self.client, redis.asyncio.RedisCluster):
+            return None
+        nodes = self.client.nodes_manager.slots_cache.get(key_slot(self.stream))
+        return str(nodes[0].name) if nodes else None  # None: topology not known yet
+
+    async def served_by(self) -> str | None:
+        """The run_id recorded in the group meta as serving this partition."""
+        with map_redis_errors(f"HGET {self.meta_key}", self.where):
+            raw = await self.client.hget(self.meta_key, "served_by")
+        return None if raw is None else text(raw)
+
+    async def mark_served_by(self, run_id: str) -> None:
+        with map_redis_errors(f"HSET {self.meta_key}", self.where):
+            await self.client.hset(self.meta_key, "served_by", run_id)
 
 
 def _is_nogroup(value: Any) -> bool:
