@@ -23,6 +23,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.asyncio.cluster import PipelineCommand
 
 from contracts.partitions import key_slot
 
@@ -113,6 +114,13 @@ def _unknown_node(name: str) -> redis.exceptions.ConnectionError:
     )
 
 
+def _redirect_as_unavailable(reply: Any) -> Any:
+    """On a node-targeted batch, a redirection means the topology moved on: retry later."""
+    if isinstance(reply, redis.exceptions.AskError | redis.exceptions.TryAgainError):
+        return redis.exceptions.ClusterDownError(f"slot moved during the operation ({reply})")
+    return reply
+
+
 def _as_redis_error(exc: Exception) -> redis.exceptions.RedisError:
     if isinstance(exc, redis.exceptions.RedisError):
         return exc
@@ -130,21 +138,25 @@ async def execute_cluster_async(
     """Run ``calls`` in one cluster pipeline; replies as one Redis would have given them."""
     plan = plan_calls(calls)
     try:
-        target: redis.asyncio.cluster.ClusterNode | None = None
         if node is not None:
             target = client.get_node(node_name=node)
             if target is None:
-                await client.initialize()
+                # Promoted since the client last looked (CLUSTER SLOTS may omit replicas, so
+                # it may never have known it): reload the topology.
+                await client.nodes_manager.initialize()
                 target = client.get_node(node_name=node)
             if target is None:
                 raise _unknown_node(node)
-        pipe = client.pipeline(transaction=False)
-        for args in plan.commands:
-            if target is not None:
-                pipe.execute_command(*args, target_nodes=target)
-            else:
+            # Straight to the node: a cluster pipeline that retries after a connection error
+            # forgets the target and sends a keyless command to every primary.
+            commands = [PipelineCommand(i, *args) for i, args in enumerate(plan.commands)]
+            await target.execute_pipeline(commands)
+            replies = [_redirect_as_unavailable(c.result) for c in commands]
+        else:
+            pipe = client.pipeline(transaction=False)
+            for args in plan.commands:
                 pipe.execute_command(*args)
-        replies = list(await pipe.execute(raise_on_error=False))
+            replies = list(await pipe.execute(raise_on_error=False))
     except (
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
@@ -167,7 +179,6 @@ def execute_cluster_sync(
     """The blocking twin of :func:`execute_cluster_async`."""
     plan = plan_calls(calls)
     try:
-        target: redis.cluster.ClusterNode | None = None
         if node is not None:
             target = client.get_node(node_name=node)
             if target is None:
@@ -175,13 +186,15 @@ def execute_cluster_sync(
                 target = client.get_node(node_name=node)
             if target is None:
                 raise _unknown_node(node)
-        pipe = client.pipeline(transaction=False)
-        for args in plan.commands:
-            if target is not None:
-                pipe.execute_command(*args, target_nodes=target)
-            else:
+            pipe: Any = client.get_redis_connection(target).pipeline(transaction=False)
+            for args in plan.commands:
                 pipe.execute_command(*args)
-        replies = list(pipe.execute(raise_on_error=False))
+            replies = [_redirect_as_unavailable(r) for r in pipe.execute(raise_on_error=False)]
+        else:
+            pipe = client.pipeline(transaction=False)
+            for args in plan.commands:
+                pipe.execute_command(*args)
+            replies = list(pipe.execute(raise_on_error=False))
     except (
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,

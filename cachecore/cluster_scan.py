@@ -92,8 +92,8 @@ class _ClusterScan:
         self.topology_reads += 1
         if self.topology_reads > MAX_TOPOLOGY_READS:
             raise BackendUnavailable(
-                f"SCAN MATCH {self.match}: the cluster topology kept changing over "
-                f"{MAX_TOPOLOGY_READS} reads (failover in progress?); retry later"
+                f"SCAN MATCH {self.match}: some shard had no reachable primary over "
+                f"{MAX_TOPOLOGY_READS} topology reads (failover in progress?); retry later"
             )
         return (yield from topology_step())
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +76,8 @@ class RedisClusterHarness:
         self.primary_count = primaries
         self.replica_count = replicas
         self.nodes: list[RedisServer] = []
+        #: Slot ranges each killed node served when it was killed, by port.
+        self._served: dict[int, list[tuple[int, int]]] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> RedisClusterHarness:
@@ -184,12 +185,34 @@ class RedisClusterHarness:
     # ---- faults -------------------------------------------------------------------------
     def kill(self, node: RedisServer) -> None:
         """SIGKILL one node (no shutdown: what it had not replicated is lost)."""
+        try:
+            self._served[node.port] = [
+                (s.start, s.end) for s in self.slots() if s.port == node.port
+            ]
+        except redis.RedisError:
+            pass  # wait_failover falls back to what the cluster says then
         node.kill()
+
+    def cut_replication(self, primary: RedisServer) -> RedisServer:
+        """Stop ``primary``'s replica (SIGSTOP) and drop its link; returns the replica.
+
+        Writes acknowledged from now on exist only on the primary (SIGSTOP alone is not
+        enough: the replica's kernel keeps receiving the stream into its socket buffer).
+        Kill the primary, then ``resume()`` the replica, and it is promoted without them.
+        """
+        replica = self.replica_of(primary)
+        replica.pause()
+        client = primary.client()
+        try:
+            client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+        finally:
+            client.close()
+        return replica
 
     def wait_failover(self, killed: RedisServer, timeout: float = 30.0) -> RedisServer:
         """Wait until the slots ``killed`` served are served by another node; returns it."""
         deadline = time.monotonic() + timeout
-        old_ranges: list[tuple[int, int]] | None = None
+        old_ranges = self._served.get(killed.port)
         while time.monotonic() < deadline:
             try:
                 slots = self.slots()
@@ -270,7 +293,3 @@ def _info(node: RedisServer, section: str) -> dict[str, Any]:
         return dict(client.info(section))
     finally:
         client.close()
-
-
-def ports_of(nodes: Iterable[RedisServer]) -> list[int]:
-    return [n.port for n in nodes]
