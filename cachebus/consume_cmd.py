@@ -20,8 +20,9 @@ import typer
 from cachebus.health_server import HealthServer
 from cachebus.settings import CachebusSettings
 from cachecore import Cache
-from cachecore.connection import RedisSettings, create_async_pool
-from consumers import Consumer, ConsumerConfig, RedisCacheSink
+from cachecore._io import AsyncClient
+from cachecore.connection import RedisSettings, create_async_cluster, create_async_pool
+from consumers import Consumer, ConsumerConfig, PartitionedConsumer, RedisCacheSink
 from contracts.errors import CachebusError, ConfigError
 from contracts.keys import KeySpace, StreamKeys
 
@@ -59,31 +60,45 @@ def _build(settings: CachebusSettings) -> tuple[ConsumerConfig, RedisSettings, R
         socket_timeout=socket_timeout,
         socket_connect_timeout=settings.connect_timeout,
         client_name=config.consumer,
+        cluster=settings.cluster,
     )
     cache = RedisSettings.from_url(
         settings.cache_redis_url(),
         socket_timeout=settings.socket_timeout,
         socket_connect_timeout=settings.connect_timeout,
+        cluster=settings.cluster,
     )
     return config, stream, cache
 
 
+def _client(
+    settings: RedisSettings,
+) -> tuple[AsyncClient, redis.asyncio.BlockingConnectionPool | None]:
+    if settings.cluster:
+        return create_async_cluster(settings), None
+    pool = create_async_pool(settings)
+    return redis.asyncio.Redis(connection_pool=pool), pool
+
+
 async def serve(settings: CachebusSettings) -> int:
     config, stream_settings, cache_settings = _build(settings)
-    stream_pool = create_async_pool(stream_settings)
-    cache_pool = (
-        stream_pool if cache_settings == stream_settings else create_async_pool(cache_settings)
+    stream_client, stream_pool = _client(stream_settings)
+    cache_client, cache_pool = (
+        (stream_client, None) if cache_settings == stream_settings else _client(cache_settings)
     )
-    stream_client = redis.asyncio.Redis(connection_pool=stream_pool)
-    cache_client = redis.asyncio.Redis(connection_pool=cache_pool)
     cache = Cache(cache_client, KeySpace(prefix=settings.prefix, scope=config.group))
-    consumer = Consumer(
-        stream_client,
-        config,
-        [RedisCacheSink(cache)],
-        keys=StreamKeys(settings.prefix),
-        where=stream_settings.redacted_url,
-    )
+    keys = StreamKeys(settings.prefix, partitions=settings.partitions)
+    consumer: Consumer | PartitionedConsumer
+    if settings.partitions > 1:
+        consumer = PartitionedConsumer(
+            stream_client, config, [RedisCacheSink(cache)], keys=keys,
+            where=stream_settings.redacted_url,
+        )  # fmt: skip
+    else:
+        consumer = Consumer(
+            stream_client, config, [RedisCacheSink(cache)], keys=keys,
+            where=stream_settings.redacted_url,
+        )  # fmt: skip
     health = None
     if settings.health_port:
         health = await HealthServer(
@@ -128,10 +143,11 @@ async def serve(settings: CachebusSettings) -> int:
         if health is not None:
             await health.close()
         await stream_client.aclose()
-        await cache_client.aclose()
-        await stream_pool.aclose()
-        if cache_pool is not stream_pool:
-            await cache_pool.aclose()
+        if cache_client is not stream_client:
+            await cache_client.aclose()
+        for pool in (stream_pool, cache_pool):
+            if pool is not None:
+                await pool.aclose()
     log.info("consumer %s stopped: %s", config.consumer, consumer.stats.as_dict())
     return EXIT_OK
 
@@ -158,6 +174,12 @@ def consume(
     retention: bool = typer.Option(
         None, help="Trim what every group acked. (env CACHEBUS_RETENTION)"
     ),
+    partitions: int = typer.Option(
+        None, help="Partitions of the stream, one consumer each. (env CACHEBUS_PARTITIONS)"
+    ),
+    cluster: bool = typer.Option(
+        None, help="The URLs name a Redis Cluster node. (env CACHEBUS_CLUSTER)"
+    ),
     log_level: str = typer.Option("INFO", help="Logging level."),
 ) -> None:
     """Run the consumer of one service: its group, its cache scope, until SIGTERM."""
@@ -168,6 +190,7 @@ def consume(
         "service": service, "namespaces": namespaces, "redis_url": redis_url,
         "cache_url": cache_url, "stream": stream, "prefix": prefix,
         "consumer_name": consumer_name, "health_port": health_port, "retention": retention,
+        "partitions": partitions, "cluster": cluster,
     }  # fmt: skip
     try:
         settings = CachebusSettings(**{k: v for k, v in overrides.items() if v is not None})

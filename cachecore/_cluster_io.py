@@ -16,6 +16,8 @@ re-read the topology and go on.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,7 +29,7 @@ from redis.asyncio.cluster import PipelineCommand
 
 from contracts.partitions import key_slot
 
-__all__ = ["Plan", "execute_cluster_async", "execute_cluster_sync", "plan_calls"]
+__all__ = ["FusedUnlink", "Plan", "execute_cluster_async", "execute_cluster_sync", "plan_calls"]
 
 _SUMMED = frozenset({"UNLINK", "DEL", "EXISTS", "TOUCH"})
 
@@ -101,11 +103,84 @@ class Plan:
         return out
 
 
+#: UNLINK several calls' keys of one slot in one command; one count per call, in order.
+#: KEYS: every call's keys of the slot, concatenated; ARGV: how many keys each call has.
+_FUSED_UNLINK = """
+local out, pos = {}, 1
+for i = 1, #ARGV do
+  local n = tonumber(ARGV[i])
+  if n > 0 then
+    out[i] = redis.call('UNLINK', unpack(KEYS, pos, pos + n - 1))
+    pos = pos + n
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+_FUSED_SHA = hashlib.sha1(_FUSED_UNLINK.encode()).hexdigest()
+
+
+class FusedUnlink(Plan):
+    """Several UNLINK calls (a value's key and its lease share a slot): one command per slot.
+
+    Each call still gets its own count back, exactly as from separate UNLINKs, but a cluster
+    round trip carries half the commands (the client's per-command cost dominates there).
+    """
+
+    __slots__ = ("owners", "width")
+
+    def __init__(self, calls: Sequence[tuple[Any, ...]]) -> None:
+        super().__init__()
+        self.width = len(calls)
+        per_slot: dict[int, list[list[Any]]] = {}
+        for index, call in enumerate(calls):
+            for key in call[1:]:
+                per_slot.setdefault(key_slot(key), [[] for _ in calls])[index].append(key)
+        #: Per command: the call it counts for, or None when it returns one count per call.
+        self.owners: list[int | None] = []
+        for lists in per_slot.values():
+            used = [i for i, keys in enumerate(lists) if keys]
+            if len(used) == 1:
+                self.commands.append(("UNLINK", *lists[used[0]]))
+                self.owners.append(used[0])
+            else:
+                keys = [k for part in lists for k in part]
+                counts = [len(part) for part in lists]
+                self.commands.append(("EVALSHA", _FUSED_SHA, len(keys), *keys, *counts))
+                self.owners.append(None)
+
+    def fold(self, replies: list[Any]) -> list[Any]:
+        totals: list[Any] = [0] * self.width
+        for owner, reply in zip(self.owners, replies, strict=True):
+            if isinstance(reply, Exception):
+                return [reply] * self.width
+            if owner is not None:
+                totals[owner] += int(reply)
+            else:
+                for index, count in enumerate(reply):
+                    totals[index] += int(count)
+        return totals
+
+
 def plan_calls(calls: Sequence[tuple[Any, ...]]) -> Plan:
+    if len(calls) > 1 and all(_name(c[0]) == "UNLINK" and len(c) > 1 for c in calls):
+        return FusedUnlink(calls)
     plan = Plan()
     for args in calls:
         plan.add(args)
     return plan
+
+
+def noscript_fallbacks(plan: Plan, replies: list[Any]) -> list[tuple[int, tuple[Any, ...]]]:
+    """``(index, EVAL args)`` of fused commands the server did not know the script of."""
+    return [
+        (i, ("EVAL", _FUSED_UNLINK, *args[2:]))
+        for i, (args, reply) in enumerate(zip(plan.commands, replies, strict=True))
+        if args[0] == "EVALSHA"
+        and args[1] == _FUSED_SHA
+        and isinstance(reply, redis.exceptions.NoScriptError)
+    ]
 
 
 def _unknown_node(name: str) -> redis.exceptions.ConnectionError:
@@ -128,6 +203,59 @@ def _as_redis_error(exc: Exception) -> redis.exceptions.RedisError:
     return redis.exceptions.ClusterDownError(str(exc))
 
 
+#: Commands whose first argument is their (only, or same-slot) key: sent straight to the node
+#: serving that slot, without redis-py's per-command routing (most of a cluster pipeline's cost).
+_KEY_FIRST = frozenset(
+    {"GET", "GETEX", "SET", "UNLINK", "DEL", "EXISTS", "TOUCH", "MGET", "XADD", "INCR",
+     "HGETALL", "HSET", "HGET", "PEXPIRE", "EXPIRE", "PTTL"}
+)  # fmt: skip
+
+
+def _slot_of(args: tuple[Any, ...]) -> int | None:
+    name = _name(args[0])
+    if name in _KEY_FIRST and len(args) > 1:
+        return key_slot(args[1])
+    if name in ("EVALSHA", "EVAL") and len(args) > 3 and int(args[2]) > 0:
+        return key_slot(args[3])
+    return None
+
+
+async def _keyed_async(
+    client: redis.asyncio.RedisCluster, commands: list[tuple[Any, ...]]
+) -> list[Any] | None:
+    """Send each command to the primary of its slot, one pipeline per node, concurrently.
+
+    None when some command's node cannot be told from here (the caller falls back to a
+    cluster pipeline). Redirected commands (the slot moved) are re-sent through the client,
+    which follows the redirection and refreshes its slot map.
+    """
+    if client._initialize:
+        await client.initialize()
+    slots = client.nodes_manager.slots_cache
+    per_node: dict[str, tuple[redis.asyncio.cluster.ClusterNode, list[PipelineCommand]]] = {}
+    queued: list[PipelineCommand] = []
+    for position, args in enumerate(commands):
+        slot = _slot_of(args)
+        owners = slots.get(slot) if slot is not None else None
+        if not owners:
+            return None
+        command = PipelineCommand(position, *args)
+        queued.append(command)
+        per_node.setdefault(owners[0].name, (owners[0], []))[1].append(command)
+    try:
+        await asyncio.gather(*(node.execute_pipeline(cmds) for node, cmds in per_node.values()))
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        client._initialize = True  # a node is gone: reload the topology before the next call
+        raise
+    for command in queued:
+        if isinstance(command.result, redis.exceptions.AskError | redis.exceptions.TryAgainError):
+            try:
+                command.result = await client.execute_command(*command.args)
+            except redis.exceptions.ResponseError as exc:
+                command.result = exc
+    return [command.result for command in queued]
+
+
 async def execute_cluster_async(
     client: redis.asyncio.RedisCluster,
     calls: Sequence[tuple[Any, ...]],
@@ -135,7 +263,7 @@ async def execute_cluster_async(
     node: str | None,
     raise_on_error: bool,
 ) -> list[Any]:
-    """Run ``calls`` in one cluster pipeline; replies as one Redis would have given them."""
+    """Run ``calls`` in one round trip per node; replies as one Redis would have given them."""
     plan = plan_calls(calls)
     try:
         if node is not None:
@@ -153,10 +281,18 @@ async def execute_cluster_async(
             await target.execute_pipeline(commands)
             replies = [_redirect_as_unavailable(c.result) for c in commands]
         else:
-            pipe = client.pipeline(transaction=False)
-            for args in plan.commands:
-                pipe.execute_command(*args)
-            replies = list(await pipe.execute(raise_on_error=False))
+            keyed = await _keyed_async(client, plan.commands)
+            if keyed is None:
+                pipe = client.pipeline(transaction=False)
+                for args in plan.commands:
+                    pipe.execute_command(*args)
+                keyed = list(await pipe.execute(raise_on_error=False))
+            replies = keyed
+            for index, eval_args in noscript_fallbacks(plan, replies):
+                try:
+                    replies[index] = await client.execute_command(*eval_args)
+                except redis.exceptions.ResponseError as exc:
+                    replies[index] = exc
     except (
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
@@ -195,6 +331,12 @@ def execute_cluster_sync(
             for args in plan.commands:
                 pipe.execute_command(*args)
             replies = list(pipe.execute(raise_on_error=False))
+            execute: Any = client.execute_command  # redis.cluster's is untyped
+            for index, eval_args in noscript_fallbacks(plan, replies):
+                try:
+                    replies[index] = execute(*eval_args)
+                except redis.exceptions.ResponseError as exc:
+                    replies[index] = exc
     except (
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,

@@ -218,11 +218,17 @@ def create_async_cluster(settings: RedisSettings) -> redis.asyncio.RedisCluster:
     """
     retry = AsyncRetry(_backoff(settings), settings.retries)
     try:
-        return redis.asyncio.RedisCluster.from_url(
+        client = redis.asyncio.RedisCluster.from_url(
             settings.url, retry=retry, **_cluster_kwargs(settings)
         )
     except (ValueError, redis.exceptions.RedisClusterException) as exc:
         raise ConfigError(f"Redis URL {settings.redacted_url!r} is not usable: {exc}") from None
+    # hiredis command packing, as in our pools: every node found from now on connects with it.
+    fast: Any = connection_class_for(urlsplit(settings.url).scheme)
+    client.nodes_manager.connection_kwargs["connection_class"] = fast
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = fast
+    return client
 
 
 def create_sync_cluster(settings: RedisSettings) -> redis.cluster.RedisCluster:

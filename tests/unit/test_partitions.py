@@ -144,3 +144,20 @@ def test_a_keys_event_spanning_partitions_is_split_with_stable_piece_ids() -> No
     flush = {"kind": "flush", "namespace": "prices", "event_id": "01ABD"}
     assert router.partitions(flush) == [home_partition("prices", 3)]
     assert len(piece_event_id("x" * 64, 12)) == 64
+
+
+def test_unlinks_of_values_and_their_leases_go_out_as_one_command_per_slot() -> None:
+    ks = KeySpace("cb", "svc")
+    data = [ks.key("prices", str(i)) for i in range(50)]
+    leases = [ks.lease_key("prices", str(i)) for i in range(50)]
+    plan = plan_calls([("UNLINK", *data), ("UNLINK", *leases)])
+    slots = {key_slot(k) for k in data}
+    assert len(plan.commands) == len(slots)  # not 2 per slot
+    replies: list[object] = []
+    for cmd in plan.commands:
+        if cmd[0] == "UNLINK":  # a slot with keys of one call only
+            replies.append(len(cmd) - 1)
+        else:  # EVALSHA sha numkeys keys... counts...: pretend every value existed, no lease
+            counts = [int(c) for c in cmd[3 + int(cmd[2]) :]]
+            replies.append([counts[0], 0])
+    assert plan.fold(replies) == [50, 0]
