@@ -162,3 +162,27 @@ def test_a_plain_consumer_refuses_a_partitioned_layout(redis_url: str) -> None:
 
 async def _ignore(item: Delivered) -> None:
     await asyncio.sleep(0)
+
+
+async def test_retention_trims_each_partition_on_its_own_primary(
+    cluster_client: redis.asyncio.RedisCluster, prefix: str
+) -> None:
+    keys = StreamKeys(prefix, partitions=3)
+    applied = Applied()
+    consumer = PartitionedConsumer(
+        cluster_client,
+        config(retention=True, retention_interval_s=0.0),
+        [applied.sink()],
+        keys=keys,
+    )
+    await consumer.run(until_idle=True)
+    producer = Producer(cluster_client, producer_name="bot", keys=keys)
+    async with producer.batch() as batch:
+        for k in range(900):
+            batch.invalidate_keys("prices", [str(k)], reason="0")
+    await consumer.run(until_idle=True)
+    for part in consumer.consumers:
+        part._next_housekeeping = 0.0  # housekeeping (and retention) at the next read
+    await consumer.run(until_idle=True)
+    assert len(applied.by_key) == 900
+    assert consumer.stats.trimmed_by_retention > 0
