@@ -26,9 +26,10 @@ def connection_kwargs(client: Any) -> dict[str, Any]:
     return dict(getattr(pool, "connection_kwargs", None) or {})
 
 
-def check_client(client: Any, expected: tuple[type, ...], facade: str, other: str) -> None:
-    if not isinstance(client, expected):
-        names = " or ".join(f"{t.__module__}.{t.__qualname__}" for t in expected)
+def check_client(client: Any, expected: type | tuple[type, ...], facade: str, other: str) -> None:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    if not isinstance(client, kinds):
+        names = " or ".join(f"{t.__module__}.{t.__qualname__}" for t in kinds)
         raise ConfigError(
             f"{facade} needs a {names}, got "
             f"{type(client).__module__}.{type(client).__qualname__}; use {other} for the other "
