@@ -8,6 +8,7 @@ from cachebus import __version__
 from cachebus.bench import bench_app
 from cachebus.codec_cmd import codec_app
 from cachebus.consume_cmd import consume
+from cachebus.outbox_cmd import outbox_app
 from cachebus.publish_cmd import publish
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 app.add_typer(codec_app, name="codec")
+app.add_typer(outbox_app, name="outbox")
 app.command("consume")(consume)
 app.command("publish")(publish)
 
