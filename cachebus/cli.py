@@ -6,6 +6,7 @@ import typer
 
 from cachebus import __version__
 from cachebus.bench import bench_app
+from cachebus.check_cmd import check
 from cachebus.codec_cmd import codec_app
 from cachebus.consume_cmd import consume
 from cachebus.outbox_cmd import outbox_app
@@ -19,6 +20,7 @@ app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 app.add_typer(codec_app, name="codec")
 app.add_typer(outbox_app, name="outbox")
+app.command("check")(check)
 app.command("consume")(consume)
 app.command("publish")(publish)
 
