@@ -98,25 +98,37 @@ def build(url: str, prefix: str, scope: str, namespace: str, log_path: Path) -> 
     )
 
 
+def _append(path: Path) -> IO[bytes]:
+    return open(path, "ab")
+
+
 class SubprocessConsumer:
     """The consumer as its own process; :meth:`kill` is a SIGKILL."""
 
     def __init__(self, url: str, prefix: str, scope: str, namespace: str, log: Path) -> None:
         self.args = [url, prefix, scope, namespace, str(log)]
+        self.errors = log.with_suffix(".stderr")
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
 
     async def start(self) -> None:
         self.starts += 1
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "cachebus.consistency.consumer",
-            *self.args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        with _append(self.errors) as errors:  # the consumer's logging, kept for diagnosis
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "cachebus.consistency.consumer",
+                *self.args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=errors,
+            )
+
+    def diagnosis(self) -> str:
+        try:
+            return self.errors.read_text(errors="replace")[-2000:]
+        except FileNotFoundError:
+            return ""
 
     async def kill(self) -> None:
         proc, self.proc = self.proc, None
@@ -146,6 +158,9 @@ class InProcessConsumer:
         self.consumer: Consumer | None = None
         self.task: asyncio.Task[None] | None = None
         self.starts = 0
+
+    def diagnosis(self) -> str:
+        return "(the in-process consumer logs through this process's logging)"
 
     async def start(self) -> None:
         self.starts += 1

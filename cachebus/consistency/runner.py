@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import random
+import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -26,8 +27,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio
+
 from cachebus.consistency.config import CheckConfig, FaultRecord, Report
-from cachebus.consistency.consumer import InProcessConsumer, SubprocessConsumer
+from cachebus.consistency.consumer import STREAM, InProcessConsumer, SubprocessConsumer
 from cachebus.consistency.faults import Faults
 from cachebus.consistency.ledger import (
     ApplyLog,
@@ -83,7 +86,9 @@ class _Run:
         self.ids = [f"g{n % config.groups}:{n}" for n in range(config.keys)]
         self.ledger = Ledger(NAMESPACE)
         self.log = ApplyLog(tmp / "applied.log")
-        self.keyspace = KeySpace(prefix=config.prefix, scope=SCOPE)
+        # A fresh prefix per run: checks sharing an external Redis never see each other's keys.
+        self.prefix = f"{config.prefix}{secrets.token_hex(3)}"
+        self.keyspace = KeySpace(prefix=self.prefix, scope=SCOPE)
         self.started_ms = 0
         self._stop_writers = asyncio.Event()
         self._stop_readers = asyncio.Event()
@@ -95,13 +100,13 @@ class _Run:
         producer = Producer.from_url(
             self.url,
             producer_name="check-writer",
-            keys=StreamKeys(cfg.prefix),
+            keys=StreamKeys(self.prefix),
             socket_timeout=1.0,
             socket_connect_timeout=1.0,
         )
         consumer_cls = SubprocessConsumer if cfg.consumer == "subprocess" else InProcessConsumer
         consumer = consumer_cls(
-            proxy.url_for(self.url), cfg.prefix, SCOPE, NAMESPACE, self.log.path
+            proxy.url_for(self.url), self.prefix, SCOPE, NAMESPACE, self.log.path
         )
         source = self._source(producer)
         caches = [
@@ -120,6 +125,31 @@ class _Run:
                 await cache.aclose()
             await producer.aclose()
             proxy.close()
+            if self.server is None:
+                await self._clean_up()
+
+    async def _clean_up(self) -> None:
+        """Remove this run's keys from an external Redis (a scratch one just goes away)."""
+        streams = StreamKeys(self.prefix)
+        named = [
+            streams.stream(STREAM),
+            streams.epoch(STREAM),
+            streams.group_meta(STREAM, SCOPE),
+            streams.dead_letter(STREAM, SCOPE),
+        ]
+        client = redis.asyncio.Redis.from_url(self.url, socket_timeout=5.0)
+        try:
+            await client.unlink(*named)
+            batch: list[bytes] = []
+            async for key in client.scan_iter(match=self.keyspace.scope_match(), count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    await client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                await client.unlink(*batch)
+        finally:
+            await client.aclose()
 
     def _source(self, producer: Producer) -> Source:
         if self.config.source == "sqlite":
@@ -133,7 +163,10 @@ class _Run:
             if len(self.log.ready) >= consumer.starts:
                 return
             if time.monotonic() > deadline:
-                raise ConsumerError(f"the checked consumer did not start within {within_s:.0f}s")
+                raise ConsumerError(
+                    f"the checked consumer did not start within {within_s:.0f}s; its log:\n"
+                    f"{consumer.diagnosis()}"
+                )
             await asyncio.sleep(0.02)
 
     async def _load_and_check(

@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+import redis
 from typer.testing import CliRunner
 
 from cachebus.cli import app
@@ -61,3 +62,22 @@ def test_a_wrong_option_exits_2_and_says_what_to_use() -> None:
     result = CliRunner().invoke(app, ["check", "--faults", "meteor"])
     assert result.exit_code == 2
     assert "consumer_kill" in result.output
+
+
+async def test_a_check_on_an_external_redis_leaves_no_key_behind(
+    redis_url: str, redis_client: redis.Redis, prefix: str
+) -> None:
+    report = await run_check(
+        CheckConfig(
+            duration_s=2.0,
+            keys=50,
+            groups=5,
+            consumer="inprocess",
+            faults=("consumer_kill", "proxy_cut"),
+            cut_s=0.5,
+            redis_url=redis_url,
+            prefix=prefix,
+        )
+    )
+    assert report.passed and report.events > 0
+    assert list(redis_client.scan_iter(match=f"{prefix}*", count=1000)) == []
