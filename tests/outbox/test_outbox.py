@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
 import redis
+from typer.testing import CliRunner
 
+from cachebus.cli import app
 from contracts.codec import decode_fields
 from contracts.errors import ConfigError, PublishError
 from contracts.events import Event
@@ -203,3 +206,28 @@ def test_database_urls_pick_the_backend_and_bad_ones_say_what_to_use() -> None:
         open_store("sqlite://")
     with pytest.raises(ConfigError, match="identifier"):
         table_name("outbox; DROP TABLE users")
+
+
+async def test_the_outbox_commands_create_the_table_and_report_the_backlog(
+    backend: Backend, redis_url: str, stream_keys: StreamKeys
+) -> None:
+    runner = CliRunner()
+    db = ["--database", backend.url, "--table", backend.table]
+    created = await asyncio.to_thread(runner.invoke, app, ["outbox", "init", *db])
+    assert created.exit_code == 0 and "ready" in created.stdout  # idempotent
+    await add_changes(backend, 3)
+    await backend.raw_insert("01JBROKENROW0000000000001", "not json")
+    status = await asyncio.to_thread(runner.invoke, app, ["outbox", "status", *db, "--json"])
+    assert status.exit_code == 0 and json.loads(status.stdout)["backlog"] == 4
+    relay = ["outbox", "relay", *db, "--redis-url", redis_url, "--prefix", stream_keys.prefix]
+    done = await asyncio.to_thread(runner.invoke, app, [*relay, "--once"])
+    assert done.exit_code == 0 and "relayed 3 events" in done.stdout
+    status = await asyncio.to_thread(runner.invoke, app, ["outbox", "status", *db, "--json"])
+    report = json.loads(status.stdout)
+    assert status.exit_code == 1 and report["backlog"] == 0  # a failed row: exit 1
+    assert [row["event_id"] for row in report["failed"]] == ["01JBROKENROW0000000000001"]
+
+
+def test_the_outbox_relay_refuses_a_database_it_cannot_use() -> None:
+    result = CliRunner().invoke(app, ["outbox", "relay", "--database", "mysql://h/db", "--once"])
+    assert result.exit_code == 2 and "sqlite:// or postgresql://" in result.output
