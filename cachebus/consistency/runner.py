@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import random
 import secrets
 import tempfile
 import time
@@ -40,15 +38,15 @@ from cachebus.consistency.ledger import (
     share_within,
 )
 from cachebus.consistency.sources import MemorySource, Source, SQLiteSource
+from cachebus.consistency.workload import NAMESPACE, Workload
 from cachebus.testing import FaultProxy, RedisServer, ServerOptions
 from cachecore import Cache, CacheConfig
 from contracts.errors import ConsumerError
-from contracts.keys import KeyRef, KeySpace, PatternRef, StreamKeys
+from contracts.keys import KeySpace, StreamKeys
 from producers import Producer
 
 __all__ = ["run_check"]
 
-NAMESPACE = "positions"
 SCOPE = "checked"
 
 
@@ -82,7 +80,6 @@ class _Run:
         self.tmp = tmp
         self.server = server
         self.url = url
-        self.rng = random.Random(config.seed)
         self.ids = [f"g{n % config.groups}:{n}" for n in range(config.keys)]
         self.ledger = Ledger(NAMESPACE)
         self.log = ApplyLog(tmp / "applied.log")
@@ -90,8 +87,6 @@ class _Run:
         self.prefix = f"{config.prefix}{secrets.token_hex(3)}"
         self.keyspace = KeySpace(prefix=self.prefix, scope=SCOPE)
         self.started_ms = 0
-        self._stop_writers = asyncio.Event()
-        self._stop_readers = asyncio.Event()
 
     async def go(self) -> Report:
         cfg = self.config
@@ -178,94 +173,26 @@ class _Run:
         faults = Faults(
             cfg, consumer, proxy, self.server, started, lambda: self._until_ready(consumer)
         )
-        writers = [asyncio.create_task(self._writer(source, i)) for i in range(cfg.writers)]
+        load = Workload(cfg, self.ids, source, self.ledger)
+        writers = [asyncio.create_task(load.writer(i)) for i in range(cfg.writers)]
         readers = [
-            asyncio.create_task(self._reader(source, caches[i % len(caches)], i))
-            for i in range(cfg.readers)
+            asyncio.create_task(load.reader(caches[i % len(caches)], i)) for i in range(cfg.readers)
         ]
         fault_task = asyncio.create_task(faults.run())
         await asyncio.sleep(cfg.duration_s)
-        self._stop_writers.set()
+        load.stop_writers.set()
         await asyncio.gather(*writers)
         await fault_task
         if cfg.final_sweep:
-            await self._sweep(source)
+            await load.sweep()
         load_s = time.monotonic() - started
         quiet_started = time.monotonic()
         await self._quiesce(source, consumer)
         quiescence_s = time.monotonic() - quiet_started
-        self._stop_readers.set()
+        load.stop_readers.set()
         await asyncio.gather(*readers)
         stale, cached = await self._compare(source)
         return self._report(load_s, quiescence_s, stale, cached, faults.records, caches)
-
-    async def _writer(self, source: Source, index: int) -> None:
-        cfg = self.config
-        rng = random.Random(cfg.seed * 1000 + index)
-        interval = cfg.writers / cfg.write_rate
-        while not self._stop_writers.is_set():
-            roll = rng.random()
-            if roll < cfg.flush_share:
-                ids = [self._pick(rng)]
-                ref: Any = source.producer.factory.flush(NAMESPACE, reason="check")
-            elif roll < cfg.flush_share + cfg.pattern_share:
-                group = rng.randrange(cfg.groups)
-                ids = [i for i in self.ids if i.startswith(f"g{group}:")]
-                ref = PatternRef(NAMESPACE, f"g{group}:*")
-            else:
-                ident = self._pick(rng)
-                ids, ref = [ident], KeyRef(NAMESPACE, ident)
-            await source.change(index, ids, ref)
-            await asyncio.sleep(interval * rng.uniform(0.5, 1.5))
-
-    def _pick(self, rng: random.Random) -> str:
-        """An item, ``hot_share`` of the time among the first ``hot_keys`` (hot items are where
-        reads and writes race)."""
-        hot = max(1, int(len(self.ids) * self.config.hot_keys))
-        if rng.random() < self.config.hot_share:
-            return self.ids[rng.randrange(hot)]
-        return rng.choice(self.ids)
-
-    async def _sweep(self, source: Source) -> None:
-        """Change every item once more, readers still filling: the final state then depends
-        on how every item's last invalidation raced the fills in flight."""
-        cfg = self.config
-        rng = random.Random(cfg.seed * 3000)
-        order = list(self.ids)
-        rng.shuffle(order)
-        share = cfg.pattern_share / (1 - cfg.flush_share) if cfg.flush_share < 1 else 0.0
-        interval = cfg.writers / cfg.write_rate
-
-        async def sweeper(index: int) -> None:
-            for ident in order[index :: cfg.writers]:
-                if rng.random() < share:
-                    group = ident.split(":", 1)[0]
-                    ids = [i for i in self.ids if i.startswith(f"{group}:")]
-                    await source.change(index, ids, PatternRef(NAMESPACE, f"{group}:*"))
-                else:
-                    await source.change(index, [ident], KeyRef(NAMESPACE, ident))
-                await asyncio.sleep(interval)
-
-        await asyncio.gather(*(sweeper(i) for i in range(cfg.writers)))
-
-    async def _reader(self, source: Source, cache: Cache, index: int) -> None:
-        cfg = self.config
-        rng = random.Random(cfg.seed * 2000 + index)
-        interval = cfg.readers / cfg.read_rate
-        delay = cfg.max_load_delay_s
-
-        async def load(ident: str) -> dict[str, int]:
-            await asyncio.sleep(rng.uniform(0, delay))
-            version = await source.read(ident)
-            await asyncio.sleep(rng.uniform(0, delay))
-            return {"v": version}
-
-        while not self._stop_readers.is_set():
-            ident = self._pick(rng)
-            at = int(time.time() * 1000)
-            value = await cache.get_or_set(NAMESPACE, ident, functools.partial(load, ident))
-            self.ledger.read(ident, int(value["v"]), at)
-            await asyncio.sleep(interval * rng.uniform(0.5, 1.5))
 
     async def _quiesce(self, source: Source, consumer: Any) -> None:
         deadline = time.monotonic() + self.config.quiesce_timeout_s
