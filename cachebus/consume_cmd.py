@@ -91,7 +91,9 @@ async def serve(settings: CachebusSettings) -> int:
     cache = Cache(
         cache_client,
         KeySpace(prefix=settings.prefix, scope=config.group),
-        CacheConfig(max_deletes_per_second=settings.max_deletes_per_second),
+        # No circuit breaker on the invalidation path: the consumer retries with its own
+        # backoff, and a breaker's cool-down would only delay invalidations after an outage.
+        CacheConfig(max_deletes_per_second=settings.max_deletes_per_second, breaker=None),
     )
     keys = StreamKeys(settings.prefix)
     observers: list[ConsumerObserver] = []

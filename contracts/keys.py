@@ -354,8 +354,8 @@ class KeySpace:
 
     ``scope`` is the service that owns the cache (its ACL key pattern is
     ``{prefix}:{scope}:*``). Reserved keys of the scope (generations, leases, sync markers)
-    use ``__``-prefixed segments, which no namespace may use, so a namespace pattern never
-    matches them.
+    use ``__``-prefixed segments (``__gen__``, ``__lease__``, ``__leases__``, ``__sync__``),
+    which no namespace may use, so a namespace pattern never matches them.
     """
 
     prefix: str = "cb"
@@ -431,6 +431,12 @@ class KeySpace:
     def lease_key(self, namespace: str, id: str | int) -> str:
         self.registry.get(namespace)
         return f"{self.prefix}:{self.scope}:__lease__:{namespace}:{validate_id(id)}"
+
+    def lease_index_key(self, namespace: str) -> str:
+        """The namespace's outstanding ``get_or_set`` leases (a sorted set of ids by expiry):
+        how a pattern invalidation finds the leases it must void without scanning for them."""
+        self.registry.get(namespace)
+        return f"{self.prefix}:{self.scope}:__leases__:{namespace}"
 
     def sync_key(self, stream: str) -> str:
         """Where the scope records which stream epoch its contents are synced to."""
