@@ -8,6 +8,7 @@ pending and are replayed by the next start, so nothing is lost either way).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -16,13 +17,25 @@ from typing import Any
 
 import redis.asyncio
 import typer
+from pydantic import ValidationError
 
 from cachebus.health_server import HealthServer
+from cachebus.metrics_endpoint import MetricsSampler, PrometheusEndpoint
 from cachebus.settings import CachebusSettings
-from cachecore import Cache
+from cachecore import Cache, CacheConfig
 from cachecore._io import AsyncClient
 from cachecore.connection import RedisSettings, create_async_cluster, create_async_pool
-from consumers import Consumer, ConsumerConfig, PartitionedConsumer, RedisCacheSink
+from consumers import (
+    CacheHealthMetrics,
+    CompositeObserver,
+    Consumer,
+    ConsumerConfig,
+    ConsumerMetrics,
+    ConsumerObserver,
+    PartitionedConsumer,
+    RedisCacheSink,
+    TracingObserver,
+)
 from contracts.errors import CachebusError, ConfigError
 from contracts.keys import KeySpace, StreamKeys
 
@@ -80,29 +93,85 @@ def _client(
     return redis.asyncio.Redis(connection_pool=pool), pool
 
 
+def _observability(
+    settings: CachebusSettings,
+    config: ConsumerConfig,
+    keys: StreamKeys,
+    stream_settings: RedisSettings,
+    stream_client: AsyncClient,
+    cache: Cache,
+) -> tuple[list[ConsumerObserver], PrometheusEndpoint | None, MetricsSampler | None]:
+    """Spans (global provider), and with a health port the /metrics endpoint and its sampler."""
+    observers: list[ConsumerObserver] = []
+    if settings.traces:
+        observers.append(
+            TracingObserver.for_consumer(config, keys=keys, server=stream_settings.address)
+        )
+    endpoint = sampler = None
+    if settings.metrics and settings.health_port:
+        try:
+            endpoint = PrometheusEndpoint(service=config.group, instance=config.consumer)
+        except ConfigError as exc:  # invalidations matter more than their metrics
+            log.warning("no /metrics: %s", exc)
+    if endpoint is not None:
+        consumer_metrics = ConsumerMetrics.for_consumer(
+            config, keys=keys, meter_provider=endpoint.meter_provider
+        )
+        observers.append(consumer_metrics)
+        sampler = MetricsSampler(
+            client=stream_client,
+            # A partitioned stream has no single key to sample XPENDING on: its gauges come
+            # from the reads alone.
+            stream_key=keys.stream(config.stream) if settings.partitions == 1 else None,
+            group=config.group,
+            consumer_metrics=consumer_metrics,
+            cache=cache,
+            cache_metrics=CacheHealthMetrics.for_cache(
+                cache, meter_provider=endpoint.meter_provider
+            ),
+            interval=settings.metrics_interval_s,
+            where=stream_settings.redacted_url,
+        ).start()
+    return observers, endpoint, sampler
+
+
 async def serve(settings: CachebusSettings) -> int:
     config, stream_settings, cache_settings = _build(settings)
     stream_client, stream_pool = _client(stream_settings)
     cache_client, cache_pool = (
         (stream_client, None) if cache_settings == stream_settings else _client(cache_settings)
     )
-    cache = Cache(cache_client, KeySpace(prefix=settings.prefix, scope=config.group))
+    cache = Cache(
+        cache_client,
+        KeySpace(prefix=settings.prefix, scope=config.group),
+        # No circuit breaker on the invalidation path: the consumer retries with its own
+        # backoff, and a breaker's cool-down would only delay invalidations after an outage.
+        CacheConfig(max_deletes_per_second=settings.max_deletes_per_second, breaker=None),
+    )
     keys = StreamKeys(settings.prefix, partitions=settings.partitions)
+    observers, endpoint, sampler = _observability(
+        settings, config, keys, stream_settings, stream_client, cache
+    )
+    observer = CompositeObserver(*observers) if len(observers) > 1 else next(iter(observers), None)
+    sinks = [RedisCacheSink(cache, max_keys_per_pattern=config.max_keys_per_pattern)]
     consumer: Consumer | PartitionedConsumer
     if settings.partitions > 1:
         consumer = PartitionedConsumer(
-            stream_client, config, [RedisCacheSink(cache)], keys=keys,
+            stream_client, config, sinks, keys=keys, observer=observer,
             where=stream_settings.redacted_url,
         )  # fmt: skip
     else:
         consumer = Consumer(
-            stream_client, config, [RedisCacheSink(cache)], keys=keys,
+            stream_client, config, sinks, keys=keys, observer=observer,
             where=stream_settings.redacted_url,
         )  # fmt: skip
     health = None
     if settings.health_port:
         health = await HealthServer(
-            consumer.health, host=settings.health_host, port=settings.health_port
+            consumer.health,
+            host=settings.health_host,
+            port=settings.health_port,
+            metrics=endpoint.render if endpoint is not None else None,
         ).start()
     stop = asyncio.Event()
     signals = 0
@@ -130,6 +199,9 @@ async def serve(settings: CachebusSettings) -> int:
         ",".join(sorted(config.namespaces)),
         stream_settings.redacted_url,
     )
+    # Everything allocated so far lives as long as the process: keep it out of GC passes.
+    gc.collect()
+    gc.freeze()
     runner = asyncio.ensure_future(consumer.run())
     stopper = asyncio.ensure_future(stop.wait())
     try:
@@ -142,6 +214,10 @@ async def serve(settings: CachebusSettings) -> int:
             loop.remove_signal_handler(sig)
         if health is not None:
             await health.close()
+        if sampler is not None:
+            await sampler.close()
+        if endpoint is not None:
+            endpoint.shutdown()
         await stream_client.aclose()
         if cache_client is not stream_client:
             await cache_client.aclose()
@@ -168,11 +244,49 @@ def consume(
     consumer_name: str = typer.Option(
         None, "--consumer", help="Stable member name. (env CACHEBUS_CONSUMER_NAME)"
     ),
-    health_port: int = typer.Option(
-        None, help="Serve /healthz /readyz /metrics here. (env CACHEBUS_HEALTH_PORT)"
+    count: int = typer.Option(None, help="Entries per read. (env CACHEBUS_COUNT)"),
+    block_ms: int = typer.Option(None, help="Read block time, ms. (env CACHEBUS_BLOCK_MS)"),
+    min_idle_ms: int = typer.Option(
+        None, help="Claim entries idle this long, ms. (env CACHEBUS_MIN_IDLE_MS)"
+    ),
+    max_deliveries: int = typer.Option(
+        None, help="Dead-letter after this many failures. (env CACHEBUS_MAX_DELIVERIES)"
     ),
     retention: bool = typer.Option(
         None, help="Trim what every group acked. (env CACHEBUS_RETENTION)"
+    ),
+    max_stream_length: int = typer.Option(
+        None, help="Hard cap on the stream length. (env CACHEBUS_MAX_STREAM_LENGTH)"
+    ),
+    lag_budget: int = typer.Option(
+        None, help="Not ready above this lag. (env CACHEBUS_LAG_BUDGET)"
+    ),
+    max_staleness_s: float = typer.Option(
+        None, help="Not ready after this long disconnected. (env CACHEBUS_MAX_STALENESS_S)"
+    ),
+    health_port: int = typer.Option(
+        None, help="Serve /healthz /readyz /metrics here. (env CACHEBUS_HEALTH_PORT)"
+    ),
+    health_host: str = typer.Option(
+        None, help="Address of the probe server. (env CACHEBUS_HEALTH_HOST)"
+    ),
+    socket_timeout: float = typer.Option(
+        None, help="Redis socket timeout, s. (env CACHEBUS_SOCKET_TIMEOUT)"
+    ),
+    connect_timeout: float = typer.Option(
+        None, help="Redis connect timeout, s. (env CACHEBUS_CONNECT_TIMEOUT)"
+    ),
+    metrics: bool = typer.Option(
+        None, help="Prometheus /metrics on the health port. (env CACHEBUS_METRICS)"
+    ),
+    metrics_interval_s: float = typer.Option(
+        None, help="XPENDING/cache health sampling, s. (env CACHEBUS_METRICS_INTERVAL_S)"
+    ),
+    traces: bool = typer.Option(
+        None, help="Consumer spans via the global tracer provider. (env CACHEBUS_TRACES)"
+    ),
+    max_deletes_per_second: float = typer.Option(
+        None, help="Pace UNLINKs to at most this rate. (env CACHEBUS_MAX_DELETES_PER_SECOND)"
     ),
     partitions: int = typer.Option(
         None, help="Partitions of the stream, one consumer each. (env CACHEBUS_PARTITIONS)"
@@ -189,12 +303,22 @@ def consume(
     overrides: dict[str, Any] = {
         "service": service, "namespaces": namespaces, "redis_url": redis_url,
         "cache_url": cache_url, "stream": stream, "prefix": prefix,
-        "consumer_name": consumer_name, "health_port": health_port, "retention": retention,
+        "consumer_name": consumer_name, "count": count, "block_ms": block_ms,
+        "min_idle_ms": min_idle_ms, "max_deliveries": max_deliveries, "retention": retention,
+        "max_stream_length": max_stream_length, "lag_budget": lag_budget,
+        "max_staleness_s": max_staleness_s, "health_port": health_port,
+        "health_host": health_host, "socket_timeout": socket_timeout,
+        "connect_timeout": connect_timeout, "metrics": metrics,
+        "metrics_interval_s": metrics_interval_s, "traces": traces,
+        "max_deletes_per_second": max_deletes_per_second,
         "partitions": partitions, "cluster": cluster,
     }  # fmt: skip
     try:
         settings = CachebusSettings(**{k: v for k, v in overrides.items() if v is not None})
         code = asyncio.run(serve(settings))
+    except ValidationError as exc:  # a setting from the environment that does not parse
+        typer.echo(f"cachebus consume: invalid setting: {exc}", err=True)
+        code = EXIT_CONFIG
     except CachebusError as exc:
         typer.echo(f"cachebus consume: {exc}", err=True)
         code = EXIT_CONFIG if isinstance(exc, ConfigError | ValueError) else 1

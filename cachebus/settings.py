@@ -6,8 +6,10 @@ library's typed config objects from it. Every setting is listed in the README's 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["CachebusSettings"]
 
@@ -30,7 +32,7 @@ class CachebusSettings(BaseSettings):
     #: The service: its consumer group and its cache scope.
     service: str | None = None
     #: Namespaces the service caches (comma-separated in the environment).
-    namespaces: list[str] = Field(default_factory=list)
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: This member's stable name (default: ``{service}-{host}-{ordinal}``).
     consumer_name: str | None = None
     #: Entries per read; how long a read blocks (ms).
@@ -46,14 +48,27 @@ class CachebusSettings(BaseSettings):
     #: Readiness budgets.
     lag_budget: int = 10_000
     max_staleness_s: float = 5.0
+    #: Cap on cache deletes per second (keys UNLINKed by invalidations; unset: no cap).
+    max_deletes_per_second: float | None = None
     #: Port of /healthz, /readyz and /metrics (0: no server).
     health_port: int = 0
     health_host: str = "127.0.0.1"
     #: Socket timeouts of the Redis clients (seconds; the stream's must exceed block_ms).
     socket_timeout: float = 5.0
     connect_timeout: float = 2.0
+    #: Serve Prometheus metrics on /metrics of the health port (needs the ``otel`` extra).
+    metrics: bool = True
+    #: How often the sidecar samples XPENDING and the cache's health for the gauges (seconds).
+    metrics_interval_s: float = 15.0
+    #: Make consumer spans through the global OpenTelemetry tracer provider (a no-op until
+    #: an SDK is configured, e.g. by ``opentelemetry-instrument``).
+    traces: bool = True
+    #: A group whose members have all been idle this long is reported as retired (seconds).
+    retired_group_after_s: float = 24 * 3600.0
+    #: ``cachebus doctor``: users to check, as ``role:name`` (roles: producer, consumer).
+    acl_users: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "acl_users", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
@@ -65,3 +80,8 @@ class CachebusSettings(BaseSettings):
 
     def cache_redis_url(self) -> str:
         return (self.cache_url or self.redis_url).get_secret_value()
+
+    @property
+    def cache_is_stream(self) -> bool:
+        """The cache lives on the stream's Redis (one instance for both)."""
+        return self.cache_url is None or self.cache_redis_url() == self.stream_url()

@@ -5,10 +5,14 @@ one round trip) and receives their replies, then returns its result. The cache c
 producer write each operation once as a step; :func:`run_async` and :func:`run_sync` are the
 only code that touches a client, so the sync facades share every line of logic with the async
 API and only the I/O edge is duplicated (the httpx pattern).
+
+A step may also yield :class:`Pause` (the delete rate limit paces itself this way): the driver
+sleeps, without blocking an event loop, and sends back an empty reply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -26,6 +30,7 @@ __all__ = [
     "AsyncClient",
     "Batch",
     "Call",
+    "Pause",
     "Script",
     "ScriptCall",
     "Step",
@@ -89,7 +94,14 @@ class Batch:
     node: str | None = None
 
 
-Step = Generator[Batch, list[Any], T]
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Ask the driver to sleep ``seconds`` before the step goes on."""
+
+    seconds: float
+
+
+Step = Generator[Batch | Pause, list[Any], T]
 
 
 def _args(call: Call) -> tuple[Any, ...]:
@@ -174,6 +186,10 @@ async def run_async(
             batch = step.send(reply) if reply is not None else next(step)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        if isinstance(batch, Pause):
+            await asyncio.sleep(batch.seconds)
+            reply = []
+            continue
         with map_redis_errors(batch.operation, where):
             started = time.perf_counter()
             results = await _execute_async(client, batch)
@@ -202,6 +218,10 @@ def run_sync(
             batch = step.send(reply) if reply is not None else next(step)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        if isinstance(batch, Pause):
+            time.sleep(batch.seconds)
+            reply = []
+            continue
         with map_redis_errors(batch.operation, where):
             started = time.perf_counter()
             results = _execute_sync(client, batch)

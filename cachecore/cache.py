@@ -36,7 +36,13 @@ from cachecore.config import CacheConfig
 from cachecore.connection import RedisSettings, create_async_cluster, create_async_pool
 from cachecore.fill import Flow, Load, Pause, fill_flow, single
 from cachecore.health import HealthReport
-from cachecore.invalidation import PatternResult, flush_step, pattern_step, unlink_refs_step
+from cachecore.invalidation import (
+    PatternResult,
+    flush_step,
+    pattern_step,
+    unlink_ids_step,
+    unlink_refs_step,
+)
 from cachecore.singleflight import AsyncSingleFlight
 from cachecore.stats import CacheStats
 from contracts.errors import BackendError, BackendUnavailable
@@ -64,6 +70,7 @@ class Cache:
         self._owned_pool: redis.asyncio.BlockingConnectionPool | None = None
         self._owned_client = False
         self._core = CacheCore(keyspace, config or CacheConfig(), describe(client))
+        self._core.cluster = self._cluster
         self._flight = AsyncSingleFlight()
 
     @classmethod
@@ -248,6 +255,12 @@ class Cache:
         if not refs:
             return 0
         return await self._run(unlink_refs_step(self._core, refs), Kind.INVALIDATE)
+
+    async def invalidate_ids(self, ids: Mapping[str, Iterable[str]]) -> int:
+        """Like :meth:`invalidate_refs` for ``{namespace: ids}``: keys are built in bulk."""
+        if not any(ids.values()):
+            return 0
+        return await self._run(unlink_ids_step(self._core, ids), Kind.INVALIDATE)
 
     async def invalidate_pattern(
         self, namespace: str, pattern: str, *, max_keys: int | None = None

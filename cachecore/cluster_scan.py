@@ -28,7 +28,8 @@ from typing import Any
 
 from cachecore._core import CacheCore
 from cachecore._io import Batch, Step
-from cachecore.invalidation import PatternResult, flush_step
+from cachecore.invalidation import PatternResult, _paced, flush_step
+from cachecore.leases import void_pattern_step
 from contracts.errors import BackendUnavailable, ConfigError
 
 __all__ = ["Ranges", "cluster_pattern_step", "parse_cluster_slots", "topology_step"]
@@ -72,7 +73,15 @@ def cluster_pattern_step(
     limit = core.config.pattern_max_keys if max_keys is None else max_keys
     if limit < 1:
         raise ConfigError(f"max_keys must be at least 1, got {limit}")
-    return _ClusterScan(core, namespace, match, limit).run()
+    return _voided_then(core, namespace, pattern, _ClusterScan(core, namespace, match, limit).run())
+
+
+def _voided_then(
+    core: CacheCore, namespace: str, pattern: str, scan: Step[PatternResult]
+) -> Step[PatternResult]:
+    # Before the values, as on one Redis: a fill landing during the scan finds its lease gone.
+    yield from void_pattern_step(core, namespace, pattern)
+    return (yield from scan)
 
 
 class _ClusterScan:
@@ -137,6 +146,7 @@ class _ClusterScan:
                 calls: list[tuple[Any, ...]] = []
                 unlinked = len(local) >= cfg.unlink_batch
                 if unlinked:
+                    yield from _paced(self.core, cfg.unlink_batch)
                     calls.append(("UNLINK", *local[: cfg.unlink_batch]))
                 calls.append(("SCAN", cursor, "MATCH", self.match, "COUNT", cfg.scan_count))
                 replies = yield Batch(
@@ -164,6 +174,7 @@ class _ClusterScan:
         size = self.core.config.unlink_batch
         while self.pending:
             chunk = self.pending[:size]
+            yield from _paced(self.core, len(chunk))
             (count,) = yield Batch([("UNLINK", *chunk)], operation=f"UNLINK {self.match}")
             self.deleted += int(count)
             del self.pending[:size]

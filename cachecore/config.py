@@ -72,6 +72,11 @@ class CacheConfig:
     unlink_batch: int = 1000
     #: A pattern invalidation matching more keys stops and flushes the namespace instead.
     pattern_max_keys: int = 100_000
+    #: Deletes (UNLINKed keys) per second this cache object may send, on average; ``None``:
+    #: unlimited. Bursts of up to ``delete_burst`` keys (default: one second's worth) go at
+    #: once. Invalidations wait rather than fail; flushes are one command and never wait.
+    max_deletes_per_second: float | None = None
+    delete_burst: int | None = None
     breaker: BreakerConfig | None = field(default_factory=BreakerConfig)
     health: HealthThresholds = field(default_factory=HealthThresholds)
     #: ``health()``: SCAN calls (COUNT ``scan_count``) spent sampling key counts.
@@ -106,12 +111,22 @@ class CacheConfig:
             "scan_count between 10 and 100000": 10 <= self.scan_count <= 100_000,
             "unlink_batch between 1 and 10000": 1 <= self.unlink_batch <= 10_000,
             "pattern_max_keys >= 1": self.pattern_max_keys >= 1,
+            "max_deletes_per_second > 0 (or None)": self.max_deletes_per_second is None
+            or self.max_deletes_per_second > 0,
+            "delete_burst >= 1 (or None)": self.delete_burst is None or self.delete_burst >= 1,
             "health_scan_calls >= 1": self.health_scan_calls >= 1,
             "latency_window >= 16": self.latency_window >= 16,
         }
         wrong = [rule for rule, ok in checks.items() if not ok]
         if wrong:
             raise ConfigError(f"CacheConfig: required {'; '.join(wrong)}")
+
+    @property
+    def effective_delete_burst(self) -> int:
+        """``delete_burst``, or one second's worth of deletes (at least one key)."""
+        if self.delete_burst is not None:
+            return self.delete_burst
+        return max(1, int(self.max_deletes_per_second or 1))
 
     def ttl_for(self, ttl_class: TTLClass) -> int:
         return self.ttls[ttl_class]

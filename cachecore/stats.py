@@ -45,6 +45,7 @@ class CacheStats:
     breaker was open; ``rejected_invalidations`` were refused with ``CircuitOpenError``.
     ``unstorable`` are values a ``get_or_set`` loader returned that the codec refused (over
     ``max_value_bytes`` or not serializable): returned to the caller, not cached.
+    ``delete_waits``/``delete_wait_ms`` count the pauses the delete rate limit imposed.
     """
 
     hits: int = 0
@@ -70,6 +71,8 @@ class CacheStats:
     degraded_reads: int = 0
     skipped_writes: int = 0
     rejected_invalidations: int = 0
+    delete_waits: int = 0
+    delete_wait_ms: int = 0
     latency: LatencyWindow = field(default_factory=LatencyWindow, repr=False, compare=False)
 
     @property

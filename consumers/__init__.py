@@ -8,17 +8,24 @@ Two shapes:
 
 :class:`PartitionedConsumer` runs a group-mode consumer on every partition of a partitioned
 stream (``StreamKeys(partitions=N)``), on one Redis or a Redis Cluster.
+
+Observability plugs in as observers: :class:`TracingObserver` (OpenTelemetry spans),
+:class:`ConsumerMetrics` and :class:`CacheHealthMetrics` (OpenTelemetry metrics), combined with
+:class:`CompositeObserver`.
 """
 
 from consumers.broadcast import BroadcastConsumer
+from consumers.cache_metrics import CacheHealthMetrics
 from consumers.config import BroadcastConfig, ConsumerConfig, FlushReason, default_consumer_name
 from consumers.entries import ClaimResult, Entry, GroupState, StreamState
-from consumers.observe import ConsumerObserver, ConsumerStats, Health
+from consumers.metrics import ConsumerMetrics, PendingSummary, pending_summary
+from consumers.observe import CompositeObserver, ConsumerObserver, ConsumerStats, Health
 from consumers.partitioned import PartitionedConsumer
 from consumers.plan import Delivered, Plan, coalesce
 from consumers.retention import TrimResult, safe_min_id, trim_acknowledged
 from consumers.runtime import Consumer
 from consumers.sinks import CallbackSink, LocalCacheSink, RedisCacheSink, Sink
+from consumers.tracing import TracingObserver
 
 __all__ = [
     # runtimes
@@ -36,9 +43,15 @@ __all__ = [
     "RedisCacheSink",
     "Sink",
     # observing
+    "CacheHealthMetrics",
+    "CompositeObserver",
+    "ConsumerMetrics",
     "ConsumerObserver",
     "ConsumerStats",
     "Health",
+    "PendingSummary",
+    "TracingObserver",
+    "pending_summary",
     # values
     "ClaimResult",
     "Delivered",

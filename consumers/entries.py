@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "ClaimResult",
@@ -17,6 +17,7 @@ __all__ = [
     "StreamState",
     "parse_claim",
     "parse_groups",
+    "parse_raw_read",
     "parse_read",
     "parse_stream_info",
     "stream_id",
@@ -34,9 +35,11 @@ def stream_id(value: str | bytes) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One stream entry as delivered. Empty ``fields``: trimmed while it was pending."""
+class Entry(NamedTuple):
+    """One stream entry as delivered. Empty ``fields``: trimmed while it was pending.
+
+    A named tuple: one is built per entry read, on the consumer's hot path.
+    """
 
     id: str
     fields: Mapping[bytes | str, bytes | str]
@@ -93,7 +96,9 @@ def _entries(raw: Sequence[Any] | None) -> list[Entry]:
 
 
 def parse_read(reply: Any, key: str) -> list[Entry]:
-    """Entries of ``key`` in an XREADGROUP/XREAD reply (RESP2 list or RESP3 map), or []."""
+    """Entries of ``key`` in an XREADGROUP/XREAD reply *after* redis-py's callback (RESP2 list
+    or RESP3 map). Cluster pipelines route by command name and cannot take the bytes name that
+    skips the callback (see :func:`parse_raw_read`), so clustered reads come through here."""
     if not reply:
         return []
     if isinstance(reply, Mapping):
@@ -107,6 +112,34 @@ def parse_read(reply: Any, key: str) -> list[Entry]:
     for name, value in reply:
         if text(name) == key:
             return _entries(value)
+    return []
+
+
+def parse_raw_read(reply: Any, key: str) -> list[Entry]:
+    """Entries of ``key`` in a *raw* XREAD/XREADGROUP reply (no redis-py callback applied).
+
+    The group runtime sends these commands by a bytes name, which redis-py's callback table
+    (keyed by str) does not match: the reply stays as the parser produced it, and turning each
+    entry's flat field list into a dict here costs a fraction of redis-py's generic conversion.
+    """
+    if not reply:
+        return []
+    streams = reply.items() if isinstance(reply, dict) else reply
+    want = key.encode()
+    for name, raw_entries in streams:
+        if name != want and text(name) != key:
+            continue
+        out: list[Entry] = []
+        for item in raw_entries or ():
+            entry_id, flat = item[0], item[1]
+            eid = entry_id.decode() if type(entry_id) is bytes else str(entry_id)
+            if not flat:
+                out.append(Entry(eid, {}))
+            elif len(flat) == 2:
+                out.append(Entry(eid, {flat[0]: flat[1]}))
+            else:
+                out.append(Entry(eid, dict(zip(flat[::2], flat[1::2], strict=True))))
+        return out
     return []
 
 

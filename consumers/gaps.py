@@ -56,15 +56,20 @@ def check_gap(state: StreamState, group: str, meta: GroupMeta) -> GapVerdict:
                 detail=f"{deficit - meta.deficit} entries removed before group {group!r} read them",
             )
         return NO_GAP
-    # Redis cannot count for this group (created or moved at an arbitrary id): when our
-    # position is behind the oldest entry, entries in between may be gone. Flush once per
-    # distinct oldest entry, never in a loop.
-    if (
-        state.removed > 0
-        and state.length
-        and stream_id(info.last_delivered_id) < stream_id(state.first_entry_id)
-    ):
-        mark = f"first:{state.first_entry_id}"
-        if meta.fallback_mark != mark:
-            return GapVerdict(True, fallback_mark=mark, detail="position behind the oldest entry")
+    # Redis cannot count for this group (created or moved at an arbitrary id, or created at
+    # '$' on an empty stream and not read since): when our position is behind the oldest
+    # entry, entries in between may be gone; when the stream is empty but has entries newer
+    # than our position, they are all gone unread (a producer's XADD MAXLEN 0 does this).
+    # Flush once per distinct oldest (or last) entry, never in a loop.
+    if state.removed > 0:
+        position = stream_id(info.last_delivered_id)
+        fallback: str | None = None
+        if state.length and position < stream_id(state.first_entry_id):
+            fallback = f"first:{state.first_entry_id}"
+        elif not state.length and position < stream_id(state.last_generated_id):
+            fallback = f"emptied:{state.last_generated_id}"
+        if fallback is not None and meta.fallback_mark != fallback:
+            return GapVerdict(
+                True, fallback_mark=fallback, detail="position behind the oldest entry"
+            )
     return NO_GAP

@@ -24,6 +24,7 @@ from consumers.entries import (
     Entry,
     StreamState,
     parse_claim,
+    parse_raw_read,
     parse_read,
     parse_stream_info,
     text,
@@ -119,7 +120,11 @@ class StreamGroup:
         pipe.hgetall(self.meta_key)
         pipe.execute_command("XINFO STREAM", self.stream)
         pipe.execute_command("XINFO GROUPS", self.stream)
-        args: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count]
+        # A bytes command name: redis-py applies no reply callback (see parse_raw_read); a
+        # cluster pipeline routes by the name and needs it as text.
+        clustered = self.clustered
+        command: str | bytes = "XREADGROUP" if clustered else b"XREADGROUP"
+        args: list[Any] = [command, "GROUP", self.group, self.consumer, "COUNT", count]
         if block_ms is not None and not pending:
             args += ["BLOCK", block_ms]
         args += ["STREAMS", self.stream, start_id if pending else ">"]
@@ -135,7 +140,8 @@ class StreamGroup:
         state = None
         if not isinstance(info, Exception) and not isinstance(groups, Exception):
             state = parse_stream_info(info, groups)
-        entries = [] if missing else parse_read(reply, self.stream)
+        parse = parse_read if clustered else parse_raw_read
+        entries = [] if missing else parse(reply, self.stream)
         return ReadResult(entries, state, meta, missing)
 
     async def pending_deliveries(self, entries: Sequence[Entry]) -> list[Entry]:

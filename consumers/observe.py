@@ -17,7 +17,7 @@ from consumers.config import FlushReason
 from consumers.entries import StreamState
 from consumers.plan import Delivered
 
-__all__ = ["ConsumerObserver", "ConsumerStats", "Health", "ReadSource"]
+__all__ = ["CompositeObserver", "ConsumerObserver", "ConsumerStats", "Health", "ReadSource"]
 
 log = logging.getLogger("cachebus.consumer")
 
@@ -65,9 +65,25 @@ class Health:
 
 
 class ConsumerObserver:
-    """Override what you need. Hooks run inline: keep them cheap."""
+    """Override what you need. Hooks run inline: keep them cheap.
+
+    Times are ``time.monotonic()`` seconds. Order for one batch: ``on_read`` (right after the
+    round trip), ``on_received`` (once decoded), then ``on_applied``/``on_dead_letter``/
+    ``on_flush`` as they happen, then ``on_acked``.
+    """
 
     def on_read(self, source: ReadSource, count: int, state: StreamState | None) -> None: ...
+
+    def on_received(
+        self,
+        source: ReadSource,
+        count: int,
+        delivered: Sequence[Delivered],
+        started: float,
+        ended: float,
+    ) -> None:
+        """A batch of ``count`` entries was read (between ``started`` and ``ended``) and
+        decoded; ``delivered`` are those for this consumer's namespaces (in stream order)."""
 
     def on_applied(self, delivered: Sequence[Delivered], started: float, ended: float) -> None: ...
 
@@ -78,6 +94,51 @@ class ConsumerObserver:
     def on_dead_letter(self, entry_id: str, reason: str, deliveries: int) -> None: ...
 
     def on_backend_error(self, error: Exception) -> None: ...
+
+
+class CompositeObserver(ConsumerObserver):
+    """Several observers as one (tracing and metrics, say), called in order.
+
+    Each hook of each observer is isolated: one that raises is logged and the others still run.
+    """
+
+    def __init__(self, *observers: ConsumerObserver) -> None:
+        self.observers = tuple(observers)
+
+    def on_read(self, source: ReadSource, count: int, state: StreamState | None) -> None:
+        for observer in self.observers:
+            safe_call(observer, "on_read", source, count, state)
+
+    def on_received(
+        self,
+        source: ReadSource,
+        count: int,
+        delivered: Sequence[Delivered],
+        started: float,
+        ended: float,
+    ) -> None:
+        for observer in self.observers:
+            safe_call(observer, "on_received", source, count, delivered, started, ended)
+
+    def on_applied(self, delivered: Sequence[Delivered], started: float, ended: float) -> None:
+        for observer in self.observers:
+            safe_call(observer, "on_applied", delivered, started, ended)
+
+    def on_acked(self, ids: Sequence[str], started: float, ended: float) -> None:
+        for observer in self.observers:
+            safe_call(observer, "on_acked", ids, started, ended)
+
+    def on_flush(self, reason: FlushReason, namespaces: frozenset[str], detail: str) -> None:
+        for observer in self.observers:
+            safe_call(observer, "on_flush", reason, namespaces, detail)
+
+    def on_dead_letter(self, entry_id: str, reason: str, deliveries: int) -> None:
+        for observer in self.observers:
+            safe_call(observer, "on_dead_letter", entry_id, reason, deliveries)
+
+    def on_backend_error(self, error: Exception) -> None:
+        for observer in self.observers:
+            safe_call(observer, "on_backend_error", error)
 
 
 def safe_call(observer: ConsumerObserver, hook: str, *args: object) -> None:

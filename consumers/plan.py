@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from contracts.events import InvalidationEvent
 from contracts.keys import KeyRef, glob_match
@@ -17,16 +19,18 @@ from contracts.keys import KeyRef, glob_match
 __all__ = ["Delivered", "Plan", "coalesce"]
 
 
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """A decoded event and where it came from."""
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})
+
+
+class Delivered(NamedTuple):
+    """A decoded event and where it came from (a named tuple: one per event, hot path)."""
 
     entry_id: str
     event: InvalidationEvent
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = _EMPTY
     deliveries: int = 1
     #: The entry's raw fields, kept so a dead letter carries exactly what was received.
-    fields: Mapping[bytes | str, bytes | str] = field(default_factory=dict, repr=False)
+    fields: Mapping[bytes | str, bytes | str] = _EMPTY
 
 
 @dataclass(slots=True)

@@ -29,7 +29,7 @@ from consumers.group import StreamGroup
 from consumers.observe import ConsumerObserver, ConsumerStats, ReadSource, monotonic, safe_call
 from consumers.plan import Delivered, Plan, coalesce
 from consumers.sinks import Sink
-from contracts.codec import decode_entries
+from contracts.codec import DecodedEntry, decode_entries
 from contracts.errors import BackendUnavailable, EventDecodeError
 
 __all__ = ["BatchProcessor", "Link"]
@@ -75,8 +75,17 @@ class BatchProcessor:
         self.max_seen: tuple[int, int] = (0, 0)
         self._acks: set[asyncio.Task[Any]] = set()
 
-    async def process(self, entries: Sequence[Entry], source: ReadSource) -> int:
-        """Handle ``entries``; returns how many were acked."""
+    async def process(
+        self,
+        entries: Sequence[Entry],
+        source: ReadSource,
+        read: tuple[float, float] | None = None,
+    ) -> int:
+        """Handle ``entries``; returns how many were acked.
+
+        ``read``: when the round trip that returned them started and ended (monotonic), for
+        the observer's ``on_received``; defaults to now.
+        """
         if not entries:
             return 0
         self.stats.read += len(entries)
@@ -86,7 +95,7 @@ class BatchProcessor:
         if last > self.max_seen:
             self.max_seen = last
         settled: list[str] = []
-        trimmed = [e.id for e in entries if e.trimmed]
+        trimmed = [e.id for e in entries if not e.fields]
         if trimmed:
             self.stats.trimmed_pending += len(trimmed)
             await self.flush(
@@ -95,27 +104,40 @@ class BatchProcessor:
                 f"{len(trimmed)} pending entries trimmed",
             )
             settled += trimmed
-        delivered: list[Delivered] = []
-        live = [e for e in entries if not e.trimmed] if trimmed else entries
+        live = [e for e in entries if e.fields] if trimmed else entries
         results = decode_entries([(e.id, e.fields) for e in live])
+        mine = self.config.namespaces
+        delivered: list[Delivered] = []
+        undecodable: list[tuple[Entry, EventDecodeError]] = []
         for entry, decoded in zip(live, results, strict=True):
-            if isinstance(decoded, EventDecodeError):
-                self.stats.decode_errors += 1
-                await self._dead_letter(
-                    entry, f"decode:{decoded.rule}", str(decoded), _guess_namespace(entry)
-                )
+            if type(decoded) is not DecodedEntry:
+                assert isinstance(decoded, EventDecodeError)
+                undecodable.append((entry, decoded))
                 continue
-            if decoded.event.namespace not in self.config.namespaces:
+            event = decoded.event
+            if event.namespace not in mine:
                 self.stats.foreign_skipped += 1
                 settled.append(entry.id)
                 continue
             delivered.append(
-                Delivered(entry.id, decoded.event, decoded.headers, entry.deliveries, entry.fields)
+                Delivered(entry.id, event, decoded.headers, entry.deliveries, entry.fields)
             )
-        exhausted = [d for d in delivered if d.deliveries > self.config.max_deliveries]
-        for d in exhausted:
-            await self._dead_letter_delivered(d, "max_deliveries", "delivered too many times")
-        fresh = [d for d in delivered if d.deliveries <= self.config.max_deliveries]
+        started, ended = read or (monotonic(), monotonic())
+        safe_call(self.observer, "on_received", source, len(entries), delivered, started, ended)
+        for entry, error in undecodable:
+            self.stats.decode_errors += 1
+            await self._dead_letter(
+                entry, f"decode:{error.rule}", str(error), _guess_namespace(entry)
+            )
+        fresh = delivered
+        if source != "new":  # a crash loop shows as deliveries piling up on redelivered entries
+            limit = self.config.max_deliveries
+            for d in delivered:
+                if d.deliveries > limit:
+                    await self._dead_letter_delivered(
+                        d, "max_deliveries", "delivered too many times"
+                    )
+            fresh = [d for d in delivered if d.deliveries <= limit]
         settled += await self._apply(fresh)
         await self.ack(settled)
         return len(settled)

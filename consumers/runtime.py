@@ -158,15 +158,18 @@ class Consumer:
         if now >= self._next_housekeeping:
             await self._housekeeping()
             self._next_housekeeping = monotonic() + self.config.claim_interval_s
+        started = monotonic()
         result = await self.group.read(count=self.config.count, block_ms=block_ms)
+        read = (started, monotonic())
         await self._after_read(result, "new")
-        await self.processor.process(result.entries, "new")
+        await self.processor.process(result.entries, "new", read)
         return progressed or bool(result.entries)
 
     async def _drain_own_pending(self) -> None:
         """At start: our own pending entries first (a restarted member never misses them)."""
         start = "0"
         while not self._stopping:
+            started = monotonic()
             result = await self.group.read(
                 count=self.config.count, block_ms=None, pending=True, start_id=start
             )
@@ -175,7 +178,7 @@ class Consumer:
             if not entries:
                 break
             entries = await self.group.pending_deliveries(entries)
-            await self.processor.process(entries, "pending")
+            await self.processor.process(entries, "pending", (started, monotonic()))
             start = entries[-1].id
         self._pending_drained = True
 
@@ -224,6 +227,7 @@ class Consumer:
         claimed = 0
         cursor = "0-0"
         for _ in range(10):  # bounded per round; the next round continues
+            started = monotonic()
             result = await self.group.claim(
                 cursor, min_idle_ms=self.config.min_idle_ms, count=self.config.claim_count
             )
@@ -238,7 +242,7 @@ class Consumer:
                 entries = await self.group.pending_deliveries(result.entries)
                 self.stats.claimed += len(entries)
                 claimed += len(entries)
-                await self.processor.process(entries, "claimed")
+                await self.processor.process(entries, "claimed", (started, monotonic()))
             cursor = result.next_cursor
             if cursor == "0-0":
                 break

@@ -33,7 +33,7 @@ class Sink(Protocol):
 class RedisCacheSink:
     """A service's shared Redis cache: UNLINK keys, SCAN+UNLINK patterns, generation flushes.
 
-    All the keys of a batch go out in one round trip (``Cache.invalidate_refs``); a pattern over
+    All the keys of a batch go out in one round trip (``Cache.invalidate_ids``); a pattern over
     ``max_keys_per_pattern`` escalates to a namespace flush inside the cache core.
     """
 
@@ -43,9 +43,8 @@ class RedisCacheSink:
         self.escalations = 0
 
     async def apply(self, plan: Plan) -> None:
-        refs = plan.key_refs()
-        if refs:
-            await self.cache.invalidate_refs(refs)
+        if plan.keys:
+            await self.cache.invalidate_ids(plan.keys)
         for ns, patterns in plan.patterns.items():
             for pattern in sorted(patterns):
                 result = await self.cache.invalidate_pattern(
@@ -70,9 +69,8 @@ class LocalCacheSink:
         self.local = local
 
     async def apply(self, plan: Plan) -> None:
-        refs = plan.key_refs()
-        if refs:
-            self.local.invalidate_refs(refs)
+        for ns, ids in plan.keys.items():
+            self.local.invalidate_keys(ns, ids)
         for ns, patterns in plan.patterns.items():
             for pattern in patterns:
                 self.local.invalidate_pattern(ns, pattern)

@@ -81,7 +81,8 @@ def now_ms() -> int:
 
 def _registry(info: ValidationInfo) -> NamespaceRegistry | None:
     ctx = info.context
-    if isinstance(ctx, Mapping) and "registry" in ctx:
+    # type() first: an ABC isinstance check costs a microsecond per decoded event.
+    if (type(ctx) is dict or isinstance(ctx, Mapping)) and "registry" in ctx:
         registry: NamespaceRegistry | None = ctx["registry"]
         return registry
     return DEFAULT_REGISTRY

@@ -358,8 +358,8 @@ class KeySpace:
 
     ``scope`` is the service that owns the cache (its ACL key pattern is
     ``{prefix}:{scope}:*``). Reserved keys of the scope (generations, leases, sync markers)
-    use ``__``-prefixed segments, which no namespace may use, so a namespace pattern never
-    matches them.
+    use ``__``-prefixed segments (``__gen__``, ``__lease__``, ``__leases__``, ``__sync__``),
+    which no namespace may use, so a namespace pattern never matches them.
     """
 
     prefix: str = "cb"
@@ -385,6 +385,36 @@ class KeySpace:
     def key(self, namespace: str, id: str | int) -> str:
         self.registry.get(namespace)
         return f"{self.prefix}:{self.scope}:{namespace}:{validate_id(id)}"
+
+    def key_pairs(self, namespace: str, ids: Iterable[str | int]) -> tuple[list[str], list[str]]:
+        """The data keys and the lease keys of many ids of one namespace, each id validated.
+
+        For a consumer batch: the namespace is checked once and a well-formed id costs a few
+        string operations instead of a :func:`validate_id` call.
+        """
+        self.registry.get(namespace)
+        base = f"{self.prefix}:{self.scope}:{namespace}:"
+        lease = f"{self.prefix}:{self.scope}:__lease__:"
+        data: list[str] = []
+        leases: list[str] = []
+        for ident in ids:
+            if (
+                type(ident) is not str
+                or not ident
+                or len(ident) > MAX_ID_LENGTH
+                or "\x00" in ident
+                or "\r" in ident
+                or "\n" in ident
+            ):
+                ident = validate_id(ident)  # the precise error, or an int made text
+            key = base + ident
+            data.append(key)
+            # The lease_key() rule, inlined for ids without braces (the common case).
+            if "{" in ident or "}" in ident:
+                leases.append(self.lease_key(namespace, ident))
+            else:
+                leases.append(f"{lease}{{{key}}}")
+        return data, leases
 
     def ref_key(self, ref: KeyRef) -> str:
         return self.key(ref.namespace, ref.id)
@@ -426,6 +456,12 @@ class KeySpace:
     def lease_colocated(self, namespace: str, id: str | int) -> bool:
         """Whether the lease of ``(namespace, id)`` shares its value's hash slot."""
         return hashed_part(self.lease_key(namespace, id)) == hashed_part(self.key(namespace, id))
+
+    def lease_index_key(self, namespace: str) -> str:
+        """The namespace's outstanding ``get_or_set`` leases (a sorted set of ids by expiry):
+        how a pattern invalidation finds the leases it must void without scanning for them."""
+        self.registry.get(namespace)
+        return f"{self.prefix}:{self.scope}:__leases__:{namespace}"
 
     def sync_key(self, stream: str) -> str:
         """Where the scope records which stream epoch its contents are synced to."""
@@ -491,6 +527,13 @@ class StreamKeys:
 
     def stream(self, name: str) -> str:
         return f"{self.prefix}:stream:{self._name(name)}"
+
+    def destination(self, name: str) -> str:
+        """The stream's name for spans and metrics: its key, or for a partitioned layout as a
+        whole (no single key) the untagged name the partitions share."""
+        if self.partitions > 1 and self.partition is None:
+            return f"{self.prefix}:stream:{validate_name(name, 'stream')}"
+        return self.stream(name)
 
     def epoch(self, name: str) -> str:
         return f"{self.prefix}:epoch:{self._name(name)}"

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.trace import Span, TracerProvider
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
 
 from cachecore._io import Batch, Step
 from cachecore.connection import RedisSettings
@@ -23,7 +24,7 @@ from contracts.factory import EventFactory, Ref, split_ids
 from contracts.keys import NamespaceRegistry, StreamKeys, validate_id
 from contracts.rules import MAX_ID_LENGTH, MAX_KEYS_TOTAL_CHARS, check_namespace
 from producers._routing import Router
-from producers._tracing import SendTracing
+from producers._tracing import Send, SendTracing
 
 __all__ = [
     "DEFAULT_MAXLEN",
@@ -103,6 +104,7 @@ class ProducerCore:
         timeout: float,
         address: tuple[str, int],
         tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if maxlen is not None and maxlen < 1000:
             raise ContractError(
@@ -119,7 +121,7 @@ class ProducerCore:
         named = StreamKeys(keys.prefix) if self.router is not None else keys
         self.config = ProducerConfig(named.stream(stream), maxlen, timeout, address)
         self.where = f"{address[0]}:{address[1]}"
-        self.tracing = SendTracing(self.config.stream_key, address, tracer_provider)
+        self.tracing = SendTracing(self.config.stream_key, address, tracer_provider, meter_provider)
         # Bytes, so redis-py's encoder passes them through instead of encoding text per event.
         prefix: tuple[bytes, ...] = (b"XADD", self.config.stream_key.encode())
         if maxlen is not None:
@@ -134,7 +136,7 @@ class ProducerCore:
             check_namespace(event.namespace, registry)
         return event.__dict__
 
-    def prepare(self, payloads: Sequence[Payload]) -> tuple[Span, list[tuple[Any, ...]]]:
+    def prepare(self, payloads: Sequence[Payload]) -> tuple[Send, list[tuple[Any, ...]]]:
         """The span of this round trip and its XADD commands (context injected)."""
         span, headers = self.tracing.start(payloads)
         prefix = self._xadd_prefix
@@ -155,7 +157,7 @@ class ProducerCore:
 
     # ---- outcomes --------------------------------------------------------------------------
     def entry_ids(
-        self, payloads: Sequence[Payload], replies: Sequence[Any], span: Span
+        self, payloads: Sequence[Payload], replies: Sequence[Any], span: Send
     ) -> list[str]:
         """Entry ids for the replies, or :class:`PublishError` naming the refused events."""
         if self.router is not None:
@@ -191,7 +193,7 @@ class ProducerCore:
         return ids
 
     def failure(
-        self, payloads: Sequence[Payload], span: Span, cause: BaseException, *, timed_out: bool
+        self, payloads: Sequence[Payload], span: Send, cause: BaseException, *, timed_out: bool
     ) -> PublishError:
         """The :class:`PublishError` for a round trip that failed as a whole."""
         event_ids = tuple(p["event_id"] for p in payloads)

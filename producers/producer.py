@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 import redis.asyncio
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from cachecore._io import AsyncClient, run_async
@@ -86,6 +87,7 @@ class Producer:
         maxlen: int | None = DEFAULT_MAXLEN,
         publish_timeout: float | None = None,
         tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self._settings: RedisSettings | None = None
         self._client: AsyncClient | None = None
@@ -116,6 +118,7 @@ class Producer:
             timeout=timeout,
             address=address,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
 
     @classmethod

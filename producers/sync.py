@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 import redis.cluster
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from cachecore._io import SyncClient, run_sync
@@ -57,6 +58,7 @@ class SyncProducer:
         registry: NamespaceRegistry = DEFAULT_REGISTRY,
         maxlen: int | None = DEFAULT_MAXLEN,
         tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self._pool: redis.BlockingConnectionPool | None = None
         self._owned_cluster: redis.cluster.RedisCluster | None = None
@@ -81,6 +83,7 @@ class SyncProducer:
             timeout=timeout,
             address=address,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
 
     @classmethod

@@ -7,8 +7,16 @@ contender with its own consumer group created at ``0``, applying UNLINKs:
   round trip per batch through the cache core, one XACK per batch);
 * ``raw``: XREADGROUP COUNT n + pipelined UNLINK per event + XACK, reading the keys field of
   the envelope without validating anything (the floor for a Python consumer);
-* ``faststream``: a FastStream batch ``StreamSub`` (max_records n) whose handler pipelines the
-  UNLINKs (FastStream acks the batch).
+* ``faststream``: a FastStream batch ``StreamSub`` (max_records n) whose handler is declared
+  with our event model, ``list[KeysInvalidated]``, so FastStream validates every event as ours
+  does, and pipelines the UNLINKs (FastStream acks the batch). ``faststream_ratio`` is
+  measured against it: the same work, a different runtime;
+* ``faststream-dict``: the same with ``list[dict]`` (no validation), shown for reference.
+
+With ``--observers``, two more: our runtime with the tracing and metrics observers installed,
+once with the OpenTelemetry API alone (no SDK: what a service pays when it does not export
+telemetry) and once with the SDK recording every span and metric (spans go to an exporter that
+drops them, so the cost measured is ours and the SDK's, not an exporter's network).
 
 Repeats are interleaved so the three see the same machine state; medians are reported.
 """
@@ -16,6 +24,7 @@ Repeats are interleaved so the three see the same machine state; medians are rep
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,13 +33,23 @@ from typing import Any
 import orjson
 import redis.asyncio
 import typer
+from rich.console import Console
+from rich.progress import Progress
 
 from cachebus.bench import bench_app
 from cachebus.bench._report import emit
 from cachebus.testing import RedisServer
 from cachecore import Cache
 from cachecore.connection import RedisSettings, create_async_pool
-from consumers import Consumer, ConsumerConfig, ConsumerObserver, RedisCacheSink
+from consumers import (
+    CompositeObserver,
+    Consumer,
+    ConsumerConfig,
+    ConsumerMetrics,
+    ConsumerObserver,
+    RedisCacheSink,
+    TracingObserver,
+)
 from contracts.codec import encode_event
 from contracts.events import KeysInvalidated
 from contracts.keys import KeySpace, StreamKeys
@@ -80,7 +99,34 @@ class _Done(ConsumerObserver):
             self.done.set()
 
 
-async def _ours(url: str, group: str, events: int, count: int) -> float:
+def _observers(config: ConsumerConfig, telemetry: str) -> list[ConsumerObserver]:
+    """The tracing and metrics observers: on the bare API, or on a recording SDK."""
+    if telemetry == "none":
+        return []
+    tracer_provider: Any = None
+    meter_provider: Any = None
+    if telemetry == "sdk":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
+
+        class _Drop(SpanExporter):
+            def export(self, spans: Any) -> Any:
+                from opentelemetry.sdk.trace.export import SpanExportResult
+
+                return SpanExportResult.SUCCESS
+
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(_Drop()))
+        meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return [
+        TracingObserver.for_consumer(config, keys=STREAMS, tracer_provider=tracer_provider),
+        ConsumerMetrics.for_consumer(config, keys=STREAMS, meter_provider=meter_provider),
+    ]
+
+
+async def _ours(url: str, group: str, events: int, count: int, telemetry: str = "none") -> float:
     # Our runtime on our own pool (explicit timeouts, hiredis command packing).
     settings = RedisSettings.from_url(url, socket_timeout=30)
     pool = create_async_pool(settings)
@@ -94,11 +140,13 @@ async def _ours(url: str, group: str, events: int, count: int) -> float:
         count=count,
         block_ms=100,
     )
-    observer = _Done(events)
+    done = _Done(events)
+    extra = _observers(config, telemetry)
+    observer = CompositeObserver(done, *extra) if extra else done
     consumer = Consumer(client, config, [RedisCacheSink(cache)], keys=STREAMS, observer=observer)
     started = time.perf_counter()
     task = asyncio.ensure_future(consumer.run())
-    await observer.done.wait()
+    await done.done.wait()
     elapsed = time.perf_counter() - started
     await consumer.stop()
     await task
@@ -128,7 +176,7 @@ async def _raw(client: redis.asyncio.Redis, group: str, events: int, count: int)
 
 
 async def _faststream(
-    url: str, client: redis.asyncio.Redis, group: str, events: int, count: int
+    url: str, client: redis.asyncio.Redis, group: str, events: int, count: int, typed: bool
 ) -> float:
     from faststream.redis import RedisBroker, StreamSub
 
@@ -136,21 +184,31 @@ async def _faststream(
     finished = asyncio.Event()
     seen = 0
 
-    @broker.subscriber(
-        stream=StreamSub(
-            STREAM, group=group, consumer="c", batch=True, max_records=count, polling_interval=100
-        )
-    )
-    async def handle(bodies: list[dict[str, Any]]) -> None:
+    async def unlink(keys: list[list[str]]) -> None:
         nonlocal seen
         pipe = client.pipeline(transaction=False)
-        for body in bodies:
-            for ident in body["keys"]:
+        for ids in keys:
+            for ident in ids:
                 pipe.unlink(f"{SPACE.root}prices:{ident}")
         await pipe.execute()
-        seen += len(bodies)
+        seen += len(keys)
         if seen >= events:
             finished.set()
+
+    sub = StreamSub(
+        STREAM, group=group, consumer="c", batch=True, max_records=count, polling_interval=100
+    )
+    if typed:
+
+        @broker.subscriber(stream=sub)
+        async def handle_typed(bodies: list[KeysInvalidated]) -> None:
+            await unlink([list(body.keys) for body in bodies])
+
+    else:
+
+        @broker.subscriber(stream=sub)
+        async def handle_dict(bodies: list[dict[str, Any]]) -> None:
+            await unlink([body["keys"] for body in bodies])
 
     started = time.perf_counter()
     await broker.start()
@@ -165,30 +223,52 @@ async def _faststream(
     return elapsed
 
 
-async def _bench(events: int, count: int, repeats: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"cachebus": [], "raw": [], "faststream": []}
+async def _bench(
+    events: int, count: int, repeats: int, observers: bool = False
+) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {
+        "cachebus": [],
+        "raw": [],
+        "faststream": [],
+        "faststream-dict": [],
+    }
+    if observers:
+        results.update({"cachebus+otel-api": [], "cachebus+otel-sdk": []})
     with RedisServer() as server:
         client = redis.asyncio.Redis.from_url(server.url, socket_timeout=30, retry=None)
         await _load_backlog(client, events)
         contenders: dict[str, Callable[[str], Awaitable[float]]] = {
             "cachebus": lambda g: _ours(server.url, g, events, count),
             "raw": lambda g: _raw(client, g, events, count),
-            "faststream": lambda g: _faststream(server.url, client, g, events, count),
+            "faststream": lambda g: _faststream(server.url, client, g, events, count, True),
+            "faststream-dict": lambda g: _faststream(server.url, client, g, events, count, False),
         }
+        if observers:
+            contenders["cachebus+otel-api"] = lambda g: _ours(server.url, g, events, count, "api")
+            contenders["cachebus+otel-sdk"] = lambda g: _ours(server.url, g, events, count, "sdk")
         run = 0
+        progress = Progress(console=Console(stderr=True), transient=True)
+        task = progress.add_task("draining", total=repeats * len(contenders))
+        progress.start()
         for repeat in range(repeats):
             order = list(contenders) if repeat % 2 == 0 else list(reversed(contenders))
             for name in order:
+                progress.update(task, description=f"{name} (repeat {repeat + 1}/{repeats})")
+                progress.advance(task)
                 run += 1
-                group = f"{name}-{run}"
+                group = f"{name.replace('+', '.')}-{run}"
                 await _cache_every_key(client, events)
                 await client.xgroup_create(STREAM, group, id="0")
+                # The same heap for every contender: earlier runs' garbage out, the rest frozen.
+                gc.collect()
+                gc.freeze()
                 elapsed = await contenders[name](group)
                 left = await _remaining(client, events)
                 if left:
                     raise RuntimeError(f"{name} left {left} of {events} keys in the cache")
                 results[name].append(events / elapsed)
                 await client.xgroup_destroy(STREAM, group)
+        progress.stop()
         await client.aclose()
     return results
 
@@ -198,10 +278,13 @@ def consume(
     events: int = typer.Option(200_000, help="Backlog size."),
     count: int = typer.Option(1000, help="Entries per read, for every contender."),
     repeats: int = typer.Option(3, help="Interleaved repeats; medians are reported."),
+    observers: bool = typer.Option(
+        False, help="Also run with the tracing and metrics observers (API only; SDK)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="End with one JSON line."),
 ) -> None:
     """Drain a backlog: our runtime vs a raw XREADGROUP loop vs FastStream batch StreamSub."""
-    results = asyncio.run(_bench(events, count, repeats))
+    results = asyncio.run(_bench(events, count, repeats, observers))
     med = {name: statistics.median(values) for name, values in results.items()}
     rows = [
         (name, med[name], min(values), max(values), med[name] / med["cachebus"])
@@ -216,12 +299,26 @@ def consume(
         "faststream_eps": round(med["faststream"]),
         "raw_ratio": round(med["cachebus"] / med["raw"], 3),
         "faststream_ratio": round(med["cachebus"] / med["faststream"], 3),
+        "faststream_dict_eps": round(med["faststream-dict"]),
     }
+    if observers:
+        summary.update(
+            {
+                "otel_api_eps": round(med["cachebus+otel-api"]),
+                "otel_sdk_eps": round(med["cachebus+otel-sdk"]),
+                # Throughput kept with the observers on, relative to the same run without.
+                "otel_api_ratio": round(med["cachebus+otel-api"] / med["cachebus"], 3),
+                "otel_sdk_ratio": round(med["cachebus+otel-sdk"] / med["cachebus"], 3),
+            }
+        )
     emit(
         f"consume: drain {events:,} events (COUNT {count}), events/s",
         ["contender", "median ev/s", "min", "max", "vs cachebus"],
         rows,
         summary,
         as_json=json_out,
-        notes=["cachebus decodes and validates every event; raw reads the keys field blindly."],
+        notes=[
+            "cachebus and faststream validate every event into the same pydantic model;",
+            "raw and faststream-dict read the keys field blindly.",
+        ],
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumers.entries import GroupState, StreamState, parse_claim, parse_read, stream_id
+from consumers.entries import GroupState, StreamState, parse_claim, parse_raw_read, stream_id
 from consumers.gaps import check_gap
 from consumers.group import GroupMeta
 
@@ -66,12 +66,28 @@ def test_unknown_group_or_empty_stream_has_no_gap() -> None:
 
 
 def test_replies_parse_in_resp2_and_resp3_shapes() -> None:
-    resp2 = [[b"s", [(b"1-0", {b"a": b"1"}), (b"2-0", {})]]]
-    resp3 = {b"s": [[(b"1-0", {b"a": b"1"}), (b"2-0", {})]]}
+    # Raw replies (no redis-py callback), as measured on 7.0.15 with RESP2 and RESP3.
+    resp2 = [[b"s", [[b"1-0", [b"a", b"1"]], [b"2-0", None]]]]
+    resp3 = {b"s": [[b"1-0", [b"a", b"1"]], [b"2-0", None]]}
     for reply in (resp2, resp3):
-        entries = parse_read(reply, "s")
+        entries = parse_raw_read(reply, "s")
         assert [e.id for e in entries] == ["1-0", "2-0"]
         assert entries[1].trimmed and not entries[0].trimmed
+        assert entries[0].fields == {b"a": b"1"}
+    many = parse_raw_read([[b"s", [[b"3-0", [b"a", b"1", b"b", b"2"]]]]], "s")
+    assert many[0].fields == {b"a": b"1", b"b": b"2"}
+    assert parse_raw_read(None, "s") == []
     claim = parse_claim([b"0-0", [(b"3-0", {b"a": b"1"})], [b"1-0"]])
     assert claim.deleted_ids == ["1-0"] and claim.entries[0].id == "3-0"
     assert stream_id("10-2") > stream_id("9-99")
+
+
+def test_a_never_read_group_whose_stream_was_emptied_flushes_once() -> None:
+    # Measured on 7.0.15: a group created at '$' on an empty stream has no entries-read until
+    # its first read; XADD ... MAXLEN 0 then leaves length 0 with 9-0 as the last id.
+    emptied = state(added=4, length=0, read=None, delivered="0-0", first="0-0")
+    verdict = check_gap(emptied, "g", META)
+    assert verdict.gap
+    assert not check_gap(emptied, "g", GroupMeta("e", "e", 0, verdict.fallback_mark)).gap
+    caught_up = state(added=4, length=0, read=None, delivered="9-0", first="0-0")
+    assert not check_gap(caught_up, "g", META).gap

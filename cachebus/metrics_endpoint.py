@@ -1,0 +1,129 @@
+"""``/metrics`` of ``cachebus consume``: the sidecar's OpenTelemetry metrics as Prometheus text.
+
+The library only uses the OpenTelemetry metrics *API*; this module (CLI only) builds an SDK
+``MeterProvider`` whose Prometheus reader renders into a private ``prometheus_client``
+registry (never the global one, so two sidecars in one process, or tests, do not collide).
+Both come from the ``otel`` extra: ``pip install 'cachebus[otel]'``.
+
+:class:`MetricsSampler` feeds the gauges that need a Redis round trip (a gauge callback
+cannot await): the group's oldest pending entry (XPENDING) and the cache's health report
+(hit rate, memory, evictions, judged with the audit's thresholds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from cachecore import Cache
+from cachecore._io import AsyncClient
+from consumers import CacheHealthMetrics, ConsumerMetrics, pending_summary
+from contracts.errors import BackendError, ConfigError
+
+__all__ = ["MetricsSampler", "PrometheusEndpoint"]
+
+log = logging.getLogger("cachebus.metrics")
+
+_INSTALL_HINT = "Prometheus metrics need the otel extra: pip install 'cachebus[otel]'"
+
+
+class PrometheusEndpoint:
+    """An SDK meter provider and the Prometheus text of everything it measured."""
+
+    def __init__(self, *, service: str, instance: str) -> None:
+        try:
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.resources import Resource
+            from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+        except ImportError as exc:  # the otel extra is optional
+            raise ConfigError(f"{_INSTALL_HINT} ({exc.name} is missing)") from None
+        self.registry = CollectorRegistry()
+        self._reader = PrometheusMetricReader(registry=self.registry, scope_info_enabled=False)
+        resource = Resource.create(
+            {
+                "service.name": "cachebus-consume",
+                "service.instance.id": instance,
+                "cachebus.service": service,
+            }
+        )
+        self.meter_provider = MeterProvider(metric_readers=[self._reader], resource=resource)
+        self._generate = generate_latest
+        self.content_type: str = CONTENT_TYPE_LATEST
+
+    def render(self) -> tuple[bytes, str]:
+        """The body and content type of a ``/metrics`` reply."""
+        return self._generate(self.registry), self.content_type
+
+    def shutdown(self) -> None:
+        self.meter_provider.shutdown()
+
+
+class MetricsSampler:
+    """Samples XPENDING and the cache's health every ``interval`` seconds, in the background."""
+
+    def __init__(
+        self,
+        *,
+        client: AsyncClient,
+        stream_key: str | None,
+        group: str,
+        consumer_metrics: ConsumerMetrics,
+        cache: Cache | None = None,
+        cache_metrics: CacheHealthMetrics | None = None,
+        interval: float = 15.0,
+        where: str = "Redis",
+    ) -> None:
+        self._client = client
+        self._stream_key = stream_key
+        self._group = group
+        self._consumer_metrics = consumer_metrics
+        self._cache = cache
+        self._cache_metrics = cache_metrics
+        self._interval = max(interval, 0.1)
+        self._where = where
+        self._task: asyncio.Task[Any] | None = None
+        #: Samples that failed (Redis unreachable, group missing): the gauges keep their last value.
+        self.failures = 0
+
+    async def sample(self) -> None:
+        """One round of sampling; a failure is logged and counted, never raised.
+
+        Without a ``stream_key`` (a partitioned stream) only the cache is sampled.
+        """
+        if self._stream_key is not None:
+            try:
+                summary = await pending_summary(
+                    self._client,  # type: ignore[arg-type]
+                    self._stream_key,
+                    self._group,
+                    self._where,
+                )
+                self._consumer_metrics.observe_pending(summary)
+            except BackendError as exc:  # NOGROUP before the group exists, or Redis down
+                self.failures += 1
+                log.debug("XPENDING sample failed: %s", exc)
+        if self._cache is not None and self._cache_metrics is not None:
+            try:
+                await self._cache_metrics.refresh(self._cache)
+            except BackendError as exc:
+                self.failures += 1
+                log.debug("cache health sample failed: %s", exc)
+
+    async def _loop(self) -> None:
+        while True:
+            await self.sample()
+            await asyncio.sleep(self._interval)
+
+    def start(self) -> MetricsSampler:
+        self._task = asyncio.ensure_future(self._loop())
+        return self
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,40 @@
+"""The README's Configuration table is the one documented list of settings: it must name every
+setting with its variable, and every ``cachebus consume`` flag it names must exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer.main
+
+from cachebus.cli import app
+from cachebus.settings import CachebusSettings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _rows() -> dict[str, list[str]]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0] in CachebusSettings.model_fields:
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_every_setting_is_in_the_table_with_its_environment_variable() -> None:
+    rows = _rows()
+    assert set(rows) == set(CachebusSettings.model_fields)
+    for name, cells in rows.items():
+        assert cells[1] == f"`CACHEBUS_{name.upper()}`"
+
+
+def test_every_consume_flag_in_the_table_exists_and_every_consume_option_is_documented() -> None:
+    command = typer.main.get_command(app).commands["consume"]  # type: ignore[attr-defined]
+    real = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+    documented = {f for cells in _rows().values() for f in re.findall(r"--[a-z-]+", cells[2])}
+    assert documented <= real
+    assert real - documented <= {"--help", "--log-level"}
