@@ -174,6 +174,9 @@ class InProcessConsumer:
             task.cancel()
             await asyncio.wait({task})
         if consumer is not None:
+            # An ack shielded from the cancel may still be running on a pooled connection:
+            # let it end before the pool closes, or it reconnects into a closed pool.
+            await consumer.processor.wait_acks(2.0)
             await _close(consumer)
 
     async def stop(self) -> None:

@@ -20,7 +20,7 @@ async def test_a_short_check_under_every_fault_leaves_nothing_stale_after_quiesc
     report = await run_check(
         CheckConfig(duration_s=8.0, keys=200, groups=10, cut_s=1.0, consumer="subprocess")
     )
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 90  # 8 s of load, bounded quiescence, slack for load
     assert [fault.name for fault in report.faults] == list(FAULTS)
     assert report.stale_after_quiescence == 0
     assert report.lost == 0 and report.unpublished == 0
