@@ -49,6 +49,12 @@ __all__ = [
 # error; AUTH is always allowed.
 _CONNECT = ("+ping", "+hello", "+select", "+client|setname")
 _CACHE = ("+get", "+getex", "+mget", "+set", "+unlink", "+del", "+incr", "+scan", "+dbsize")
+# The get_or_set lease index (a sorted set per namespace, see cachecore.leases): the lease
+# scripts keep it (ZADD, ZREMRANGEBYSCORE, ZSCORE, ZREM, PTTL, PEXPIRE, TIME) and a pattern
+# invalidation finds the leases to void in it (ZSCAN).
+_LEASES = (
+    "+zadd", "+zrem", "+zremrangebyscore", "+zscore", "+zscan", "+pttl", "+pexpire", "+time",
+)  # fmt: skip
 _SCRIPTS = ("+evalsha", "+eval")  # each command inside a script is checked again
 _GROUP = (
     "+xreadgroup", "+xread", "+xack", "+xautoclaim", "+xclaim", "+xpending",
@@ -194,7 +200,7 @@ class AclLayout:
         dlq = keys.dead_letter(self.stream, service.name)
         rules = (
             "resetkeys", "resetchannels", "-@all", *_CONNECT, "+info",
-            f"~{scope}", *_CACHE, *_SCRIPTS,
+            f"~{scope}", *_CACHE, *_LEASES, *_SCRIPTS,
             _selector(f"~{stream_key}", group),
             _selector(f"~{meta}", _META),
             _selector(f"%W~{dlq}", ("+xadd",)),

@@ -7,10 +7,12 @@ import typer
 from cachebus import __version__
 from cachebus.acl_cmd import acl_app
 from cachebus.bench import bench_app
+from cachebus.check_cmd import check
 from cachebus.codec_cmd import codec_app
 from cachebus.consume_cmd import consume
 from cachebus.devredis_cmd import dev_redis_app
 from cachebus.ops import dlq_app, doctor, schema, status, tail
+from cachebus.outbox_cmd import outbox_app
 from cachebus.publish_cmd import publish
 
 app = typer.Typer(
@@ -22,6 +24,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(codec_app, name="codec")
 app.add_typer(acl_app, name="acl")
 app.add_typer(dev_redis_app, name="dev-redis")
+app.add_typer(outbox_app, name="outbox")
+app.command("check")(check)
 app.command("consume")(consume)
 app.command("publish")(publish)
 app.command("status")(status)

@@ -23,7 +23,8 @@ from cachebus.health_server import HealthServer
 from cachebus.metrics_endpoint import MetricsSampler, PrometheusEndpoint
 from cachebus.settings import CachebusSettings
 from cachecore import Cache, CacheConfig
-from cachecore.connection import RedisSettings, create_async_pool
+from cachecore._io import AsyncClient
+from cachecore.connection import RedisSettings, create_async_cluster, create_async_pool
 from consumers import (
     CacheHealthMetrics,
     CompositeObserver,
@@ -31,6 +32,7 @@ from consumers import (
     ConsumerConfig,
     ConsumerMetrics,
     ConsumerObserver,
+    PartitionedConsumer,
     RedisCacheSink,
     TracingObserver,
 )
@@ -71,29 +73,35 @@ def _build(settings: CachebusSettings) -> tuple[ConsumerConfig, RedisSettings, R
         socket_timeout=socket_timeout,
         socket_connect_timeout=settings.connect_timeout,
         client_name=config.consumer,
+        cluster=settings.cluster,
     )
     cache = RedisSettings.from_url(
         settings.cache_redis_url(),
         socket_timeout=settings.socket_timeout,
         socket_connect_timeout=settings.connect_timeout,
+        cluster=settings.cluster,
     )
     return config, stream, cache
 
 
-async def serve(settings: CachebusSettings) -> int:
-    config, stream_settings, cache_settings = _build(settings)
-    stream_pool = create_async_pool(stream_settings)
-    cache_pool = (
-        stream_pool if cache_settings == stream_settings else create_async_pool(cache_settings)
-    )
-    stream_client = redis.asyncio.Redis(connection_pool=stream_pool)
-    cache_client = redis.asyncio.Redis(connection_pool=cache_pool)
-    cache = Cache(
-        cache_client,
-        KeySpace(prefix=settings.prefix, scope=config.group),
-        CacheConfig(max_deletes_per_second=settings.max_deletes_per_second),
-    )
-    keys = StreamKeys(settings.prefix)
+def _client(
+    settings: RedisSettings,
+) -> tuple[AsyncClient, redis.asyncio.BlockingConnectionPool | None]:
+    if settings.cluster:
+        return create_async_cluster(settings), None
+    pool = create_async_pool(settings)
+    return redis.asyncio.Redis(connection_pool=pool), pool
+
+
+def _observability(
+    settings: CachebusSettings,
+    config: ConsumerConfig,
+    keys: StreamKeys,
+    stream_settings: RedisSettings,
+    stream_client: AsyncClient,
+    cache: Cache,
+) -> tuple[list[ConsumerObserver], PrometheusEndpoint | None, MetricsSampler | None]:
+    """Spans (global provider), and with a health port the /metrics endpoint and its sampler."""
     observers: list[ConsumerObserver] = []
     if settings.traces:
         observers.append(
@@ -112,7 +120,9 @@ async def serve(settings: CachebusSettings) -> int:
         observers.append(consumer_metrics)
         sampler = MetricsSampler(
             client=stream_client,
-            stream_key=keys.stream(config.stream),
+            # A partitioned stream has no single key to sample XPENDING on: its gauges come
+            # from the reads alone.
+            stream_key=keys.stream(config.stream) if settings.partitions == 1 else None,
             group=config.group,
             consumer_metrics=consumer_metrics,
             cache=cache,
@@ -122,16 +132,39 @@ async def serve(settings: CachebusSettings) -> int:
             interval=settings.metrics_interval_s,
             where=stream_settings.redacted_url,
         ).start()
-    consumer = Consumer(
-        stream_client,
-        config,
-        [RedisCacheSink(cache, max_keys_per_pattern=config.max_keys_per_pattern)],
-        keys=keys,
-        observer=CompositeObserver(*observers)
-        if len(observers) > 1
-        else next(iter(observers), None),
-        where=stream_settings.redacted_url,
+    return observers, endpoint, sampler
+
+
+async def serve(settings: CachebusSettings) -> int:
+    config, stream_settings, cache_settings = _build(settings)
+    stream_client, stream_pool = _client(stream_settings)
+    cache_client, cache_pool = (
+        (stream_client, None) if cache_settings == stream_settings else _client(cache_settings)
     )
+    cache = Cache(
+        cache_client,
+        KeySpace(prefix=settings.prefix, scope=config.group),
+        # No circuit breaker on the invalidation path: the consumer retries with its own
+        # backoff, and a breaker's cool-down would only delay invalidations after an outage.
+        CacheConfig(max_deletes_per_second=settings.max_deletes_per_second, breaker=None),
+    )
+    keys = StreamKeys(settings.prefix, partitions=settings.partitions)
+    observers, endpoint, sampler = _observability(
+        settings, config, keys, stream_settings, stream_client, cache
+    )
+    observer = CompositeObserver(*observers) if len(observers) > 1 else next(iter(observers), None)
+    sinks = [RedisCacheSink(cache, max_keys_per_pattern=config.max_keys_per_pattern)]
+    consumer: Consumer | PartitionedConsumer
+    if settings.partitions > 1:
+        consumer = PartitionedConsumer(
+            stream_client, config, sinks, keys=keys, observer=observer,
+            where=stream_settings.redacted_url,
+        )  # fmt: skip
+    else:
+        consumer = Consumer(
+            stream_client, config, sinks, keys=keys, observer=observer,
+            where=stream_settings.redacted_url,
+        )  # fmt: skip
     health = None
     if settings.health_port:
         health = await HealthServer(
@@ -186,10 +219,11 @@ async def serve(settings: CachebusSettings) -> int:
         if endpoint is not None:
             endpoint.shutdown()
         await stream_client.aclose()
-        await cache_client.aclose()
-        await stream_pool.aclose()
-        if cache_pool is not stream_pool:
-            await cache_pool.aclose()
+        if cache_client is not stream_client:
+            await cache_client.aclose()
+        for pool in (stream_pool, cache_pool):
+            if pool is not None:
+                await pool.aclose()
     log.info("consumer %s stopped: %s", config.consumer, consumer.stats.as_dict())
     return EXIT_OK
 
@@ -254,6 +288,12 @@ def consume(
     max_deletes_per_second: float = typer.Option(
         None, help="Pace UNLINKs to at most this rate. (env CACHEBUS_MAX_DELETES_PER_SECOND)"
     ),
+    partitions: int = typer.Option(
+        None, help="Partitions of the stream, one consumer each. (env CACHEBUS_PARTITIONS)"
+    ),
+    cluster: bool = typer.Option(
+        None, help="The URLs name a Redis Cluster node. (env CACHEBUS_CLUSTER)"
+    ),
     log_level: str = typer.Option("INFO", help="Logging level."),
 ) -> None:
     """Run the consumer of one service: its group, its cache scope, until SIGTERM."""
@@ -271,6 +311,7 @@ def consume(
         "connect_timeout": connect_timeout, "metrics": metrics,
         "metrics_interval_s": metrics_interval_s, "traces": traces,
         "max_deletes_per_second": max_deletes_per_second,
+        "partitions": partitions, "cluster": cluster,
     }  # fmt: skip
     try:
         settings = CachebusSettings(**{k: v for k, v in overrides.items() if v is not None})

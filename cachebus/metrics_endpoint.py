@@ -17,9 +17,8 @@ import contextlib
 import logging
 from typing import Any
 
-import redis.asyncio
-
 from cachecore import Cache
+from cachecore._io import AsyncClient
 from consumers import CacheHealthMetrics, ConsumerMetrics, pending_summary
 from contracts.errors import BackendError, ConfigError
 
@@ -68,8 +67,8 @@ class MetricsSampler:
     def __init__(
         self,
         *,
-        client: redis.asyncio.Redis,
-        stream_key: str,
+        client: AsyncClient,
+        stream_key: str | None,
         group: str,
         consumer_metrics: ConsumerMetrics,
         cache: Cache | None = None,
@@ -90,15 +89,22 @@ class MetricsSampler:
         self.failures = 0
 
     async def sample(self) -> None:
-        """One round of sampling; a failure is logged and counted, never raised."""
-        try:
-            summary = await pending_summary(
-                self._client, self._stream_key, self._group, self._where
-            )
-            self._consumer_metrics.observe_pending(summary)
-        except BackendError as exc:  # NOGROUP before the group exists, or Redis down
-            self.failures += 1
-            log.debug("XPENDING sample failed: %s", exc)
+        """One round of sampling; a failure is logged and counted, never raised.
+
+        Without a ``stream_key`` (a partitioned stream) only the cache is sampled.
+        """
+        if self._stream_key is not None:
+            try:
+                summary = await pending_summary(
+                    self._client,  # type: ignore[arg-type]
+                    self._stream_key,
+                    self._group,
+                    self._where,
+                )
+                self._consumer_metrics.observe_pending(summary)
+            except BackendError as exc:  # NOGROUP before the group exists, or Redis down
+                self.failures += 1
+                log.debug("XPENDING sample failed: %s", exc)
         if self._cache is not None and self._cache_metrics is not None:
             try:
                 await self._cache_metrics.refresh(self._cache)

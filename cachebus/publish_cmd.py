@@ -24,6 +24,7 @@ from contracts.errors import ConfigError, ContractError, PublishError
 from contracts.factory import EventFactory, split_ids
 from contracts.keys import DEFAULT_REGISTRY, StreamKeys
 from producers import SyncProducer, publish_bound
+from producers._routing import Router
 
 __all__ = ["publish"]
 
@@ -64,6 +65,12 @@ def publish(
     ),
     stream: str = typer.Option("inval", "--stream", help="Stream name."),
     prefix: str = typer.Option("cb", "--prefix", help="Key prefix of the stream."),
+    partitions: int = typer.Option(
+        1, "--partitions", envvar="CACHEBUS_PARTITIONS", help="Partitions of the stream."
+    ),
+    cluster: bool = typer.Option(
+        False, "--cluster", envvar="CACHEBUS_CLUSTER", help="--url names a Redis Cluster node."
+    ),
     producer: str = typer.Option("ops-cli", "--producer", help="Producer name on the events."),
     timeout: float = typer.Option(2.0, "--timeout", help="Connect and reply timeout (s)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the entries, send nothing."),
@@ -79,19 +86,25 @@ def publish(
             EXIT_USAGE,
         )
     try:
-        keys = StreamKeys(prefix)
+        keys = StreamKeys(prefix, partitions=partitions)
         factory = EventFactory(producer)
         payloads = _payloads(factory, namespace, key, pattern, reason)
         settings = RedisSettings.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, pool_timeout=timeout
-        )
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, pool_timeout=timeout,
+            cluster=cluster,
+        )  # fmt: skip
     except ContractError as exc:
         rule = f" [{exc.rule}]" if exc.rule not in str(exc) else ""
         raise _fail(f"{exc}{rule}", EXIT_USAGE) from None
     except ConfigError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
-    stream_key = keys.stream(stream)
+    stream_key = StreamKeys(prefix).stream(stream) if partitions > 1 else keys.stream(stream)
     if dry_run:
+        if partitions > 1:
+            for part, piece in Router(keys, stream, None).pieces(payloads):
+                part_key = keys.for_partition(part).stream(stream)
+                typer.echo(f"XADD {part_key} * {FIELD} {encode_payload(piece).decode()}")
+            return
         for payload in payloads:
             typer.echo(f"XADD {stream_key} * {FIELD} {encode_payload(payload).decode()}")
         return
@@ -99,6 +112,7 @@ def publish(
         with SyncProducer.from_url(
             settings.url, stream, producer_name=producer, keys=keys,
             socket_timeout=timeout, socket_connect_timeout=timeout, pool_timeout=timeout,
+            cluster=cluster,
         ) as sync_producer:  # fmt: skip
             batch = sync_producer.batch()
             batch.payloads.extend(payloads)

@@ -25,6 +25,10 @@ class CachebusSettings(BaseSettings):
     prefix: str = "cb"
     #: Logical name of the invalidation stream.
     stream: str = "inval"
+    #: Partitions of the stream (every producer and consumer must agree; 1: one stream key).
+    partitions: int = 1
+    #: The Redis URLs name a node of a Redis Cluster.
+    cluster: bool = False
     #: The service: its consumer group and its cache scope.
     service: str | None = None
     #: Namespaces the service caches (comma-separated in the environment).

@@ -16,7 +16,9 @@ from cachecore.connection import (
     RedisSettings,
     async_client,
     close_shared_pools,
+    create_async_cluster,
     create_async_pool,
+    create_sync_cluster,
     create_sync_pool,
     sync_client,
 )
@@ -55,7 +57,9 @@ __all__ = [
     # connections
     "async_client",
     "close_shared_pools",
+    "create_async_cluster",
     "create_async_pool",
+    "create_sync_cluster",
     "create_sync_pool",
     "sync_client",
 ]

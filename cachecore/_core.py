@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cachecore._io import Batch, Step
+from cachecore._io import Batch, Script, Step
 from cachecore.breaker import CircuitBreaker
 from cachecore.codec import DecodeFailure, Prepared, ValueCodec
 from cachecore.config import CacheConfig
@@ -31,7 +31,7 @@ from cachecore.stats import CacheStats, LatencyWindow
 from contracts.errors import CircuitOpenError, ConfigError
 from contracts.keys import KeySpace
 
-__all__ = ["CacheCore", "Kind", "Read"]
+__all__ = ["ENSURE_GENERATION", "CacheCore", "Kind", "Read"]
 
 logger = logging.getLogger("cachecore")
 
@@ -53,6 +53,18 @@ class Read:
     generation: int = 0
     written_at: int = 0
 
+
+#: The generation, created at ARGV[1] (the current time in ms, as a flush would) if missing.
+ENSURE_GENERATION = Script(
+    """
+local gen = redis.call('GET', KEYS[1])
+if not gen then
+  gen = ARGV[1]
+  redis.call('SET', KEYS[1], gen)
+end
+return gen
+"""
+)
 
 _MISS_OF = {"corrupt", "oversize", "unknown_codec", "unknown_dictionary"}
 
@@ -80,6 +92,8 @@ class CacheCore:
             )
         #: (evicted_keys, monotonic time) at the last health(), for the eviction rate.
         self.eviction_sample: tuple[int, float] | None = None
+        #: On a Redis Cluster a script may only touch keys of one slot (see leases.py).
+        self.cluster = False
 
     # ---- failure policy ---------------------------------------------------------------
     def admit(self, kind: Kind) -> bool:
@@ -152,21 +166,25 @@ class CacheCore:
         self._generations[namespace] = (generation, time.monotonic())
 
     def parse_generation(self, namespace: str, raw: Any) -> int:
-        """The generation from its key's value; -1 (every value a miss) if it is not ours."""
+        """The generation from its key's value; -1 (every value a miss) if it is not ours.
+
+        A missing key reads as 0 but is not remembered: writes create the key (see
+        :meth:`write_step`), so no value is ever written under generation 0, and a generation
+        key lost after a flush cannot bring values written before it back.
+        """
         if raw is None:
-            generation = 0
-        else:
-            try:
-                generation = int(raw)
-            except (TypeError, ValueError):
-                logger.warning(
-                    "generation key of %r holds %r, not an integer: every read misses until "
-                    "flush_namespace(%r) repairs it",
-                    namespace,
-                    raw,
-                    namespace,
-                )
-                return -1
+            return 0
+        try:
+            generation = int(raw)
+        except (TypeError, ValueError):
+            logger.warning(
+                "generation key of %r holds %r, not an integer: every read misses until "
+                "flush_namespace(%r) repairs it",
+                namespace,
+                raw,
+                namespace,
+            )
+            return -1
         self.remember_generation(namespace, generation)
         return generation
 
@@ -252,7 +270,10 @@ class CacheCore:
         generation = self.known_generation(namespace)
         if generation is None:
             gen_key = self.keyspace.generation_key(namespace)
-            (raw,) = yield Batch([("GET", gen_key)], operation=f"GET {gen_key}")
+            floor = int(time.time() * 1000)
+            (raw,) = yield Batch(
+                [ENSURE_GENERATION.call([gen_key], [floor])], operation=f"generation {gen_key}"
+            )
             generation = self.parse_generation(namespace, raw)
         if generation < 0:
             self.stats.skipped_writes += len(items)

@@ -21,10 +21,27 @@ from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
+import redis.cluster
 
+from cachecore._cluster_io import execute_cluster_async, execute_cluster_sync
 from cachecore.connection import map_redis_errors
 
-__all__ = ["Batch", "Call", "Pause", "Script", "ScriptCall", "Step", "run_async", "run_sync"]
+__all__ = [
+    "AsyncClient",
+    "Batch",
+    "Call",
+    "Pause",
+    "Script",
+    "ScriptCall",
+    "Step",
+    "SyncClient",
+    "run_async",
+    "run_sync",
+]
+
+#: What the edges drive steps against: one Redis, or a Redis Cluster.
+AsyncClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
+SyncClient = redis.Redis | redis.cluster.RedisCluster
 
 T = TypeVar("T")
 
@@ -64,13 +81,17 @@ class Batch:
     """Commands sent in one round trip (a pipeline; MULTI/EXEC when ``transaction``).
 
     With ``raise_on_error=False`` a command's error comes back in its reply slot, already
-    translated into the cachebus error tree, instead of raising.
+    translated into the cachebus error tree, instead of raising. On a Redis Cluster client,
+    multi-key commands are split per slot and, with ``raise_on_error=False``, a failed round
+    trip comes back in every slot too (see :mod:`cachecore._cluster_io`).
     """
 
     calls: Sequence[Call]
     operation: str = "redis"
     transaction: bool = False
     raise_on_error: bool = True
+    #: Redis Cluster only: run on this node (``host:port``) instead of routing by key.
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +132,14 @@ def _noscript_positions(batch: Batch, results: list[Any]) -> list[int]:
     ]
 
 
-async def _execute_async(client: redis.asyncio.Redis, batch: Batch) -> list[Any]:
+async def _execute_async(client: AsyncClient, batch: Batch) -> list[Any]:
+    if isinstance(client, redis.asyncio.RedisCluster):
+        return await execute_cluster_async(
+            client,
+            [_args(call) for call in batch.calls],
+            node=batch.node,
+            raise_on_error=batch.raise_on_error,
+        )
     if len(batch.calls) == 1 and not batch.transaction:
         try:
             return [await client.execute_command(*_args(batch.calls[0]))]
@@ -123,7 +151,14 @@ async def _execute_async(client: redis.asyncio.Redis, batch: Batch) -> list[Any]
     return list(await pipe.execute(raise_on_error=False))
 
 
-def _execute_sync(client: redis.Redis, batch: Batch) -> list[Any]:
+def _execute_sync(client: SyncClient, batch: Batch) -> list[Any]:
+    if isinstance(client, redis.cluster.RedisCluster):
+        return execute_cluster_sync(
+            client,
+            [_args(call) for call in batch.calls],
+            node=batch.node,
+            raise_on_error=batch.raise_on_error,
+        )
     if len(batch.calls) == 1 and not batch.transaction:
         try:
             return [client.execute_command(*_args(batch.calls[0]))]
@@ -137,7 +172,7 @@ def _execute_sync(client: redis.Redis, batch: Batch) -> list[Any]:
 
 async def run_async(
     step: Step[T],
-    client: redis.asyncio.Redis,
+    client: AsyncClient,
     where: str = "Redis",
     observe: Callable[[float], None] | None = None,
 ) -> T:
@@ -172,7 +207,7 @@ async def run_async(
 
 def run_sync(
     step: Step[T],
-    client: redis.Redis,
+    client: SyncClient,
     where: str = "Redis",
     observe: Callable[[float], None] | None = None,
 ) -> T:
@@ -195,8 +230,9 @@ def run_sync(
             for i in _noscript_positions(batch, results):
                 call = batch.calls[i]
                 assert isinstance(call, ScriptCall)
+                execute: Any = client.execute_command  # redis.cluster's is untyped
                 try:
-                    results[i] = client.execute_command(*call.eval())
+                    results[i] = execute(*call.eval())
                 except redis.exceptions.ResponseError as exc:
                     results[i] = exc
         reply = _translate(batch, results, where)

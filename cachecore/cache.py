@@ -8,6 +8,12 @@ retries (the consumer leaves the entry pending).
 
 Ownership: ``Cache(client, ...)`` borrows the client and never closes it;
 ``Cache.from_url(...)`` creates its own pool and closes it in :meth:`aclose`.
+
+Redis Cluster: give it a ``redis.asyncio.RedisCluster`` (or ``from_url(..., cluster=True)``).
+Every operation works unchanged: multi-key commands are split per slot at the I/O edge
+(:mod:`cachecore._cluster_io`), a lease shares its value's slot, a namespace flush is still one
+command on its generation key, and pattern invalidation and ``health()`` visit every primary
+(:mod:`cachecore.cluster_scan`, :mod:`cachecore.cluster_health`).
 """
 
 from __future__ import annotations
@@ -18,14 +24,16 @@ from typing import Any, TypeVar
 
 import redis.asyncio
 
-from cachecore._client import check_client, describe
+from cachecore._client import check_client, check_colocated, describe, is_cluster
 from cachecore._core import CacheCore, Kind, Read
-from cachecore._io import Batch, Step, run_async
+from cachecore._io import AsyncClient, Batch, Step, run_async
 from cachecore._probe import health_step, pool_usage
 from cachecore.breaker import CircuitBreaker
+from cachecore.cluster_health import cluster_health_step
+from cachecore.cluster_scan import cluster_pattern_step
 from cachecore.codec import Decoded
 from cachecore.config import CacheConfig
-from cachecore.connection import RedisSettings, create_async_pool
+from cachecore.connection import RedisSettings, create_async_cluster, create_async_pool
 from cachecore.fill import Flow, Load, Pause, fill_flow, single
 from cachecore.health import HealthReport
 from cachecore.invalidation import (
@@ -50,14 +58,19 @@ class Cache:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: AsyncClient,
         keyspace: KeySpace,
         config: CacheConfig | None = None,
     ) -> None:
-        check_client(client, redis.asyncio.Redis, "Cache", "SyncCache")
+        check_client(
+            client, (redis.asyncio.Redis, redis.asyncio.RedisCluster), "Cache", "SyncCache"
+        )
         self._client = client
+        self._cluster = is_cluster(client)
         self._owned_pool: redis.asyncio.BlockingConnectionPool | None = None
+        self._owned_client = False
         self._core = CacheCore(keyspace, config or CacheConfig(), describe(client))
+        self._core.cluster = self._cluster
         self._flight = AsyncSingleFlight()
 
     @classmethod
@@ -68,8 +81,14 @@ class Cache:
         config: CacheConfig | None = None,
         **redis_settings: Any,
     ) -> Cache:
-        """A cache on its own pool (``RedisSettings.from_url(url, **redis_settings)``)."""
+        """A cache on its own pool (``RedisSettings.from_url(url, **redis_settings)``);
+        with ``cluster=True``, on its own Redis Cluster client."""
         settings = RedisSettings.from_url(url, **redis_settings)
+        if settings.cluster:
+            cluster_cache = cls(create_async_cluster(settings), keyspace, config)
+            cluster_cache._core.where = f"cluster {settings.redacted_url}"
+            cluster_cache._owned_client = True
+            return cluster_cache
         pool = create_async_pool(settings)
         cache = cls(redis.asyncio.Redis(connection_pool=pool), keyspace, config)
         cache._core.where = settings.redacted_url
@@ -78,6 +97,9 @@ class Cache:
 
     async def aclose(self) -> None:
         """Close the pool if this cache created it (``from_url``); a borrowed client stays open."""
+        if self._owned_client:
+            self._owned_client = False
+            await self._client.aclose()
         if self._owned_pool is not None:
             pool, self._owned_pool = self._owned_pool, None
             await self._client.aclose()
@@ -106,7 +128,7 @@ class Cache:
         return self._core.breaker
 
     @property
-    def client(self) -> redis.asyncio.Redis:
+    def client(self) -> AsyncClient:
         return self._client
 
     # ---- the I/O edge -----------------------------------------------------------------
@@ -192,6 +214,8 @@ class Cache:
         """
         ident = str(ident)
         self._core.keyspace.key(namespace, ident)  # bad input raises here, not in the flight
+        if self._cluster:
+            check_colocated(self._core.keyspace, namespace, ident)
         return await self._flight.run(
             (namespace, ident),
             lambda: self._drive(fill_flow(self._core, namespace, ident, ttl), loader),
@@ -246,7 +270,10 @@ class Cache:
         Past ``max_keys`` matches (default ``config.pattern_max_keys``) it flushes the
         namespace instead and says so (``escalated``).
         """
-        step = pattern_step(self._core, namespace, pattern, max_keys)
+        if self._cluster:
+            step = cluster_pattern_step(self._core, namespace, pattern, max_keys)
+        else:
+            step = pattern_step(self._core, namespace, pattern, max_keys)
         return await self._run(step, Kind.INVALIDATE)
 
     async def flush_namespace(self, namespace: str) -> int:
@@ -262,6 +289,8 @@ class Cache:
     # ---- introspection ----------------------------------------------------------------
     async def health(self) -> HealthReport:
         """The audit's metrics with verdicts (raises when Redis is unavailable)."""
+        if isinstance(self._client, redis.asyncio.RedisCluster):
+            return await self._run(cluster_health_step(self._core), Kind.ADMIN)
         in_use, cap = pool_usage(self._client.connection_pool)
         return await self._run(health_step(self._core, in_use, cap), Kind.ADMIN)
 

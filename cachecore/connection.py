@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
+import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as SyncRetry
@@ -38,7 +39,9 @@ __all__ = [
     "RedisSettings",
     "async_client",
     "close_shared_pools",
+    "create_async_cluster",
     "create_async_pool",
+    "create_sync_cluster",
     "create_sync_pool",
     "map_redis_errors",
     "redact_url",
@@ -84,6 +87,8 @@ class RedisSettings:
     #: How long a caller waits for a free connection when all ``max_connections`` are busy.
     pool_timeout: float = 2.0
     client_name: str | None = None
+    #: The URL names one node of a Redis Cluster: clients discover the others from it.
+    cluster: bool = False
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> RedisSettings:
@@ -117,6 +122,10 @@ class RedisSettings:
             raise ConfigError("max_connections must be at least 1")
         if self.pool_timeout < 0:
             raise ConfigError("pool_timeout must not be negative")
+        if self.cluster and urlsplit(self.url).scheme == "unix":
+            raise ConfigError("a Redis Cluster is reached over TCP: use redis:// or rediss://")
+        if self.cluster and urlsplit(self.url).path.lstrip("/") not in ("", "0"):
+            raise ConfigError("a Redis Cluster has only database 0: drop the /db of the URL")
 
     def with_options(self, **changes: Any) -> RedisSettings:
         settings = replace(self, **changes)
@@ -193,6 +202,46 @@ def create_sync_pool(settings: RedisSettings) -> redis.BlockingConnectionPool:
         raise ConfigError(f"Redis URL {settings.redacted_url!r} is not usable: {exc}") from None
 
 
+def _cluster_kwargs(settings: RedisSettings) -> dict[str, Any]:
+    kwargs = settings._pool_kwargs()
+    # Cluster clients keep one pool per node and fail fast past the cap instead of waiting.
+    del kwargs["timeout"]
+    del kwargs["retry_on_timeout"]  # the retry object covers timeouts in cluster clients
+    return kwargs
+
+
+def create_async_cluster(settings: RedisSettings) -> redis.asyncio.RedisCluster:
+    """A new asyncio Redis Cluster client (one pool per node); the caller must ``aclose()`` it.
+
+    ``settings.url`` names any node; the others are discovered from it. The same bounded
+    timeouts and retries apply; ``max_connections`` is per node.
+    """
+    retry = AsyncRetry(_backoff(settings), settings.retries)
+    try:
+        client = redis.asyncio.RedisCluster.from_url(
+            settings.url, retry=retry, **_cluster_kwargs(settings)
+        )
+    except (ValueError, redis.exceptions.RedisClusterException) as exc:
+        raise ConfigError(f"Redis URL {settings.redacted_url!r} is not usable: {exc}") from None
+    # hiredis command packing, as in our pools: every node found from now on connects with it.
+    fast: Any = connection_class_for(urlsplit(settings.url).scheme)
+    client.nodes_manager.connection_kwargs["connection_class"] = fast
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = fast
+    return client
+
+
+def create_sync_cluster(settings: RedisSettings) -> redis.cluster.RedisCluster:
+    """A new sync Redis Cluster client; the caller must ``close()`` it."""
+    retry = SyncRetry(_backoff(settings), settings.retries)
+    try:
+        return redis.cluster.RedisCluster.from_url(
+            settings.url, retry=retry, **_cluster_kwargs(settings)
+        )
+    except (ValueError, redis.exceptions.RedisClusterException) as exc:
+        raise ConfigError(f"Redis URL {settings.redacted_url!r} is not usable: {exc}") from None
+
+
 _lock = threading.Lock()
 _async_pools: dict[tuple[RedisSettings, int], redis.asyncio.BlockingConnectionPool] = {}
 _sync_pools: dict[RedisSettings, redis.BlockingConnectionPool] = {}
@@ -258,6 +307,20 @@ def map_redis_errors(operation: str, where: str = "Redis") -> Iterator[None]:
         raise BackendError(
             f"{operation}: {where} is out of memory ({exc}); raise maxmemory or free memory"
         ) from exc
+    except (
+        redis.exceptions.ClusterDownError,
+        redis.exceptions.TryAgainError,
+        redis.exceptions.SlotNotCoveredError,
+    ) as exc:
+        # A Redis Cluster between topologies (failover, resharding): retry shortly.
+        raise BackendUnavailable(
+            f"{operation}: the cluster at {where} cannot serve it right now ({exc}); "
+            "a failover or resharding is probably in progress"
+        ) from exc
+    except redis.exceptions.RedisClusterException as exc:
+        # Not a RedisError: raised by the cluster client itself (keys in different slots,
+        # no node for a command).
+        raise BackendError(f"{operation}: cluster client refused it ({exc})") from exc
     except redis.exceptions.ResponseError as exc:
         text = str(exc)
         if text.startswith("NOGROUP"):

@@ -5,14 +5,12 @@ others poll for the value for at most ``lease_wait``, then load for themselves w
 caching. Within a process, the facades add a single-flight so one task or thread per key
 runs this flow at all.
 
-Correctness of the fill:
-
-* the generation is read *before* loading and the value is written under it, so a
-  ``flush_namespace`` during the load makes the late value invisible;
-* the value is written by a Lua compare-and-set on the lease token, so an invalidation of the
-  key during the load (which UNLINKs the lease too) makes the fill be refused;
-* with ``refresh_ahead``, a hit older than that fraction of its TTL is reloaded by the lease
-  winner while every other caller keeps getting the current value (dogpile semantics).
+Correctness of the fill (:mod:`cachecore.leases`): the lease is taken *before* loading, and
+the value is written by one Lua script that stores it only while the lease stands, so any
+invalidation of the key during the load (exact, pattern or flush, local or applied by a
+consumer) refuses the late fill, and the value is written under the generation the lease was
+taken under. With ``refresh_ahead``, a hit older than that fraction of its TTL is reloaded by
+the lease winner while every other caller keeps getting the current value (dogpile semantics).
 
 When Redis is unavailable or the breaker is open, the caller still gets a value: the loader
 runs and nothing is cached.
@@ -31,34 +29,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cachecore._core import CacheCore, Read
-from cachecore._io import Batch, Pause, Script, Step
+from cachecore._io import Batch, Pause, Step
+from cachecore.leases import FillOutcome, acquire_batch, fill_batch, parse_acquire, release_batch
 from contracts.errors import BackendUnavailable, CodecError
 
-__all__ = ["FILL", "LOAD", "RELEASE", "Flow", "Load", "Pause", "fill_flow", "single"]
+__all__ = ["LOAD", "Flow", "Load", "Pause", "fill_flow", "single"]
 
 T = TypeVar("T")
-
-#: Store the value only while our lease stands; then drop the lease.
-FILL = Script(
-    """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-"""
-)
-
-#: Compare-and-delete: never drop a lease another process took after ours expired.
-RELEASE = Script(
-    """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +64,10 @@ class _LoadState:
 
 def fill_flow(core: CacheCore, namespace: str, ident: str, ttl: float | None = None) -> Flow[Any]:
     """The flow of ``get_or_set(namespace, ident, loader)``. Validates before any I/O."""
-    key = core.keyspace.key(namespace, ident)
-    lease = core.keyspace.lease_key(namespace, ident)
+    core.keyspace.key(namespace, ident)
     ttl_s = core.ttl_seconds(namespace, ttl)
     state = _LoadState()
-    return _degrading(core, _fill(core, namespace, ident, key, lease, ttl_s, state), state)
+    return _degrading(core, _fill(core, namespace, ident, ttl_s, state), state)
 
 
 def _degrading(core: CacheCore, flow: Flow[Any], state: _LoadState) -> Flow[Any]:
@@ -122,13 +98,7 @@ def _fresh(core: CacheCore, read: Read, ttl_s: float) -> bool:
 
 
 def _fill(
-    core: CacheCore,
-    namespace: str,
-    ident: str,
-    key: str,
-    lease: str,
-    ttl_s: float,
-    state: _LoadState,
+    core: CacheCore, namespace: str, ident: str, ttl_s: float, state: _LoadState
 ) -> Flow[Any]:
     cfg = core.config
     (read,) = yield from core.read_step(namespace, [ident])
@@ -139,9 +109,10 @@ def _fill(
     lease_px = max(1, int(cfg.lease_ttl * 1000))
     deadline: float | None = None
     while True:
-        (acquired,) = yield Batch(
-            [("SET", lease, token, "NX", "PX", lease_px)], operation=f"SET NX {lease}"
+        replies = yield acquire_batch(
+            core, namespace, ident, token, lease_px, int(time.time() * 1000)
         )
+        acquired, generation_raw = parse_acquire(core, replies)
         if acquired:
             break
         if read.hit:
@@ -159,11 +130,11 @@ def _fill(
         (read,) = yield from core.read_step(namespace, [ident], count=False)
         if read.hit:
             return read.value
-    # The lease is ours. read.generation was fetched before the lease and before the load.
+    # The lease is ours, taken under generation_raw: only from here on may we load.
     try:
         value = yield from _load(core, state)
     except Exception:
-        yield from _release(lease, token)
+        yield from _release(core, namespace, ident, token)
         raise
     if refreshing:
         core.stats.refreshes += 1
@@ -171,25 +142,24 @@ def _fill(
         prepared = core.codec.prepare(value, namespace=namespace)
     except CodecError:
         core.stats.unstorable += 1  # the caller still gets its value; it is just not cached
-        yield from _release(lease, token)
+        yield from _release(core, namespace, ident, token)
         return value
-    if read.generation < 0:
-        yield from _release(lease, token)
+    generation = core.parse_generation(namespace, generation_raw)
+    if generation < 0:
+        yield from _release(core, namespace, ident, token)
         return value
-    data = core.codec.frame(prepared, read.generation)
-    (stored,) = yield Batch(
-        [FILL.call([lease, key], [token, data, max(1, int(ttl_s * 1000))])],
-        operation=f"fill {key}",
-    )
-    if stored:
+    data = core.codec.frame(prepared, generation)
+    px = max(1, int(ttl_s * 1000))
+    outcome = (yield fill_batch(core, namespace, ident, token, generation_raw, data, px))[0]
+    if outcome == FillOutcome.STORED:
         core.stats.sets += 1
     else:
-        core.stats.refused_fills += 1  # invalidated (lease UNLINKed) or lease expired mid-load
+        core.stats.refused_fills += 1  # invalidated, flushed, or the lease expired mid-load
     return value
 
 
-def _release(lease: str, token: str) -> Flow[None]:
+def _release(core: CacheCore, namespace: str, ident: str, token: str) -> Flow[None]:
     try:
-        yield Batch([RELEASE.call([lease], [token])], operation=f"release {lease}")
+        yield release_batch(core, namespace, ident, token)
     except BackendUnavailable:
         pass  # the lease expires by itself after lease_ttl

@@ -1,13 +1,19 @@
 """Invalidation steps: exact keys (UNLINK), patterns (SCAN + UNLINK), namespace generations.
 
-* Exact keys: one UNLINK per round trip of up to ``unlink_batch`` ids, which also removes the
-  ids' ``get_or_set`` leases, so a fill that started before the invalidation is refused.
-* Patterns: ``SCAN MATCH COUNT scan_count`` and UNLINK of what was found, the UNLINK riding
-  in the next SCAN's round trip. Never KEYS: one SCAN call costs the server ~0.5 ms, KEYS on
-  1M keys ~105 ms (perf-baseline.md §a). Over ``max_keys`` matches it stops and flushes the
-  namespace instead: past that size a generation bump is cheaper and just as correct.
+Every kind voids the ``get_or_set`` leases it covers (:mod:`cachecore.leases`), so a fill
+that loaded before the invalidation is refused when it lands:
+
+* Exact keys: the ids' leases are UNLINKed, then their values, in one round trip per
+  ``unlink_batch`` ids. Leases go first: a fill landing between the two commands is refused,
+  and one landing before both is removed with the values.
+* Patterns: first the matching leases are voided (ZSCAN of the small lease index), then
+  ``SCAN MATCH COUNT scan_count`` and UNLINK of what was found, the UNLINK riding in the next
+  SCAN's round trip. Never KEYS: one SCAN call costs the server ~0.5 ms, KEYS on 1M keys
+  ~105 ms (perf-baseline.md §a). Over ``max_keys`` matches it stops and flushes the namespace
+  instead: past that size a generation bump is cheaper and just as correct.
 * Namespace flush: the generation goes up by one, O(1) at any keyspace size; old values stop
-  being visible at once and age out by TTL. The new generation is never below the current
+  being visible at once and age out by TTL, and every lease of the namespace is void (a fill
+  checks the generation it was taken under). The new generation is never below the current
   time in milliseconds, so if the generation key is lost (evicted under ``allkeys-*``), the
   counter restarts above every generation used before and old values cannot come back.
 * Rate limit: with ``CacheConfig.max_deletes_per_second``, each UNLINK first reserves its keys
@@ -23,6 +29,7 @@ from typing import Any
 
 from cachecore._core import CacheCore
 from cachecore._io import Batch, Pause, Script, Step
+from cachecore.leases import void_pattern_step
 from contracts.errors import ConfigError
 from contracts.keys import KeyRef
 
@@ -86,9 +93,9 @@ def _unlink(core: CacheCore, pairs: Sequence[tuple[str, str]]) -> Step[int]:
         leases = [pair[1] for pair in chunk]
         yield from _paced(core, len(data))
         replies = yield Batch(
-            [("UNLINK", *data), ("UNLINK", *leases)], operation=f"UNLINK {len(data)} keys"
+            [("UNLINK", *leases), ("UNLINK", *data)], operation=f"UNLINK {len(data)} keys"
         )
-        removed += int(replies[0])
+        removed += int(replies[1])
     core.stats.invalidations += removed
     return removed
 
@@ -120,11 +127,15 @@ def pattern_step(
     limit = core.config.pattern_max_keys if max_keys is None else max_keys
     if limit < 1:
         raise ConfigError(f"max_keys must be at least 1, got {limit}")
-    return _pattern(core, namespace, match, limit)
+    return _pattern(core, namespace, pattern, match, limit)
 
 
-def _pattern(core: CacheCore, namespace: str, match: str, limit: int) -> Step[PatternResult]:
+def _pattern(
+    core: CacheCore, namespace: str, pattern: str, match: str, limit: int
+) -> Step[PatternResult]:
     cfg = core.config
+    # Before the values: a fill that lands while the SCAN runs must find its lease gone.
+    yield from void_pattern_step(core, namespace, pattern)
     cursor = 0
     calls = 0
     found = 0

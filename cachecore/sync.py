@@ -22,15 +22,18 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis
+import redis.cluster
 
-from cachecore._client import check_client, describe
+from cachecore._client import check_client, check_colocated, describe, is_cluster
 from cachecore._core import CacheCore, Kind, Read
-from cachecore._io import Batch, Step, run_sync
+from cachecore._io import Batch, Step, SyncClient, run_sync
 from cachecore._probe import health_step, pool_usage
 from cachecore.breaker import CircuitBreaker
+from cachecore.cluster_health import cluster_health_step
+from cachecore.cluster_scan import cluster_pattern_step
 from cachecore.codec import Decoded
 from cachecore.config import CacheConfig
-from cachecore.connection import RedisSettings, create_sync_pool
+from cachecore.connection import RedisSettings, create_sync_cluster, create_sync_pool
 from cachecore.fill import Flow, Load, Pause, fill_flow, single
 from cachecore.health import HealthReport
 from cachecore.invalidation import (
@@ -55,14 +58,17 @@ class SyncCache:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: SyncClient,
         keyspace: KeySpace,
         config: CacheConfig | None = None,
     ) -> None:
-        check_client(client, redis.Redis, "SyncCache", "Cache")
+        check_client(client, (redis.Redis, redis.cluster.RedisCluster), "SyncCache", "Cache")
         self._client = client
+        self._cluster = is_cluster(client)
         self._owned_pool: redis.BlockingConnectionPool | None = None
+        self._owned_client = False
         self._core = CacheCore(keyspace, config or CacheConfig(), describe(client))
+        self._core.cluster = self._cluster
         self._flight = SyncSingleFlight()
 
     @classmethod
@@ -73,8 +79,14 @@ class SyncCache:
         config: CacheConfig | None = None,
         **redis_settings: Any,
     ) -> SyncCache:
-        """A cache on its own pool (``RedisSettings.from_url(url, **redis_settings)``)."""
+        """A cache on its own pool (``RedisSettings.from_url(url, **redis_settings)``);
+        with ``cluster=True``, on its own Redis Cluster client."""
         settings = RedisSettings.from_url(url, **redis_settings)
+        if settings.cluster:
+            cluster_cache = cls(create_sync_cluster(settings), keyspace, config)
+            cluster_cache._core.where = f"cluster {settings.redacted_url}"
+            cluster_cache._owned_client = True
+            return cluster_cache
         pool = create_sync_pool(settings)
         cache = cls(redis.Redis(connection_pool=pool), keyspace, config)
         cache._core.where = settings.redacted_url
@@ -83,6 +95,9 @@ class SyncCache:
 
     def close(self) -> None:
         """Close the pool if this cache created it (``from_url``); a borrowed client stays open."""
+        if self._owned_client:
+            self._owned_client = False
+            self._client.close()
         if self._owned_pool is not None:
             pool, self._owned_pool = self._owned_pool, None
             self._client.close()
@@ -111,7 +126,7 @@ class SyncCache:
         return self._core.breaker
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> SyncClient:
         return self._client
 
     # ---- the I/O edge -----------------------------------------------------------------
@@ -195,6 +210,8 @@ class SyncCache:
         """
         ident = str(ident)
         self._core.keyspace.key(namespace, ident)  # bad input raises here, not in the flight
+        if self._cluster:
+            check_colocated(self._core.keyspace, namespace, ident)
         return self._flight.run(
             (namespace, ident),
             lambda: self._drive(fill_flow(self._core, namespace, ident, ttl), loader),
@@ -249,7 +266,10 @@ class SyncCache:
         Past ``max_keys`` matches (default ``config.pattern_max_keys``) it flushes the
         namespace instead and says so (``escalated``).
         """
-        step = pattern_step(self._core, namespace, pattern, max_keys)
+        if self._cluster:
+            step = cluster_pattern_step(self._core, namespace, pattern, max_keys)
+        else:
+            step = pattern_step(self._core, namespace, pattern, max_keys)
         return self._run(step, Kind.INVALIDATE)
 
     def flush_namespace(self, namespace: str) -> int:
@@ -265,6 +285,8 @@ class SyncCache:
     # ---- introspection ----------------------------------------------------------------
     def health(self) -> HealthReport:
         """The audit's metrics with verdicts (raises when Redis is unavailable)."""
+        if isinstance(self._client, redis.cluster.RedisCluster):
+            return self._run(cluster_health_step(self._core), Kind.ADMIN)
         in_use, cap = pool_usage(self._client.connection_pool)
         return self._run(health_step(self._core, in_use, cap), Kind.ADMIN)
 

@@ -6,6 +6,9 @@ Two shapes:
   service, each event applied once per service, at least once;
 * :class:`BroadcastConsumer` for in-process L1 caches: every process sees every event.
 
+:class:`PartitionedConsumer` runs a group-mode consumer on every partition of a partitioned
+stream (``StreamKeys(partitions=N)``), on one Redis or a Redis Cluster.
+
 Observability plugs in as observers: :class:`TracingObserver` (OpenTelemetry spans),
 :class:`ConsumerMetrics` and :class:`CacheHealthMetrics` (OpenTelemetry metrics), combined with
 :class:`CompositeObserver`.
@@ -17,6 +20,7 @@ from consumers.config import BroadcastConfig, ConsumerConfig, FlushReason, defau
 from consumers.entries import ClaimResult, Entry, GroupState, StreamState
 from consumers.metrics import ConsumerMetrics, PendingSummary, pending_summary
 from consumers.observe import CompositeObserver, ConsumerObserver, ConsumerStats, Health
+from consumers.partitioned import PartitionedConsumer
 from consumers.plan import Delivered, Plan, coalesce
 from consumers.retention import TrimResult, safe_min_id, trim_acknowledged
 from consumers.runtime import Consumer
@@ -27,6 +31,7 @@ __all__ = [
     # runtimes
     "BroadcastConsumer",
     "Consumer",
+    "PartitionedConsumer",
     # configuration
     "BroadcastConfig",
     "ConsumerConfig",

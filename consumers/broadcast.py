@@ -21,9 +21,17 @@ from typing import Any
 
 import redis.asyncio
 
+from cachecore._client import is_cluster
 from cachecore.connection import map_redis_errors
 from consumers.config import BroadcastConfig, FlushReason
-from consumers.entries import Entry, StreamState, parse_raw_read, parse_stream_info, text
+from consumers.entries import (
+    Entry,
+    StreamState,
+    parse_raw_read,
+    parse_read,
+    parse_stream_info,
+    text,
+)
 from consumers.observe import ConsumerObserver, ConsumerStats, monotonic, safe_call
 from consumers.plan import Delivered, coalesce
 from consumers.sinks import Sink
@@ -98,6 +106,7 @@ class BroadcastConsumer:
             await asyncio.wait({task}, timeout=1.0)
 
     async def _iteration(self, block_ms: int) -> int:
+        clustered = is_cluster(self.client)
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.epoch_key, secrets.token_hex(8), nx=True)
         pipe.get(self.epoch_key)
@@ -105,7 +114,7 @@ class BroadcastConsumer:
         read_from = self.position
         if read_from is not None:
             pipe.execute_command(
-                b"XREAD",
+                "XREAD" if clustered else b"XREAD",
                 "COUNT",
                 self.config.count,
                 "BLOCK",
@@ -130,7 +139,7 @@ class BroadcastConsumer:
         if isinstance(replies[3], Exception):
             with map_redis_errors(f"XREAD {self.stream}", self.where):
                 raise replies[3]
-        entries = parse_raw_read(replies[3], self.stream)
+        entries = (parse_read if clustered else parse_raw_read)(replies[3], self.stream)
         await self._apply(entries)
         return len(entries)
 

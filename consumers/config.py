@@ -24,6 +24,7 @@ class FlushReason(StrEnum):
     STALE_BUDGET = "stale_budget"  # broadcast: disconnected longer than the staleness budget
     STREAM_LOST = "stream_lost"  # broadcast: the stream vanished or was recreated
     SERVER_CHANGED = "server_changed"  # the server's run_id changed and a check found a loss
+    FAILOVER = "failover"  # cluster: another node serves the partition now (async replication)
     MANUAL = "manual"
 
 

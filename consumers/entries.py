@@ -18,6 +18,7 @@ __all__ = [
     "parse_claim",
     "parse_groups",
     "parse_raw_read",
+    "parse_read",
     "parse_stream_info",
     "stream_id",
     "text",
@@ -92,6 +93,26 @@ def _entries(raw: Sequence[Any] | None) -> list[Entry]:
             Entry(entry_id.decode() if type(entry_id) is bytes else str(entry_id), fields or {})
         )
     return out
+
+
+def parse_read(reply: Any, key: str) -> list[Entry]:
+    """Entries of ``key`` in an XREADGROUP/XREAD reply *after* redis-py's callback (RESP2 list
+    or RESP3 map). Cluster pipelines route by command name and cannot take the bytes name that
+    skips the callback (see :func:`parse_raw_read`), so clustered reads come through here."""
+    if not reply:
+        return []
+    if isinstance(reply, Mapping):
+        for name, value in reply.items():
+            if text(name) == key:
+                # redis-py's RESP3 parser wraps the entry list once more: {key: [[entries]]}.
+                if len(value) == 1 and isinstance(value[0], list):
+                    return _entries(value[0])
+                return _entries(value)
+        return []
+    for name, value in reply:
+        if text(name) == key:
+            return _entries(value)
+    return []
 
 
 def parse_raw_read(reply: Any, key: str) -> list[Entry]:

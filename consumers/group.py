@@ -16,7 +16,8 @@ from typing import Any
 
 import redis.asyncio
 
-from cachecore._io import Script
+from cachecore._client import is_cluster
+from cachecore._io import AsyncClient, Script
 from cachecore.connection import map_redis_errors
 from consumers.entries import (
     ClaimResult,
@@ -24,10 +25,12 @@ from consumers.entries import (
     StreamState,
     parse_claim,
     parse_raw_read,
+    parse_read,
     parse_stream_info,
     text,
 )
 from contracts.keys import StreamKeys
+from contracts.partitions import key_slot
 
 __all__ = ["GroupMeta", "ReadResult", "StreamGroup"]
 
@@ -59,6 +62,8 @@ class GroupMeta:
     synced: str | None
     deficit: int
     fallback_mark: str | None
+    #: Redis Cluster: run_id of the node that served the stream when last checked.
+    served_by: str | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[Any, Any] | None) -> GroupMeta:
@@ -68,6 +73,7 @@ class GroupMeta:
             synced=data.get("synced"),
             deficit=int(data.get("deficit", "0") or 0),
             fallback_mark=data.get("fallback_mark"),
+            served_by=data.get("served_by"),
         )
 
 
@@ -84,7 +90,7 @@ class ReadResult:
 class StreamGroup:
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: AsyncClient,
         keys: StreamKeys,
         stream: str,
         group: str,
@@ -114,8 +120,11 @@ class StreamGroup:
         pipe.hgetall(self.meta_key)
         pipe.execute_command("XINFO STREAM", self.stream)
         pipe.execute_command("XINFO GROUPS", self.stream)
-        # A bytes command name: redis-py applies no reply callback (see parse_raw_read).
-        args: list[Any] = [b"XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count]
+        # A bytes command name: redis-py applies no reply callback (see parse_raw_read); a
+        # cluster pipeline routes by the name and needs it as text.
+        clustered = self.clustered
+        command: str | bytes = "XREADGROUP" if clustered else b"XREADGROUP"
+        args: list[Any] = [command, "GROUP", self.group, self.consumer, "COUNT", count]
         if block_ms is not None and not pending:
             args += ["BLOCK", block_ms]
         args += ["STREAMS", self.stream, start_id if pending else ">"]
@@ -131,7 +140,8 @@ class StreamGroup:
         state = None
         if not isinstance(info, Exception) and not isinstance(groups, Exception):
             state = parse_stream_info(info, groups)
-        entries = [] if missing else parse_raw_read(reply, self.stream)
+        parse = parse_read if clustered else parse_raw_read
+        entries = [] if missing else parse(reply, self.stream)
         return ReadResult(entries, state, meta, missing)
 
     async def pending_deliveries(self, entries: Sequence[Entry]) -> list[Entry]:
@@ -285,9 +295,35 @@ class StreamGroup:
         ]
 
     async def run_id(self) -> str:
+        """The run_id of the server; on a cluster, of the node serving this stream's slot."""
         with map_redis_errors("INFO server", self.where):
-            info = await self.client.info("server")
+            if isinstance(self.client, redis.asyncio.RedisCluster):
+                node = self.client.get_node_from_key(self.stream)
+                info = await self.client.info("server", target_nodes=node)
+            else:
+                info = await self.client.info("server")
         return str(info.get("run_id", ""))
+
+    @property
+    def clustered(self) -> bool:
+        return is_cluster(self.client)
+
+    def serving_node(self) -> str | None:
+        """Cluster: ``host:port`` of the node the client routes this stream to (no I/O)."""
+        if not isinstance(self.client, redis.asyncio.RedisCluster):
+            return None
+        nodes = self.client.nodes_manager.slots_cache.get(key_slot(self.stream))
+        return str(nodes[0].name) if nodes else None  # None: topology not known yet
+
+    async def served_by(self) -> str | None:
+        """The run_id recorded in the group meta as serving this partition."""
+        with map_redis_errors(f"HGET {self.meta_key}", self.where):
+            raw = await self.client.hget(self.meta_key, "served_by")
+        return None if raw is None else text(raw)
+
+    async def mark_served_by(self, run_id: str) -> None:
+        with map_redis_errors(f"HSET {self.meta_key}", self.where):
+            await self.client.hset(self.meta_key, "served_by", run_id)
 
 
 def _is_nogroup(value: Any) -> bool:

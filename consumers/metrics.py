@@ -182,7 +182,7 @@ class ConsumerMetrics(ConsumerObserver):
         keys: StreamKeys | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> ConsumerMetrics:
-        stream_key = (keys or StreamKeys()).stream(config.stream)
+        stream_key = (keys or StreamKeys()).destination(config.stream)
         return cls(stream_key, group=config.group, meter_provider=meter_provider)
 
     # ---- sampled from outside ----------------------------------------------------------

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio
-
+from cachecore._io import AsyncClient
 from cachecore.connection import map_redis_errors
 from consumers.entries import parse_groups, stream_id, text
 
@@ -26,7 +25,7 @@ class TrimResult:
     capped: bool
 
 
-async def safe_min_id(client: redis.asyncio.Redis, stream: str, where: str = "Redis") -> str | None:
+async def safe_min_id(client: AsyncClient, stream: str, where: str = "Redis") -> str | None:
     """The smallest id some group still needs, or None when there are no groups."""
     with map_redis_errors(f"XINFO GROUPS {stream}", where):
         groups = parse_groups(await client.execute_command("XINFO GROUPS", stream))
@@ -48,7 +47,7 @@ async def safe_min_id(client: redis.asyncio.Redis, stream: str, where: str = "Re
 
 
 async def trim_acknowledged(
-    client: redis.asyncio.Redis, stream: str, *, max_length: int, where: str = "Redis"
+    client: AsyncClient, stream: str, *, max_length: int, where: str = "Redis"
 ) -> TrimResult:
     min_id = await safe_min_id(client, stream, where)
     removed = 0

@@ -9,6 +9,13 @@ Signals are the CLI's business, never this module's.
 Each read is one round trip that also returns the group meta and the stream's state as they
 were just before it, so the checks that turn a loss into a flush (NOGROUP, epoch, trimmed
 entries) run on every read at no extra round trip.
+
+On a Redis Cluster, replication is asynchronous: a promoted replica may lack entries its
+primary had acknowledged to producers, and nobody ever reads them. So a change of the node
+serving the stream's slot (its run_id differs from the one recorded in the group meta) is a
+possible gap: the scope is flushed (``FlushReason.FAILOVER``). It is checked at every
+housekeeping round, at once after an outage, and whenever the client's slot map starts
+routing the stream to another node.
 """
 
 from __future__ import annotations
@@ -17,8 +24,7 @@ import asyncio
 import logging
 from collections.abc import Collection, Sequence
 
-import redis.asyncio
-
+from cachecore._io import AsyncClient
 from consumers.config import ConsumerConfig, FlushReason
 from consumers.entries import StreamState, stream_id
 from consumers.gaps import check_gap
@@ -38,7 +44,7 @@ log = logging.getLogger("cachebus.consumer")
 class Consumer:
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: AsyncClient,
         config: ConsumerConfig,
         sinks: Sequence[Sink],
         *,
@@ -78,6 +84,7 @@ class Consumer:
         self._pending_drained = False
         self._state: StreamState | None = None
         self._run_id: str | None = None
+        self._serving: str | None = None
         self._next_claim = 0.0
         self._next_housekeeping = 0.0
         self._next_retention = 0.0
@@ -140,6 +147,9 @@ class Consumer:
 
     # ---- the loop -------------------------------------------------------------------------
     async def _iteration(self, block_ms: int) -> bool:
+        serving = self.group.serving_node()
+        if serving != self._serving:
+            self._next_housekeeping = 0.0  # routed to another node: check it now
         now = monotonic()
         progressed = False
         if now >= self._next_claim:
@@ -239,8 +249,11 @@ class Consumer:
         return claimed
 
     async def _housekeeping(self) -> None:
+        self._serving = self.group.serving_node()
         run_id = await self.group.run_id()
-        if self._run_id is not None and run_id != self._run_id:
+        if self.group.clustered:
+            await self._check_failover(run_id)
+        elif self._run_id is not None and run_id != self._run_id:
             await self._server_changed()
         self._run_id = run_id
         if self.config.remove_idle_members_after_s > 0:
@@ -264,6 +277,20 @@ class Consumer:
                 where=self.group.where,
             )
             self.stats.trimmed_by_retention += trimmed.removed
+
+    async def _check_failover(self, run_id: str) -> None:
+        """Cluster: flush when another node serves the partition than the one recorded."""
+        recorded = await self.group.served_by()
+        if recorded == run_id:
+            return
+        if recorded is not None:
+            await self._flush(
+                self.config.namespaces,
+                FlushReason.FAILOVER,
+                f"{self.group.stream} is served by another node now (run_id {recorded[:8]} -> "
+                f"{run_id[:8]}); entries it had not replicated may be lost",
+            )
+        await self.group.mark_served_by(run_id)
 
     async def _server_changed(self) -> None:
         """The server restarted: writes we saw may be gone (AOF everysec loses up to 1 s)."""
@@ -323,6 +350,7 @@ class Consumer:
 
     async def _unavailable(self, exc: BackendUnavailable) -> None:
         self.stats.backend_errors += 1
+        self._next_housekeeping = 0.0  # after an outage, check the server first
         safe_call(self.observer, "on_backend_error", exc)
         self._mark_disconnected(exc)
         outage = monotonic() - (self._disconnected_since or monotonic())

@@ -103,7 +103,7 @@ class TracingObserver(ConsumerObserver):
     ) -> TracingObserver:
         """The observer for a :class:`consumers.Consumer` built with ``config`` and ``keys``."""
         return cls(
-            (keys or StreamKeys()).stream(config.stream),
+            (keys or StreamKeys()).destination(config.stream),
             group=config.group,
             consumer=config.consumer,
             server=server,

@@ -22,6 +22,7 @@ from contracts.errors import (
     ContractError,
     EventDecodeError,
     GroupMissingError,
+    OutboxError,
     PublishError,
 )
 from contracts.events import (
@@ -104,5 +105,6 @@ __all__ = [
     "ContractError",
     "EventDecodeError",
     "GroupMissingError",
+    "OutboxError",
     "PublishError",
 ]

@@ -14,7 +14,8 @@ boundary each and chained as ``__cause__``::
     │   └── BackendUnavailable    Redis could not be reached in time; retryable
     │       └── CircuitOpenError  the circuit breaker is open; Redis is not even tried
     ├── PublishError              an event may not have been appended (``.ambiguous``)
-    └── ConsumerError             the consumer runtime cannot go on
+    ├── ConsumerError             the consumer runtime cannot go on
+    └── OutboxError               the outbox database failed or refused a statement
 
 Nothing here is named ``ConnectionError`` or ``TimeoutError``: redis-py shadows the built-ins
 with those names and we must never add to the confusion.
@@ -33,6 +34,7 @@ __all__ = [
     "ContractError",
     "EventDecodeError",
     "GroupMissingError",
+    "OutboxError",
     "PublishError",
 ]
 
@@ -106,3 +108,8 @@ class PublishError(CachebusError):
 
 class ConsumerError(CachebusError):
     """The consumer runtime cannot continue (misconfiguration, or a stop deadline exceeded)."""
+
+
+class OutboxError(CachebusError):
+    """The transactional outbox's database failed or refused a statement (the driver's error
+    is chained as ``__cause__``). Rows are never lost by it: an unsent row stays unsent."""

@@ -23,11 +23,13 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from contracts.errors import ContractError
+from contracts.partitions import hashed_part, home_partition, partition_of, partition_tag
 
 __all__ = [
     "DEFAULT_REGISTRY",
     "DEFAULT_TTL_SECONDS",
     "MAX_ID_LENGTH",
+    "MAX_PARTITIONS",
     "MAX_PATTERN_LENGTH",
     "CacheKeys",
     "KeyRef",
@@ -48,6 +50,8 @@ __all__ = [
 MAX_ID_LENGTH = 512
 #: Longest namespace-relative glob accepted in a pattern invalidation (characters).
 MAX_PATTERN_LENGTH = 256
+#: Most partitions a stream may be split into.
+MAX_PARTITIONS = 256
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _GLOB_SPECIAL = frozenset("*?[]\\")
@@ -354,8 +358,8 @@ class KeySpace:
 
     ``scope`` is the service that owns the cache (its ACL key pattern is
     ``{prefix}:{scope}:*``). Reserved keys of the scope (generations, leases, sync markers)
-    use ``__``-prefixed segments, which no namespace may use, so a namespace pattern never
-    matches them.
+    use ``__``-prefixed segments (``__gen__``, ``__lease__``, ``__leases__``, ``__sync__``),
+    which no namespace may use, so a namespace pattern never matches them.
     """
 
     prefix: str = "cb"
@@ -390,7 +394,7 @@ class KeySpace:
         """
         self.registry.get(namespace)
         base = f"{self.prefix}:{self.scope}:{namespace}:"
-        lease = f"{self.prefix}:{self.scope}:__lease__:{namespace}:"
+        lease = f"{self.prefix}:{self.scope}:__lease__:"
         data: list[str] = []
         leases: list[str] = []
         for ident in ids:
@@ -403,8 +407,13 @@ class KeySpace:
                 or "\n" in ident
             ):
                 ident = validate_id(ident)  # the precise error, or an int made text
-            data.append(base + ident)
-            leases.append(lease + ident)
+            key = base + ident
+            data.append(key)
+            # The lease_key() rule, inlined for ids without braces (the common case).
+            if "{" in ident or "}" in ident:
+                leases.append(self.lease_key(namespace, ident))
+            else:
+                leases.append(f"{lease}{{{key}}}")
         return data, leases
 
     def ref_key(self, ref: KeyRef) -> str:
@@ -429,8 +438,30 @@ class KeySpace:
         return f"{self.prefix}:{self.scope}:__gen__:{namespace}"
 
     def lease_key(self, namespace: str, id: str | int) -> str:
-        self.registry.get(namespace)
+        """The ``get_or_set`` lease of one item, in the same Redis Cluster slot as its value.
+
+        The fill stores the value with a Lua compare-and-set on the lease, so both keys must
+        share a slot: the lease key's hash tag is the part of the value key that Redis hashes
+        (the whole key, or the hash tag the id carries). Ids with a stray ``}`` outside a hash
+        tag cannot be co-located; they keep an untagged lease (fine on one Redis; see
+        :meth:`lease_colocated`).
+        """
+        value_key = self.key(namespace, id)
+        hashed = hashed_part(value_key)
+        if hashed == value_key and "}" not in hashed:
+            return f"{self.prefix}:{self.scope}:__lease__:{{{value_key}}}"
+        # A tag inside the id is the first '{' of both keys, so they share a slot already.
         return f"{self.prefix}:{self.scope}:__lease__:{namespace}:{validate_id(id)}"
+
+    def lease_colocated(self, namespace: str, id: str | int) -> bool:
+        """Whether the lease of ``(namespace, id)`` shares its value's hash slot."""
+        return hashed_part(self.lease_key(namespace, id)) == hashed_part(self.key(namespace, id))
+
+    def lease_index_key(self, namespace: str) -> str:
+        """The namespace's outstanding ``get_or_set`` leases (a sorted set of ids by expiry):
+        how a pattern invalidation finds the leases it must void without scanning for them."""
+        self.registry.get(namespace)
+        return f"{self.prefix}:{self.scope}:__leases__:{namespace}"
 
     def sync_key(self, stream: str) -> str:
         """Where the scope records which stream epoch its contents are synced to."""
@@ -451,24 +482,82 @@ class KeySpace:
 
 @dataclass(frozen=True, slots=True)
 class StreamKeys:
-    """Names of the stream-side keys: the invalidation stream, its epoch, its dead letters."""
+    """Names of the stream-side keys: the invalidation stream, its epoch, its dead letters.
+
+    With ``partitions > 1`` each logical stream is split into that many partitions (see
+    :mod:`contracts.partitions`): the keys of partition ``i`` carry the hash tag
+    ``{<stream>.<i>}`` (salted when needed to land on its own share of the slot space), so
+    one partition's stream, epoch, group meta and dead letters live in one Redis Cluster slot.
+    Keys that name a partition come from :meth:`for_partition`; with one partition the names
+    are the untagged ones cachebus always used.
+    """
 
     prefix: str = "cb"
+    #: Partitions per stream (1: one stream key, the historical names).
+    partitions: int = 1
+    #: The partition these keys name; None for the layout as a whole.
+    partition: int | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.prefix, "prefix")
+        if not isinstance(self.partitions, int) or not 1 <= self.partitions <= MAX_PARTITIONS:
+            raise ContractError(
+                f"partitions must be an integer from 1 to {MAX_PARTITIONS}, "
+                f"got {self.partitions!r}",
+                rule="stream.partitions",
+            )
+        if self.partition is not None and not 0 <= self.partition < self.partitions:
+            raise ContractError(
+                f"partition {self.partition!r} does not exist: there are {self.partitions} "
+                f"(0 to {self.partitions - 1})",
+                rule="stream.partition",
+            )
+
+    def _name(self, name: str) -> str:
+        validate_name(name, "stream")
+        if self.partitions == 1:
+            return name
+        if self.partition is None:
+            raise ContractError(
+                f"stream {name!r} has {self.partitions} partitions: name one with "
+                "keys.for_partition(i), or use PartitionedConsumer / a partitioned Producer",
+                rule="stream.partition",
+            )
+        return "{" + partition_tag(name, self.partition, self.partitions) + "}"
 
     def stream(self, name: str) -> str:
-        return f"{self.prefix}:stream:{validate_name(name, 'stream')}"
+        return f"{self.prefix}:stream:{self._name(name)}"
+
+    def destination(self, name: str) -> str:
+        """The stream's name for spans and metrics: its key, or for a partitioned layout as a
+        whole (no single key) the untagged name the partitions share."""
+        if self.partitions > 1 and self.partition is None:
+            return f"{self.prefix}:stream:{validate_name(name, 'stream')}"
+        return self.stream(name)
 
     def epoch(self, name: str) -> str:
-        return f"{self.prefix}:epoch:{validate_name(name, 'stream')}"
+        return f"{self.prefix}:epoch:{self._name(name)}"
 
     def group_meta(self, name: str, group: str) -> str:
         """A hash beside the stream: the group's epoch, what its scope is synced to, last flush."""
-        return (
-            f"{self.prefix}:group:{validate_name(name, 'stream')}:{validate_name(group, 'group')}"
-        )
+        return f"{self.prefix}:group:{self._name(name)}:{validate_name(group, 'group')}"
 
     def dead_letter(self, name: str, group: str) -> str:
-        return f"{self.prefix}:dlq:{validate_name(name, 'stream')}:{validate_name(group, 'group')}"
+        return f"{self.prefix}:dlq:{self._name(name)}:{validate_name(group, 'group')}"
+
+    # ---- partitions ---------------------------------------------------------------------
+    def for_partition(self, index: int) -> StreamKeys:
+        """The keys of partition ``index`` of this layout."""
+        return StreamKeys(self.prefix, self.partitions, index)
+
+    def all_partitions(self) -> tuple[StreamKeys, ...]:
+        """The keys of every partition, in order."""
+        return tuple(self.for_partition(i) for i in range(self.partitions))
+
+    def partition_of(self, namespace: str, id: str) -> int:
+        """The partition carrying key events about ``(namespace, id)``."""
+        return partition_of(namespace, id, self.partitions)
+
+    def home_partition(self, namespace: str) -> int:
+        """The partition carrying pattern and flush events of ``namespace``."""
+        return home_partition(namespace, self.partitions)

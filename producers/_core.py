@@ -23,6 +23,7 @@ from contracts.events import Event
 from contracts.factory import EventFactory, Ref, split_ids
 from contracts.keys import NamespaceRegistry, StreamKeys, validate_id
 from contracts.rules import MAX_ID_LENGTH, MAX_KEYS_TOTAL_CHARS, check_namespace
+from producers._routing import Router
 from producers._tracing import Send, SendTracing
 
 __all__ = [
@@ -114,7 +115,11 @@ class ProducerCore:
         if timeout <= 0:
             raise ContractError("publish timeout must be positive", rule="producer.timeout")
         self.factory = EventFactory(producer_name, registry)
-        self.config = ProducerConfig(keys.stream(stream), maxlen, timeout, address)
+        #: Set when the stream has several partitions (``keys.partitions > 1``).
+        self.router = Router(keys, stream, maxlen) if keys.partitions > 1 else None
+        # A partitioned stream is named by its unpartitioned key in spans and messages.
+        named = StreamKeys(keys.prefix) if self.router is not None else keys
+        self.config = ProducerConfig(named.stream(stream), maxlen, timeout, address)
         self.where = f"{address[0]}:{address[1]}"
         self.tracing = SendTracing(self.config.stream_key, address, tracer_provider, meter_provider)
         # Bytes, so redis-py's encoder passes them through instead of encoding text per event.
@@ -136,6 +141,8 @@ class ProducerCore:
         span, headers = self.tracing.start(payloads)
         prefix = self._xadd_prefix
         try:
+            if self.router is not None:
+                return span, self.router.calls(payloads, headers)
             calls = [(*prefix, blob) for blob in encode_payloads(payloads, headers)]
         except BaseException as exc:
             self.tracing.failed(span, exc)
@@ -153,6 +160,8 @@ class ProducerCore:
         self, payloads: Sequence[Payload], replies: Sequence[Any], span: Send
     ) -> list[str]:
         """Entry ids for the replies, or :class:`PublishError` naming the refused events."""
+        if self.router is not None:
+            replies = self.router.fold(payloads, replies)
         try:  # every reply an id (bytes): the usual case, one pass
             ids = [reply.decode() for reply in replies]
         except AttributeError:  # an error object, or text from a decode_responses client

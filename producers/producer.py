@@ -23,8 +23,13 @@ import redis.asyncio
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from cachecore._io import run_async
-from cachecore.connection import RedisSettings, async_client, create_async_pool
+from cachecore._io import AsyncClient, run_async
+from cachecore.connection import (
+    RedisSettings,
+    async_client,
+    create_async_cluster,
+    create_async_pool,
+)
 from contracts.errors import CachebusError, PublishError
 from contracts.events import Event
 from contracts.factory import EventFactory, Ref
@@ -45,6 +50,10 @@ __all__ = ["AsyncBatch", "Producer"]
 
 
 def _address(client: Any) -> tuple[str, int]:
+    startup = getattr(getattr(client, "nodes_manager", None), "startup_nodes", None)
+    if startup:  # a Redis Cluster client: the node it was pointed at
+        host, _, port = next(iter(startup)).rpartition(":")
+        return host, int(port)
     kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
     return (
         str(kwargs.get("host") or kwargs.get("path") or "localhost"),
@@ -58,11 +67,18 @@ class Producer:
     ``client_or_settings``: :class:`RedisSettings` (the producer borrows this process's shared
     pool for them) or a ``redis.asyncio.Redis`` you own. :meth:`from_url` makes a producer
     that owns its pool; close it with :meth:`aclose` or ``async with``.
+
+    Partitioned streams (``keys=StreamKeys(prefix, partitions=N)``, N > 1): each event goes to
+    its partition (see :mod:`producers._routing`: a keys event by namespace and key, split when
+    its ids span partitions; a pattern or flush to its namespace's home partition), and entry
+    ids come back as ``"<partition>/<id>"``. On a Redis Cluster pass a
+    ``redis.asyncio.RedisCluster``, or settings with ``cluster=True`` (the producer then owns
+    its cluster client).
     """
 
     def __init__(
         self,
-        client_or_settings: redis.asyncio.Redis | RedisSettings,
+        client_or_settings: AsyncClient | RedisSettings,
         stream: str = "inval",
         *,
         producer_name: str,
@@ -74,14 +90,17 @@ class Producer:
         meter_provider: MeterProvider | None = None,
     ) -> None:
         self._settings: RedisSettings | None = None
-        self._client: redis.asyncio.Redis | None = None
+        self._client: AsyncClient | None = None
         self._pool: redis.asyncio.BlockingConnectionPool | None = None
+        self._owned_cluster: redis.asyncio.RedisCluster | None = None
         # One-at-a-time publishes run on a connection held by this producer while no other
         # single publish is in flight: taking a connection from the blocking pool costs more
         # than the rest of the publish (measured in `cachebus bench publish`).
         self._direct: redis.asyncio.Redis | None = None
         self._direct_busy = False
-        self._direct_allowed = isinstance(client_or_settings, RedisSettings)
+        self._direct_allowed = (
+            isinstance(client_or_settings, RedisSettings) and not client_or_settings.cluster
+        )
         if isinstance(client_or_settings, RedisSettings):
             self._settings = producer_settings(client_or_settings)
             address = self._settings.address
@@ -110,6 +129,8 @@ class Producer:
             RedisSettings.from_url(url, **{k: kwargs.pop(k) for k in list(kwargs) if k in names})
         )
         producer = cls(settings, stream, **kwargs)
+        if settings.cluster:
+            return producer  # its cluster client is made on first use, inside the loop
         producer._pool = create_async_pool(settings)
         producer._client = redis.asyncio.Redis(connection_pool=producer._pool)
         return producer
@@ -118,6 +139,12 @@ class Producer:
     @property
     def stream_key(self) -> str:
         return self._core.config.stream_key
+
+    @property
+    def stream_keys(self) -> tuple[str, ...]:
+        """The Redis keys published to: one per partition."""
+        router = self._core.router
+        return router.stream_keys if router is not None else (self.stream_key,)
 
     @property
     def publish_timeout(self) -> float:
@@ -176,10 +203,14 @@ class Producer:
         return await batch.send()
 
     # ---- the edge ----------------------------------------------------------------------------
-    def _connection(self) -> redis.asyncio.Redis:
+    def _connection(self) -> AsyncClient:
         if self._client is None:
             assert self._settings is not None
-            self._client = async_client(self._settings)  # needs the running loop
+            if self._settings.cluster:
+                self._owned_cluster = create_async_cluster(self._settings)
+                self._client = self._owned_cluster
+            else:
+                self._client = async_client(self._settings)  # needs the running loop
         return self._client
 
     async def _run(self, calls: list[tuple[Any, ...]]) -> list[Any]:
@@ -187,7 +218,9 @@ class Producer:
         if len(calls) > 1 or self._direct_busy or not self._direct_allowed:
             return await run_async(step, self._connection(), self._core.where)
         if self._direct is None:
-            pool = self._connection().connection_pool
+            client = self._connection()
+            assert isinstance(client, redis.asyncio.Redis)
+            pool = client.connection_pool
             self._direct = redis.asyncio.Redis(connection_pool=pool, single_connection_client=True)
         self._direct_busy = True
         try:
@@ -221,6 +254,10 @@ class Producer:
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
+        if self._owned_cluster is not None:
+            cluster, self._owned_cluster = self._owned_cluster, None
+            self._client = None
+            await cluster.aclose()
 
     def __del__(self) -> None:
         # A producer dropped without aclose(): close its held connection the way redis-py's

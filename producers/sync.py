@@ -14,11 +14,17 @@ from types import TracebackType
 from typing import Any
 
 import redis
+import redis.cluster
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from cachecore._io import run_sync
-from cachecore.connection import RedisSettings, create_sync_pool, sync_client
+from cachecore._io import SyncClient, run_sync
+from cachecore.connection import (
+    RedisSettings,
+    create_sync_cluster,
+    create_sync_pool,
+    sync_client,
+)
 from contracts.errors import CachebusError, PublishError
 from contracts.events import Event
 from contracts.factory import EventFactory, Ref
@@ -44,7 +50,7 @@ class SyncProducer:
 
     def __init__(
         self,
-        client_or_settings: redis.Redis | RedisSettings,
+        client_or_settings: SyncClient | RedisSettings,
         stream: str = "inval",
         *,
         producer_name: str,
@@ -55,9 +61,15 @@ class SyncProducer:
         meter_provider: MeterProvider | None = None,
     ) -> None:
         self._pool: redis.BlockingConnectionPool | None = None
+        self._owned_cluster: redis.cluster.RedisCluster | None = None
+        self._client: SyncClient
         if isinstance(client_or_settings, RedisSettings):
             settings = producer_settings(client_or_settings)
-            self._client = sync_client(settings)
+            if settings.cluster:
+                self._owned_cluster = create_sync_cluster(settings)
+                self._client = self._owned_cluster
+            else:
+                self._client = sync_client(settings)
             address, timeout = settings.address, publish_bound(settings)
         else:
             self._client = client_or_settings
@@ -82,6 +94,8 @@ class SyncProducer:
             RedisSettings.from_url(url, **{k: kwargs.pop(k) for k in list(kwargs) if k in names})
         )
         producer = cls(settings, stream, **kwargs)
+        if settings.cluster:
+            return producer  # it owns its cluster client already
         producer._pool = create_sync_pool(settings)
         producer._client = redis.Redis(connection_pool=producer._pool)
         return producer
@@ -89,6 +103,12 @@ class SyncProducer:
     @property
     def stream_key(self) -> str:
         return self._core.config.stream_key
+
+    @property
+    def stream_keys(self) -> tuple[str, ...]:
+        """The Redis keys published to: one per partition."""
+        router = self._core.router
+        return router.stream_keys if router is not None else (self.stream_key,)
 
     @property
     def publish_timeout(self) -> float:
@@ -146,6 +166,9 @@ class SyncProducer:
         if self._pool is not None:
             self._pool.disconnect()
             self._pool = None
+        if self._owned_cluster is not None:
+            cluster, self._owned_cluster = self._owned_cluster, None
+            cluster.close()
 
     def __enter__(self) -> SyncProducer:
         return self

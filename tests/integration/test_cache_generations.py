@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -59,6 +60,7 @@ async def test_a_write_with_a_generation_seen_before_a_flush_stays_invisible(
     # carries the old generation, so nobody reads it (a wasted write, never a stale read).
     client = redis.asyncio.Redis.from_url(redis_url)
     writer = Cache(client, keyspace, CacheConfig(generation_max_age=60))
+    await writer.set("prices", "q", "anything")  # the namespace has a generation
     await writer.get("prices", "p")
     other = Cache(client, keyspace)
     await other.flush_namespace("prices")
@@ -78,6 +80,20 @@ async def test_a_lost_generation_key_never_brings_old_values_back(
     assert second > first
     assert redis_client.exists(keyspace.key("prices", "m")) == 1  # the old value is still there
     assert await cache.get("prices", "m") is None
+
+
+async def test_a_lost_generation_key_hides_every_value_until_a_write_recreates_it(
+    cache: Cache, redis_client: redis.Redis, keyspace: KeySpace
+) -> None:
+    await cache.set("prices", "m", "written under the first generation")
+    redis_client.delete(keyspace.generation_key("prices"))  # evicted under allkeys-lru
+    assert await cache.get("prices", "m") is None  # no value is ever written under 0
+    another_process = Cache(cache.client, keyspace)
+    await another_process.set("prices", "n", "written under a new generation")
+    generation = int(redis_client.get(keyspace.generation_key("prices")) or 0)
+    assert generation >= int(time.time() * 1000) - 60_000
+    assert await cache.get("prices", "m") is None
+    assert await cache.get("prices", "n") == "written under a new generation"
 
 
 async def test_a_garbage_generation_makes_reads_miss_until_a_flush_repairs_it(

@@ -63,6 +63,7 @@ def test_reserved_keys_never_match_a_namespace_pattern() -> None:
     for reserved in (
         ks.generation_key("prices"),
         ks.lease_key("prices", "x"),
+        ks.lease_index_key("prices"),
         ks.sync_key("inval"),
     ):
         assert reserved.startswith(ks.root)
