@@ -112,7 +112,7 @@ async def test_a_failover_during_a_run_flushes_that_partitions_scope_and_nothing
     task = asyncio.ensure_future(consumer.run())
     await wait_for(lambda: consumer.health().ready, 10, "consumer ready")
     truth = dict.fromkeys(IDS, 0)
-    await cache.set_many("prices", truth)
+    await cache.set_many("prices", truth, ttl=600)  # prices live 20 s: longer than a slow failover
     producer = Producer(stream_client, producer_name="svc-writer", keys=keys)
     primary = cluster.primary_for(keys.for_partition(1).stream("inval"))
     p = partition_served_by(cluster, keys, primary)
@@ -181,7 +181,7 @@ async def test_entries_lost_while_the_consumer_was_down_are_covered_by_a_failove
     consumer = PartitionedConsumer(client, consumer_config(), [RedisCacheSink(cache)], keys=keys)
     await consumer.run(until_idle=True)
     truth = dict.fromkeys(IDS, 0)
-    await cache.set_many("prices", truth)
+    await cache.set_many("prices", truth, ttl=600)  # prices live 20 s: longer than a slow failover
     settled(cluster)
     primary = cluster.primary_for(keys.for_partition(2).stream("inval"))
     p = partition_served_by(cluster, keys, primary)
