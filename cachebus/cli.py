@@ -10,6 +10,7 @@ from cachebus.bench import bench_app
 from cachebus.check_cmd import check
 from cachebus.codec_cmd import codec_app
 from cachebus.consume_cmd import consume
+from cachebus.demo_cmd import demo
 from cachebus.devredis_cmd import dev_redis_app
 from cachebus.ops import dlq_app, doctor, schema, status, tail
 from cachebus.outbox_cmd import outbox_app
@@ -27,6 +28,7 @@ app.add_typer(dev_redis_app, name="dev-redis")
 app.add_typer(outbox_app, name="outbox")
 app.command("check")(check)
 app.command("consume")(consume)
+app.command("demo")(demo)
 app.command("publish")(publish)
 app.command("status")(status)
 app.command("tail")(tail)

@@ -31,7 +31,16 @@ from cachebus.acl import DEFAULT_LAYOUT, AclLayout, load_or_create_secrets, rend
 from cachebus.testing.server import find_redis_server
 from contracts.errors import ConfigError
 
-__all__ = ["ROLES", "DevInstance", "DevRedis", "DevRedisConfig", "running", "start", "stop"]
+__all__ = [
+    "ROLES",
+    "DevInstance",
+    "DevRedis",
+    "DevRedisConfig",
+    "restart",
+    "running",
+    "start",
+    "stop",
+]
 
 #: The two instances, in start order.
 ROLES = ("stream", "cache")
@@ -239,6 +248,18 @@ def start(config: DevRedisConfig | None = None) -> DevRedis:
         _wait_ready(pair, inst)
     _write_env_files(pair)
     return pair
+
+
+def restart(pair: DevRedis, role: str, timeout: float = 10.0) -> DevRedis:
+    """Stop one instance (SIGTERM: it writes its AOF out) and start it again on its directory."""
+    old = next(inst for inst in pair.instances if inst.role == role)
+    if _alive(old.pid) and _is_our_server(old.pid, old.port):
+        _end(old.pid, timeout)
+    new = _spawn(pair.config, role, pair.config.run_dir / "users.acl")
+    instances = tuple(new if inst.role == role else inst for inst in pair.instances)
+    restarted = DevRedis(pair.config, instances, pair.passwords)
+    _wait_ready(restarted, new)
+    return restarted
 
 
 def stop(run_dir: Path, timeout: float = 10.0) -> list[DevInstance]:

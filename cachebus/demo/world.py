@@ -71,4 +71,6 @@ class World:
 
     def versions(self) -> dict[tuple[str, str], int]:
         with sqlite3.connect(self.path, timeout=30) as db:
-            return {(ns, ident): v for ns, ident, v in db.execute("SELECT ns, id, version FROM items")}
+            return {
+                (ns, ident): v for ns, ident, v in db.execute("SELECT ns, id, version FROM items")
+            }
