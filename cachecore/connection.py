@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -243,7 +244,11 @@ def create_sync_cluster(settings: RedisSettings) -> redis.cluster.RedisCluster:
 
 
 _lock = threading.Lock()
-_async_pools: dict[tuple[RedisSettings, int], redis.asyncio.BlockingConnectionPool] = {}
+# Keyed by the loop object itself (weakly): an id() of a closed loop can be reused by a new
+# loop, which would then be handed a pool whose connections belong to the dead one.
+_async_pools: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[RedisSettings, redis.asyncio.BlockingConnectionPool]
+] = weakref.WeakKeyDictionary()
 _sync_pools: dict[RedisSettings, redis.BlockingConnectionPool] = {}
 
 
@@ -252,11 +257,12 @@ def async_client(settings: RedisSettings) -> redis.asyncio.Redis:
 
     The client borrows the pool: ``await client.aclose()`` releases the client, not the pool.
     """
-    loop_id = id(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
     with _lock:
-        pool = _async_pools.get((settings, loop_id))
+        pools = _async_pools.setdefault(loop, {})
+        pool = pools.get(settings)
         if pool is None:
-            pool = _async_pools[(settings, loop_id)] = create_async_pool(settings)
+            pool = pools[settings] = create_async_pool(settings)
     return redis.asyncio.Redis(connection_pool=pool)
 
 
@@ -271,10 +277,9 @@ def sync_client(settings: RedisSettings) -> redis.Redis:
 
 async def close_shared_pools() -> None:
     """Close every shared pool of the running loop, and every sync shared pool."""
-    loop_id = id(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
     with _lock:
-        mine = [key for key in _async_pools if key[1] == loop_id]
-        pools = [_async_pools.pop(key) for key in mine]
+        pools = list(_async_pools.pop(loop, {}).values())
         sync_pools = list(_sync_pools.values())
         _sync_pools.clear()
     for pool in pools:
