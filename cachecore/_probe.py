@@ -9,8 +9,9 @@ from cachecore._core import CacheCore
 from cachecore._io import Batch, Step
 from cachecore.health import HealthReport, KeyCount, Observations, evaluate, overall
 from contracts.errors import ContractError
+from contracts.keys import KeySpace
 
-__all__ = ["health_step", "pool_usage"]
+__all__ = ["count_namespaces", "health_step", "pool_usage"]
 
 _SERVER_FIELDS = (
     "redis_version",
@@ -89,18 +90,23 @@ def _sample_counts(core: CacheCore, dbsize: int) -> Step[tuple[dict[str, int], b
         )
         cursor, keys = reply
         calls += 1
-        for raw in keys:
-            try:
-                ref = ks.parse(raw.decode() if isinstance(raw, bytes) else raw)
-            except (ContractError, UnicodeDecodeError):
-                continue  # generations, leases, sync markers, or not ours
-            counts[ref.namespace] += 1
+        count_namespaces(ks, keys, counts)
         if int(cursor) == 0:
             return counts, True
     # SCAN visits about COUNT slots per call: scale by the share of the keyspace visited.
     visited = calls * core.config.scan_count
     scale = max(1.0, dbsize / visited) if visited else 1.0
     return {ns: round(n * scale) for ns, n in counts.items()}, False
+
+
+def count_namespaces(ks: KeySpace, keys: Any, counts: dict[str, int]) -> None:
+    """Add the keys SCAN returned to ``counts`` by namespace; reserved or foreign keys skipped."""
+    for raw in keys:
+        try:
+            ref = ks.parse(raw.decode() if isinstance(raw, bytes) else raw)
+        except (ContractError, UnicodeDecodeError):
+            continue  # generations, leases, sync markers, or not ours
+        counts[ref.namespace] += 1
 
 
 def _evictions_per_hour(core: CacheCore, info: dict[str, Any]) -> float | None:

@@ -13,10 +13,9 @@ from typing import Any
 
 from cachecore._core import CacheCore
 from cachecore._io import Batch, Step
-from cachecore._probe import _SERVER_FIELDS, _evictions_per_hour
+from cachecore._probe import _SERVER_FIELDS, _evictions_per_hour, count_namespaces
 from cachecore.cluster_scan import topology_step
 from cachecore.health import HealthReport, KeyCount, Observations, evaluate, overall
-from contracts.errors import ContractError
 
 __all__ = ["cluster_health_step"]
 
@@ -102,12 +101,7 @@ def _sample_counts(
             )
             cursor, keys = reply
             calls += 1
-            for raw in keys:
-                try:
-                    ref = ks.parse(raw.decode() if isinstance(raw, bytes) else raw)
-                except (ContractError, UnicodeDecodeError):
-                    continue  # generations, leases, sync markers, or not ours
-                counts[ref.namespace] += 1
+            count_namespaces(ks, keys, counts)
             if int(cursor) == 0:
                 break
         else:
