@@ -103,10 +103,13 @@ class EventFactory:
         except ValidationError as exc:
             raise contract_error(exc) from None
 
-    def keys(
+    def keys_event(
         self, namespace: str, ids: Iterable[str | int], *, reason: str = ""
     ) -> KeysInvalidated:
-        """Ids of one namespace are stale (int ids become text)."""
+        """Ids of one namespace are stale (int ids become text).
+
+        Named ``keys_event``, not ``keys``: a method called ``keys`` reads like the Redis
+        command cachebus never sends."""
         data = {"namespace": namespace, "keys": _id_text(ids), "reason": reason}
         return self._build(KeysInvalidated, data)
 
@@ -137,7 +140,7 @@ class EventFactory:
                     rule="ref.type",
                 )
         for namespace, ids in by_namespace.items():
-            out.extend(self.keys(namespace, chunk, reason=reason) for chunk in split_ids(ids))
+            out.extend(self.keys_event(namespace, chunk, reason=reason) for chunk in split_ids(ids))
         return out
 
     # ---- wire payloads (the publish fast path) -----------------------------------------
@@ -204,7 +207,7 @@ def keys_invalidated(
     reason: str = "",
     registry: NamespaceRegistry = DEFAULT_REGISTRY,
 ) -> KeysInvalidated:
-    return EventFactory(producer, registry).keys(namespace, ids, reason=reason)
+    return EventFactory(producer, registry).keys_event(namespace, ids, reason=reason)
 
 
 def pattern_invalidated(

@@ -181,7 +181,7 @@ async def workers(spec: Spec) -> None:
             "UPDATE items SET version = version + 1 WHERE ns = ? AND id = ?",
             (ref.namespace, ref.id),
         )  # autocommit: the price is changed once this returns
-        event = producer.factory.keys(ref.namespace, [ref.id], reason="price tick")
+        event = producer.factory.keys_event(ref.namespace, [ref.id], reason="price tick")
         while True:  # the write is done: its invalidation must go out, same event_id each try
             try:
                 await producer.publish(event)

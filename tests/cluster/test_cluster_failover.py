@@ -130,7 +130,7 @@ async def test_a_failover_during_a_run_flushes_that_partitions_scope_and_nothing
         nonlocal version
         version += 1
         truth[k] = version  # the database changed; now publish its invalidation
-        event = producer.factory.keys("prices", [k], reason=str(version))
+        event = producer.factory.keys_event("prices", [k], reason=str(version))
         entries.append(await publish_until_accepted(producer, event))
         (after_failover if failed_over else lost_window).append(event.event_id)
 
@@ -193,7 +193,7 @@ async def test_entries_lost_while_the_consumer_was_down_are_covered_by_a_failove
         for i in routed:
             truth[i] = 1
         entry_ids = await producer.publish_many(
-            producer.factory.keys("prices", [i], reason="1") for i in routed
+            producer.factory.keys_event("prices", [i], reason="1") for i in routed
         )
         cluster.kill(primary)
     finally:

@@ -141,7 +141,7 @@ async def test_a_single_redis_works_with_any_partition_count(redis_url: str, pre
     producer = Producer(client, producer_name="bot", keys=keys)
     for version in range(3):
         await producer.publish_many(
-            producer.factory.keys("prices", [str(k)], reason=str(version)) for k in range(40)
+            producer.factory.keys_event("prices", [str(k)], reason=str(version)) for k in range(40)
         )
     await consumer.run(until_idle=True)
     assert len(applied.by_key) == 40

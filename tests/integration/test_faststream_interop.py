@@ -107,7 +107,7 @@ async def test_our_decoder_reads_what_faststream_publishes_in_its_binary_format(
     broker = RedisBroker(
         redis_url, middlewares=[RedisTelemetryMiddleware(tracer_provider=provider)]
     )
-    event = EventFactory("fs-service").keys("market", ["m1:summary"], reason="resolved")
+    event = EventFactory("fs-service").keys_event("market", ["m1:summary"], reason="resolved")
     stream = stream_keys.stream("inval")
     async with broker:
         await broker.connect()

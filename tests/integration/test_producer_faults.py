@@ -62,7 +62,7 @@ async def test_with_redis_killed_and_restarted_no_returned_id_is_lost(
         nonlocal slowest
         n = 0
         while not stop.is_set():
-            event = FACTORY.keys("positions", [f"{worker}:{n}"], reason="fault test")
+            event = FACTORY.keys_event("positions", [f"{worker}:{n}"], reason="fault test")
             n += 1
             started = time.monotonic()
             try:
@@ -107,7 +107,7 @@ async def test_with_redis_hung_publishes_raise_ambiguous_errors_within_the_bound
         RedisSettings.from_url(aof_server.url, **FAST), producer_name="api", keys=keys
     )
     await producer.flush_namespace("prices")  # a pooled connection exists
-    events = [FACTORY.keys("prices", [str(i)]) for i in range(3)]
+    events = [FACTORY.keys_event("prices", [str(i)]) for i in range(3)]
     aof_server.pause()
     try:
         started = time.monotonic()

@@ -133,9 +133,9 @@ def test_event_ids_sort_in_creation_order_and_carry_their_time() -> None:
 
 def test_factory_turns_int_ids_into_text_and_refuses_a_bare_string() -> None:
     factory = EventFactory("api")
-    assert factory.keys("prices", [7, "8"]).keys == ("7", "8")
+    assert factory.keys_event("prices", [7, "8"]).keys == ("7", "8")
     with pytest.raises(ContractError) as caught:
-        factory.keys("prices", "abc")
+        factory.keys_event("prices", "abc")
     assert caught.value.rule == "keys.type"
 
 

@@ -54,7 +54,7 @@ def test_keys_payload_accepts_and_refuses_like_the_model(
 ) -> None:
     _same(
         lambda: FACTORY.keys_payload(namespace, key_ids, reason),
-        lambda: FACTORY.keys(namespace, key_ids, reason=reason),
+        lambda: FACTORY.keys_event(namespace, key_ids, reason=reason),
     )
 
 

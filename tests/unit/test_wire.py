@@ -48,7 +48,7 @@ def events(draw: st.DrawFn) -> Event:
     namespace = draw(namespaces)
     reason = draw(reasons)
     if kind == "keys":
-        return FACTORY.keys(
+        return FACTORY.keys_event(
             namespace, draw(st.lists(key_ids, min_size=1, max_size=5)), reason=reason
         )
     if kind == "pattern":
@@ -92,7 +92,7 @@ def test_a_fastream_binary_frame_round_trips(event: Event, extra: dict[str, str]
 
 
 def test_entries_are_readable_json_for_redis_cli() -> None:
-    event = FACTORY.keys("positions", ["42:all"], reason="fill")
+    event = FACTORY.keys_event("positions", ["42:all"], reason="fill")
     envelope = orjson.loads(encode_event(event, {"traceparent": TRACEPARENT})[FIELD])
     assert envelope["headers"]["traceparent"] == TRACEPARENT
     assert envelope["headers"]["content-type"] == "application/json"
@@ -135,7 +135,7 @@ def test_decoding_checks_the_namespace_only_when_given_a_registry() -> None:
 
 # ---- refusals ------------------------------------------------------------------------------
 def _payload(**changes: Any) -> dict[bytes, bytes]:
-    data = {**FACTORY.keys("positions", ["1:all"]).model_dump(), **changes}
+    data = {**FACTORY.keys_event("positions", ["1:all"]).model_dump(), **changes}
     data = {k: v for k, v in data.items() if v is not None}
     return {FIELD.encode(): orjson.dumps(data)}
 
@@ -262,7 +262,7 @@ def test_an_oversized_tracestate_is_dropped() -> None:
 
 
 def test_decode_entries_keeps_order_and_puts_errors_in_place() -> None:
-    good = [FACTORY.keys("positions", [f"{i}:all"]) for i in range(3)]
+    good = [FACTORY.keys_event("positions", [f"{i}:all"]) for i in range(3)]
     batch = [
         (b"1-0", encode_event(good[0])),
         (b"1-1", {b"__data__": b"junk"}),
