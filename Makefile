@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LIBS := contracts cachecore producers consumers cachebus
 
-.PHONY: test lint typecheck pytest demo clean
+.PHONY: test lint typecheck pytest demo clean test-repeat
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: lint typecheck pytest
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/cachebus demo $(DEMO_ARGS)
+
+# Proof of determinism: N whole CI runs from a clean clone (HOG=1: beside a CPU hog).
+test-repeat:
+	N=$(or $(N),5) HOG=$(or $(HOG),0) bash .ci/repeat
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

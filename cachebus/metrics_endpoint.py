@@ -13,12 +13,12 @@ cannot await): the group's oldest pending entry (XPENDING) and the cache's healt
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from cachecore import Cache
 from cachecore._io import AsyncClient
+from cachecore._tasks import cancel_and_wait
 from consumers import CacheHealthMetrics, ConsumerMetrics, pending_summary
 from contracts.errors import BackendError, ConfigError
 
@@ -123,7 +123,5 @@ class MetricsSampler:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

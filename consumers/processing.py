@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from cachecore._tasks import cancel_and_wait
 from consumers.config import ConsumerConfig, FlushReason
 from consumers.entries import Entry, stream_id
 from consumers.group import StreamGroup
@@ -214,9 +215,7 @@ class BatchProcessor:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     # ---- dead letters ----------------------------------------------------------------
     async def _dead_letter_delivered(

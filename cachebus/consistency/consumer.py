@@ -20,6 +20,7 @@ from typing import IO
 import redis.asyncio
 
 from cachecore import Cache, CacheConfig
+from cachecore._tasks import cancel_and_wait
 from cachecore.connection import RedisSettings, create_async_pool
 from consumers import (
     Consumer,
@@ -29,6 +30,7 @@ from consumers import (
     FlushReason,
     RedisCacheSink,
 )
+from contracts.errors import ConsumerError
 from contracts.keys import KeySpace, StreamKeys
 
 __all__ = ["InProcessConsumer", "LoggingObserver", "SubprocessConsumer", "build"]
@@ -170,34 +172,43 @@ class InProcessConsumer:
     async def kill(self) -> None:
         task, consumer = self.task, self.consumer
         self.task = self.consumer = None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task})
-        if consumer is not None:
-            # An ack shielded from the cancel may still be running on a pooled connection:
-            # let it end before the pool closes, or it reconnects into a closed pool.
-            await consumer.processor.wait_acks(2.0)
-            await _close(consumer)
+        try:
+            if task is not None and not await cancel_and_wait(task, within=10.0):
+                raise ConsumerError("the in-process consumer did not end within 10 s of a cancel")
+            if consumer is not None:
+                # An ack shielded from the cancel may still be running on a pooled connection:
+                # let it end before the pool closes, or it reconnects into a closed pool.
+                await consumer.processor.wait_acks(2.0)
+        finally:
+            if consumer is not None:
+                await _close(consumer)
 
     async def stop(self) -> None:
         task, consumer = self.task, self.consumer
         self.task = self.consumer = None
-        if consumer is not None:
-            await consumer.stop()
-        if task is not None:
-            await asyncio.wait({task})
-        if consumer is not None:
-            await _close(consumer)
+        try:
+            if consumer is not None:
+                await consumer.stop()  # bounded by its hard deadline
+            if task is not None:
+                await asyncio.wait(
+                    {task}, timeout=consumer.config.hard_deadline_s if consumer else 10
+                )
+        finally:
+            if consumer is not None:
+                await _close(consumer)
 
 
 async def _close(consumer: Consumer) -> None:
+    """Close what :func:`build` opened: the pool, then the log (whatever the pool did)."""
     client = consumer.group.client
-    await client.aclose()
-    if isinstance(client, redis.asyncio.Redis):
-        await client.connection_pool.aclose()
-    observer = consumer.observer
-    if isinstance(observer, LoggingObserver):
-        observer.log.close()
+    try:
+        await client.aclose()
+        if isinstance(client, redis.asyncio.Redis):
+            await client.connection_pool.aclose()
+    finally:
+        observer = consumer.observer
+        if isinstance(observer, LoggingObserver):
+            observer.log.close()
 
 
 async def _main(args: list[str]) -> None:
