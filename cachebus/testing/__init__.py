@@ -15,6 +15,7 @@ from cachebus.testing.server import (
     free_port,
 )
 from cachebus.testing.tls import make_certificates
+from cachebus.testing.waits import eventually
 
 __all__ = [
     "ClusterSlots",
@@ -25,6 +26,7 @@ __all__ = [
     "RedisServer",
     "ServerOptions",
     "TLSFiles",
+    "eventually",
     "find_redis_cli",
     "find_redis_server",
     "free_port",
