@@ -29,6 +29,7 @@ from consumers.entries import (
     parse_stream_info,
     text,
 )
+from contracts.errors import GroupMissingError
 from contracts.keys import StreamKeys
 from contracts.partitions import key_slot
 
@@ -289,7 +290,14 @@ class StreamGroup:
 
     async def members(self) -> list[dict[str, Any]]:
         with map_redis_errors(f"XINFO CONSUMERS {self.stream}", self.where):
-            rows = await self.client.execute_command("XINFO CONSUMERS", self.stream, self.group)
+            try:
+                rows = await self.client.execute_command("XINFO CONSUMERS", self.stream, self.group)
+            except redis.exceptions.ResponseError as exc:
+                # The stream itself is gone (XINFO says "no such key", not NOGROUP): housekeeping
+                # right after a restart without persistence meets this before any read does.
+                if str(exc).startswith("no such key"):
+                    raise GroupMissingError(f"XINFO CONSUMERS {self.stream}: {exc}") from exc
+                raise
         return [
             {text(k): (text(v) if isinstance(v, bytes) else v) for k, v in r.items()} for r in rows
         ]

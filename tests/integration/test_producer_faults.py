@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from cachebus.testing import RedisServer, ServerOptions
+from cachebus.testing import RedisServer, ServerOptions, eventually
 from cachecore.connection import RedisSettings
 from contracts import EventFactory, KeysInvalidated, PublishError, StreamKeys, decode_fields
 from producers import Producer, SyncProducer, publish_bound
@@ -73,12 +73,19 @@ async def test_with_redis_killed_and_restarted_no_returned_id_is_lost(
             await asyncio.sleep(0.005)
 
     workers = [asyncio.create_task(publisher(w)) for w in range(4)]
-    await asyncio.sleep(0.4)
+    await eventually(lambda: len(accepted) >= 20, within=10, what="publishes before the kill")
     before_kill = len(accepted)
     await asyncio.to_thread(aof_server.kill)
-    await asyncio.sleep(1.0)
+    await eventually(lambda: bool(failed), within=bound + SLACK, what="a publish failing")
+    await asyncio.sleep(0.5)  # the outage goes on a while (publishes keep failing)
     await asyncio.to_thread(aof_server.start)
-    await asyncio.sleep(0.6)
+    restarted = len(accepted)
+    await eventually(
+        lambda: len(accepted) >= restarted + 20,
+        within=2 * bound + SLACK,
+        what="publishing resumed after the restart",
+        diagnose=lambda: f"accepted {len(accepted)}, failed {len(failed)}",
+    )
     stop.set()
     await asyncio.gather(*workers)
 
