@@ -163,7 +163,20 @@ class CacheCore:
         return seen[0]
 
     def remember_generation(self, namespace: str, generation: int) -> None:
-        self._generations[namespace] = (generation, time.monotonic())
+        """Remember ``generation`` unless a newer one is already known.
+
+        Replies arrive out of order (a read that began before a flush, or two scopes' flushes
+        running concurrently on one cache): a generation only grows, so an older one arriving
+        last must not replace the newer, or every value written meanwhile would carry a
+        generation already behind the key (misses for everyone). An expired memory is
+        replaced by whatever comes, so a generation key reset lower heals within the max age.
+        """
+        now = time.monotonic()
+        seen = self._generations.get(namespace)
+        fresh = seen is not None and now - seen[1] <= self.config.generation_max_age
+        if fresh and seen is not None and generation < seen[0]:
+            return
+        self._generations[namespace] = (generation, now)
 
     def parse_generation(self, namespace: str, raw: Any) -> int:
         """The generation from its key's value; -1 (every value a miss) if it is not ours.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -10,6 +11,7 @@ import redis
 import redis.asyncio
 
 from cachecore import Cache, CacheConfig
+from cachecore._core import CacheCore
 from contracts.keys import KeySpace
 
 
@@ -124,3 +126,36 @@ async def test_exact_keys_are_removed_without_knowing_the_generation(
     await cache.set("market", "3:summary", 1)
     assert await cache.invalidate_keys("market", ["3:summary"]) == 1
     assert redis_client.exists(keyspace.key("market", "3:summary")) == 0
+
+
+async def test_concurrent_flushes_and_reads_leave_writes_under_the_newest_generation(
+    redis_url: str, keyspace: KeySpace
+) -> None:
+    # Several consumers (one per partition) share one cache and flush at once, while reads
+    # run: replies arrive out of order, and an older generation remembered last made every
+    # later write invisible (the failover test saw all 300 values read as stale).
+    pool = redis.asyncio.BlockingConnectionPool.from_url(redis_url, max_connections=8)
+    cache = Cache(redis.asyncio.Redis(connection_pool=pool), keyspace)
+    ids = [f"{i}:summary" for i in range(50)]
+    for _ in range(30):
+        await asyncio.gather(
+            *(cache.flush_namespace("market") for _ in range(3)), cache.get_many("market", ids)
+        )
+        await cache.set_many("market", dict.fromkeys(ids, 1))
+        assert len(await cache.get_many("market", ids)) == len(ids)
+    await pool.aclose()
+
+
+def test_an_older_generation_arriving_last_is_not_remembered() -> None:
+    core = CacheCore(KeySpace(prefix="t", scope="svc"), CacheConfig(generation_max_age=60))
+    core.remember_generation("market", 101)
+    core.remember_generation("market", 100)
+    assert core.known_generation("market") == 101
+
+
+def test_an_expired_memory_takes_whatever_generation_comes() -> None:
+    core = CacheCore(KeySpace(prefix="t", scope="svc"), CacheConfig(generation_max_age=0.01))
+    core.remember_generation("market", 101)
+    time.sleep(0.02)
+    core.remember_generation("market", 5)  # the key was reset lower: heal, do not hold on
+    assert core._generations["market"][0] == 5
