@@ -14,11 +14,18 @@ group is recreated.
 
 A failure that happens *while* the replay runs (an ack retried inside it, say) owes another:
 :meth:`ReplayDue.settle` clears the debt only if nothing was owed since :meth:`begin`.
+
+After a failure the replay is done twice: at once, and again after the next ``>`` read. A
+command the server had not run yet when the failure surfaced (a paused server runs the copy
+our timed-out connection left behind when it resumes, possibly after our first replay) has
+run by then: its entries are picked up one read cycle later instead of after ``min_idle_ms``.
 """
 
 from __future__ import annotations
 
 __all__ = ["ReplayDue"]
+
+_FOLLOW_UP = "follow-up after a failure"
 
 
 class ReplayDue:
@@ -26,15 +33,30 @@ class ReplayDue:
         #: Why the replay is owed (the first reason since the last replay), or None.
         self.reason: str | None = "start"
         self._owed = 1  # how many times a replay was owed, ever
+        self._again = False  # replay once more after the next read of new entries
 
     @property
     def due(self) -> bool:
         return self.reason is not None
 
-    def owe(self, reason: str) -> None:
+    @property
+    def blocks_readiness(self) -> bool:
+        """Due for a reason that may hide unapplied entries (the follow-up is a precaution)."""
+        return self.reason is not None and self.reason != _FOLLOW_UP
+
+    def owe(self, reason: str, *, again: bool = True) -> None:
+        """A replay is due before the next read of new entries; with ``again`` (a failure),
+        one more after that read."""
         self._owed += 1
+        self._again = self._again or again
         if self.reason is None:
             self.reason = reason
+
+    def read_new(self) -> None:
+        """A read of new entries (``>``) succeeded: the follow-up replay, if any, is due now."""
+        if self._again and self.reason is None:
+            self._again = False
+            self.reason = _FOLLOW_UP
 
     def begin(self) -> int:
         """A replay starts now; pass what this returns to :meth:`settle` when it is done."""

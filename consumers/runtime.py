@@ -113,7 +113,7 @@ class Consumer:
             raise ConsumerError("this consumer is already running")
         self._task = asyncio.current_task()
         self._stopping = False
-        self.replay.owe("start")  # every (re)start replays this member's pending entries
+        self.replay.owe("start", again=False)  # every (re)start replays our pending entries
         block_ms = min(self.config.block_ms, 100) if until_idle else self.config.block_ms
         try:
             while not self._stopping:
@@ -185,6 +185,7 @@ class Consumer:
             self._next_housekeeping = monotonic() + self.config.claim_interval_s
         started = monotonic()
         result = await self.group.read(count=self.config.count, block_ms=block_ms)
+        self.replay.read_new()
         read = (started, monotonic())
         await self._after_read(result, "new")
         await self.processor.process(result.entries, "new", read)
@@ -252,7 +253,7 @@ class Consumer:
         await self.group.mark_synced(epoch, reason=None, deficit=0)
         self._group_present = self._group_seen = True
         self._lost = None
-        self.replay.owe("group recreated")
+        self.replay.owe("group recreated", again=False)
 
     async def _claim_round(self) -> int:
         claimed = 0
@@ -417,7 +418,7 @@ class Consumer:
             reasons.append("not connected to the stream Redis")
         if not self._group_present:
             reasons.append("consumer group not present")
-        if self.replay.due:
+        if self.replay.blocks_readiness:
             reasons.append(f"own pending entries not replayed yet ({self.replay.reason})")
         if self._sink_failing_since is not None:
             reasons.append("the cache cannot be reached to apply invalidations")
@@ -435,7 +436,7 @@ class Consumer:
             not reasons,
             self._connected,
             self._group_present,
-            not self.replay.due,
+            not self.replay.blocks_readiness,
             lag,
             pending,
             tuple(reasons),
