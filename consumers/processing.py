@@ -268,6 +268,8 @@ class BatchProcessor:
             try:
                 acked = await _shielded(self.group.ack(list(ids)), self._acks)
             except BackendUnavailable as exc:
+                self.stats.backend_errors += 1
+                safe_call(self.observer, "on_backend_error", exc)
                 self.link.stream_down(exc)
                 if self.stopping():
                     log.warning(

@@ -130,9 +130,8 @@ class Consumer:
                 except GroupMissingError:
                     self._lost = FlushReason.GROUP_LOST
                     self.replay.owe("group lost")
-                except AccessDenied as exc:
-                    log.error("consumer %s stops: %s", self.config.consumer, exc)
-                    raise
+                except AccessDenied:
+                    raise  # a configuration error: retrying cannot help
                 except BackendError as exc:
                     self.replay.owe("stream error")
                     await self._failed(exc)

@@ -30,7 +30,9 @@ _ON_REPLY = frozenset({"reset_after", "drop_reply", "hold"})
 
 @dataclass(eq=False)
 class CommandFault:
-    """One armed fault. ``fired`` is set (and ``fired_at`` stamped) when it acted."""
+    """One armed fault. ``matched`` is set when a command was chosen, ``fired`` (and
+    ``fired_at``) when the fault acted; for ``hold_request`` with ``then``, when ``then`` acted
+    on the reply of the command after ``release()``."""
 
     name: bytes
     action: FaultAction
@@ -38,6 +40,8 @@ class CommandFault:
     refuse_s: float
     times: int
     proxy: FaultProxy
+    then: FaultAction | None = None
+    matched: threading.Event = field(default_factory=threading.Event)
     fired: threading.Event = field(default_factory=threading.Event)
     fired_at: float | None = None  # time.monotonic()
     args: list[bytes] | None = None  # the command it acted on (the last one)
@@ -47,8 +51,12 @@ class CommandFault:
             return False
         return self.when is None or self.when(args)
 
-    def fire(self, args: list[bytes]) -> None:
-        self.args = args
+    @property
+    def reply_action(self) -> FaultAction | None:
+        action = self.then if self.action == "hold_request" else self.action
+        return action if action in _ON_REPLY else None
+
+    def fire(self) -> None:
         self.fired_at = time.monotonic()
         if self.refuse_s > 0:
             self.proxy.refuse_until = max(self.proxy.refuse_until, self.fired_at + self.refuse_s)
@@ -105,12 +113,13 @@ class RespConnection:
                     fault = self._fault_for(args)
                     if fault is not None and fault.action == "reset_before":
                         self._write(self.upstream, out)
-                        fault.fire(args)
+                        fault.fire()
                         return self.abort()
                     self.slots.append((fault, args))
                     if fault is not None and fault.action == "hold_request":
                         self.held_commands = bytearray()
-                        fault.fire(args)
+                        if fault.then is None:
+                            fault.fire()
                     if self.held_commands is not None:
                         self.held_commands += message
                         self.proxy.commands_held.append(tuple(args))
@@ -126,6 +135,8 @@ class RespConnection:
         for fault in self.proxy.faults:
             if fault.matches(args):
                 fault.times -= 1
+                fault.args = args
+                fault.matched.set()
                 return fault
         return None
 
@@ -163,14 +174,15 @@ class RespConnection:
         if message.startswith(b">"):  # a RESP3 push answers no command
             out += message
             return True
-        fault, args = self.slots.popleft() if self.slots else (None, [])
-        if fault is not None and fault.action in _ON_REPLY:
-            fault.fire(args)
-            if fault.action == "reset_after":
+        fault, _ = self.slots.popleft() if self.slots else (None, [])
+        action = fault.reply_action if fault is not None else None
+        if fault is not None and action is not None:
+            fault.fire()
+            if action == "reset_after":
                 return False
-            if fault.action == "drop_reply":
+            if action == "drop_reply":
                 self.swallowing = True
-            elif fault.action == "hold" and self.held is None:
+            elif action == "hold" and self.held is None:
                 self.held = bytearray()
         if self.swallowing:
             return True

@@ -110,11 +110,16 @@ class FaultProxy:
         when: Callable[[list[bytes]], bool] | None = None,
         refuse_s: float = 0.0,
         times: int = 1,
+        then: FaultAction | None = None,
     ) -> CommandFault:
-        """Act on the next ``times`` commands named ``name`` for which ``when(args)`` holds."""
+        """Act on the next ``times`` commands named ``name`` for which ``when(args)`` holds.
+
+        ``then`` (with ``"hold_request"``): what to do with the reply once the held command
+        was released and run (``"reset_after"``: the server ran it, the client never hears).
+        """
         if not self.resp:
             raise RuntimeError("on_command needs FaultProxy(..., resp=True)")
-        fault = CommandFault(name.upper().encode(), action, when, refuse_s, times, self)
+        fault = CommandFault(name.upper().encode(), action, when, refuse_s, times, self, then)
         self._call(self._add_fault(fault))
         return fault
 
