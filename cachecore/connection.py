@@ -314,7 +314,8 @@ def map_redis_errors(operation: str, where: str = "Redis") -> Iterator[None]:
         ) from exc
     except redis.exceptions.NoPermissionError as exc:
         raise AccessDenied(
-            f"{operation}: {where} refused the command ({exc}); the ACL user lacks this right, "
+            f"{operation}: {where} refused the command (NOPERM {exc}); the ACL user lacks this "
+            "right, "
             "see infra/redis/users.acl"
         ) from exc
     except redis.exceptions.OutOfMemoryError as exc:

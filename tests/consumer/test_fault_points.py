@@ -383,7 +383,8 @@ async def restart_into_aof_loading(rig: Rig) -> tuple[float, list[str]]:
     await rig.hazard(fault.fired.is_set, "a batch applied, its XACK not sent")
     await asyncio.to_thread(rig.server.restart)  # returns once loaded and serving
     healed = time.monotonic()
-    assert any("loading" in e.lower() for e in rig.errors.seen), rig.errors.seen[-5:]
+    seen = [*rig.errors.seen, *rig.log.lines]
+    assert any("loading" in line.lower() for line in seen), seen[-5:]
     return healed, ids
 
 
