@@ -357,6 +357,7 @@ class Consumer:
                 self.processor.link.sink_down(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.backoff_cap_s)
+        self.processor.link.sink_up()
         self.stats.flushes[reason.value] += 1
         self.stats.last_flush_reason = reason.value
         self.stats.last_flush_at = monotonic()
