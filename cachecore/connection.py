@@ -87,7 +87,8 @@ class RedisSettings:
     url: str = field(repr=False)
     socket_timeout: float = 2.0
     socket_connect_timeout: float = 1.0
-    #: Extra attempts after the first, on connection errors and timeouts only.
+    #: Extra attempts after the first, on connection errors and timeouts only; never for a
+    #: command whose second run changes what the first did (see :mod:`cachecore.once`).
     retries: int = 1
     retry_backoff_base: float = 0.05
     retry_backoff_cap: float = 0.5
