@@ -1,5 +1,9 @@
 """``cachebus consume``: run a service's consumer (a sidecar for any service).
 
+Exit codes: 0 after a stop by signal, 2 for a configuration error (a bad setting, or Redis
+refusing the credentials or an ACL right: ``AccessDenied``), 130 on a forced second signal.
+No other reply of Redis ends the process: the consumer retries it (see ``consumers.runtime``).
+
 Signals live here and only here: the first SIGTERM or SIGINT stops gracefully (finish and ack
 the batch in flight, within the grace period); a second one exits at once (its entries stay
 pending and are replayed by the next start, so nothing is lost either way).
@@ -36,7 +40,7 @@ from consumers import (
     RedisCacheSink,
     TracingObserver,
 )
-from contracts.errors import CachebusError, ConfigError
+from contracts.errors import AccessDenied, CachebusError, ConfigError
 from contracts.keys import KeySpace, StreamKeys
 
 __all__ = ["EXIT_CONFIG", "EXIT_KILLED", "EXIT_OK", "consume"]
@@ -207,7 +211,7 @@ async def serve(settings: CachebusSettings) -> int:
     try:
         await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         await consumer.stop()
-        await runner  # surfaces a crash of run()
+        await _surface(runner)
     finally:
         stopper.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -226,6 +230,21 @@ async def serve(settings: CachebusSettings) -> int:
                 await pool.aclose()
     log.info("consumer %s stopped: %s", config.consumer, consumer.stats.as_dict())
     return EXIT_OK
+
+
+async def _surface(runner: asyncio.Future[None]) -> None:
+    """Await ``run()``: its crash surfaces, and an AccessDenied of one partition's member (in
+    the ExceptionGroup of a partitioned consumer) surfaces as itself, for one clear line."""
+    try:
+        await runner
+    except BaseExceptionGroup as group:
+        denied = group.subgroup(AccessDenied)
+        while denied is not None:
+            first = denied.exceptions[0]
+            if isinstance(first, AccessDenied):
+                raise first from None
+            denied = first if isinstance(first, BaseExceptionGroup) else None
+        raise
 
 
 def consume(
@@ -321,5 +340,6 @@ def consume(
         code = EXIT_CONFIG
     except CachebusError as exc:
         typer.echo(f"cachebus consume: {exc}", err=True)
-        code = EXIT_CONFIG if isinstance(exc, ConfigError | ValueError) else 1
+        # A refused password or ACL right is configuration too: fix it, do not restart-loop.
+        code = EXIT_CONFIG if isinstance(exc, ConfigError | ValueError | AccessDenied) else 1
     sys.exit(code)

@@ -34,7 +34,14 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as SyncRetry
 
 from cachecore._fastpack import connection_class_for
-from contracts.errors import BackendError, BackendUnavailable, ConfigError, GroupMissingError
+from contracts.errors import (
+    AccessDenied,
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    GroupMissingError,
+    NotPrimary,
+)
 
 __all__ = [
     "RedisSettings",
@@ -44,6 +51,8 @@ __all__ = [
     "create_async_pool",
     "create_sync_cluster",
     "create_sync_pool",
+    "drop_connections",
+    "is_loss_reply",
     "map_redis_errors",
     "redact_url",
     "sync_client",
@@ -78,7 +87,8 @@ class RedisSettings:
     url: str = field(repr=False)
     socket_timeout: float = 2.0
     socket_connect_timeout: float = 1.0
-    #: Extra attempts after the first, on connection errors and timeouts only.
+    #: Extra attempts after the first, on connection errors and timeouts only; never for a
+    #: command whose second run changes what the first did (see :mod:`cachecore.once`).
     retries: int = 1
     retry_backoff_base: float = 0.05
     retry_backoff_cap: float = 0.5
@@ -297,20 +307,31 @@ def map_redis_errors(operation: str, where: str = "Redis") -> Iterator[None]:
     """
     try:
         yield
-    except redis.exceptions.AuthenticationError as exc:
+    except (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
         # A subclass of redis's ConnectionError, but retrying will not fix a wrong password.
-        raise BackendError(
+        raise AccessDenied(
             f"{operation}: authentication to {where} failed ({exc}); check the username and "
             "password of the Redis URL"
         ) from exc
     except redis.exceptions.NoPermissionError as exc:
-        raise BackendError(
-            f"{operation}: {where} refused the command ({exc}); the ACL user lacks this right, "
+        raise AccessDenied(
+            f"{operation}: {where} refused the command (NOPERM {exc}); the ACL user lacks this "
+            "right, "
             "see infra/redis/users.acl"
         ) from exc
     except redis.exceptions.OutOfMemoryError as exc:
         raise BackendError(
             f"{operation}: {where} is out of memory ({exc}); raise maxmemory or free memory"
+        ) from exc
+    except redis.exceptions.ReadOnlyError as exc:
+        raise NotPrimary(
+            f"{operation}: {where} is a read-only replica now ({exc}); a failover? "
+            "reconnecting to find the primary"
+        ) from exc
+    except redis.exceptions.BusyLoadingError as exc:
+        # A subclass of redis's ConnectionError: the server is up, reading its AOF or RDB.
+        raise BackendUnavailable(
+            f"{operation}: {where} is loading its dataset ({exc}); retrying once it has loaded"
         ) from exc
     except (
         redis.exceptions.ClusterDownError,
@@ -328,8 +349,13 @@ def map_redis_errors(operation: str, where: str = "Redis") -> Iterator[None]:
         raise BackendError(f"{operation}: cluster client refused it ({exc})") from exc
     except redis.exceptions.ResponseError as exc:
         text = str(exc)
-        if text.startswith("NOGROUP"):
+        if is_loss_reply(text):
             raise GroupMissingError(f"{operation}: {text}") from exc
+        code = text.split(" ", 1)[0]
+        if code in _LATER:
+            raise BackendUnavailable(
+                f"{operation}: {where} cannot serve it right now ({text}); retrying"
+            ) from exc
         raise BackendError(f"{operation}: {where} answered an error: {text}") from exc
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         kind = "timed out" if isinstance(exc, redis.exceptions.TimeoutError) else "failed"
@@ -338,3 +364,30 @@ def map_redis_errors(operation: str, where: str = "Redis") -> Iterator[None]:
         ) from exc
     except redis.exceptions.RedisError as exc:
         raise BackendError(f"{operation}: {where}: {exc}") from exc
+
+
+#: Error codes that mean "the same request will work later": a script or function is running
+#: too long (BUSY), a blocked read was unblocked by CLIENT UNBLOCK ... ERROR (UNBLOCKED, when
+#: :func:`is_loss_reply` says it is not a loss), a replica lost its primary (MASTERDOWN).
+_LATER = frozenset({"BUSY", "UNBLOCKED", "MASTERDOWN"})
+
+
+def is_loss_reply(text: str) -> bool:
+    """Whether an error reply says the stream or its consumer group is gone.
+
+    ``NOGROUP`` (the group or the stream does not exist, or, on Redis 7.0, the group was
+    destroyed under a blocked read) and ``UNBLOCKED the stream key no longer exists`` (the
+    stream was deleted under a blocked XREADGROUP). ``UNBLOCKED client unblocked via CLIENT
+    UNBLOCK`` is no loss: that read is simply tried again.
+    """
+    if text.startswith("NOGROUP"):
+        return True
+    return text.startswith("UNBLOCKED") and "no longer exists" in text
+
+
+async def drop_connections(client: Any) -> None:
+    """Close the idle connections of ``client``'s pool, so the next command connects anew
+    (after READONLY: a name that now resolves to the new primary is looked up again)."""
+    pool = getattr(client, "connection_pool", None)
+    if isinstance(pool, redis.asyncio.ConnectionPool):
+        await pool.disconnect(inuse_connections=False)

@@ -36,7 +36,7 @@ from consumers.observe import ConsumerObserver, ConsumerStats, monotonic, safe_c
 from consumers.plan import Delivered, coalesce
 from consumers.sinks import Sink
 from contracts.codec import decode_entries
-from contracts.errors import BackendUnavailable, ConsumerError, EventDecodeError
+from contracts.errors import AccessDenied, BackendError, ConsumerError, EventDecodeError
 from contracts.keys import StreamKeys
 
 __all__ = ["BroadcastConsumer"]
@@ -87,7 +87,12 @@ class BroadcastConsumer:
             while not self._stopping:
                 try:
                     count = await self._iteration(block_ms)
-                except BackendUnavailable as exc:
+                except AccessDenied:
+                    raise  # a configuration error: retrying cannot help
+                except BackendError as exc:
+                    # Unreachable, LOADING, BUSY, READONLY, or an unexpected reply; also a
+                    # read unblocked because its stream was deleted (Redis 7.2+ may say so;
+                    # 7.0 lets XREAD block on): the next read finds the stream gone and flushes.
                     await self._unavailable(exc)
                     continue
                 if until_idle and count == 0:
@@ -213,12 +218,13 @@ class BroadcastConsumer:
         self._disconnected_since = None
         self._stale_flushed = False
 
-    async def _unavailable(self, exc: BackendUnavailable) -> None:
+    async def _unavailable(self, exc: BackendError) -> None:
         self.stats.backend_errors += 1
+        safe_call(self.observer, "on_backend_error", exc)
         now = monotonic()
         if self._disconnected_since is None:
             self._disconnected_since = now
-            log.warning("stream Redis unreachable: %s", exc)
+            log.warning("stream Redis failed, retrying: %s", exc)
         self.connected = False
         if now - self._disconnected_since > self.config.max_staleness_s:
             # Keep L1 empty while we cannot hear invalidations: count the first flush only.

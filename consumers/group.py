@@ -18,7 +18,8 @@ import redis.asyncio
 
 from cachecore._client import is_cluster
 from cachecore._io import AsyncClient, Script
-from cachecore.connection import map_redis_errors
+from cachecore.connection import is_loss_reply, map_redis_errors
+from cachecore.once import execute_once
 from consumers.entries import (
     ClaimResult,
     Entry,
@@ -33,7 +34,7 @@ from contracts.errors import GroupMissingError
 from contracts.keys import StreamKeys
 from contracts.partitions import key_slot
 
-__all__ = ["GroupMeta", "ReadResult", "StreamGroup"]
+__all__ = ["GroupMeta", "ReadResult", "StreamGroup", "is_group_lost"]
 
 #: Remove a member only if it still has no pending entries and is still idle: checked and done
 #: atomically, because XGROUP DELCONSUMER silently discards a member's pending entries.
@@ -117,25 +118,31 @@ class StreamGroup:
         ``pending=True`` reads this member's own pending entries after ``start_id`` (no block);
         otherwise new entries (``>``), blocking up to ``block_ms``.
         """
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(self.meta_key)
-        pipe.execute_command("XINFO STREAM", self.stream)
-        pipe.execute_command("XINFO GROUPS", self.stream)
         # A bytes command name: redis-py applies no reply callback (see parse_raw_read); a
-        # cluster pipeline routes by the name and needs it as text.
+        # cluster client routes by the name and needs it as text.
         clustered = self.clustered
         command: str | bytes = "XREADGROUP" if clustered else b"XREADGROUP"
         args: list[Any] = [command, "GROUP", self.group, self.consumer, "COUNT", count]
         if block_ms is not None and not pending:
             args += ["BLOCK", block_ms]
         args += ["STREAMS", self.stream, start_id if pending else ">"]
-        pipe.execute_command(*args)
+        # Sent once, never retried by the client: a second `>` would deliver other entries
+        # while the first copy's wait, unseen, in our pending list (see cachecore.once).
         with map_redis_errors(f"XREADGROUP {self.stream}", self.where):
-            meta_raw, info, groups, reply = await pipe.execute(raise_on_error=False)
+            meta_raw, info, groups, reply = await execute_once(
+                self.client,
+                [
+                    ("HGETALL", self.meta_key),
+                    ("XINFO STREAM", self.stream),
+                    ("XINFO GROUPS", self.stream),
+                    args,
+                ],
+                key=self.stream,
+            )
         meta = GroupMeta.parse(meta_raw if isinstance(meta_raw, dict) else None)
-        missing = _is_nogroup(reply)
+        missing = is_group_lost(reply)
         for result in (meta_raw, reply):
-            if isinstance(result, Exception) and not _is_nogroup(result):
+            if isinstance(result, Exception) and not is_group_lost(result):
                 with map_redis_errors(f"XREADGROUP {self.stream}", self.where):
                     raise result
         state = None
@@ -162,27 +169,26 @@ class StreamGroup:
         return [Entry(e.id, e.fields, counts.get(e.id, e.deliveries)) for e in entries]
 
     async def claim(self, cursor: str, *, min_idle_ms: int, count: int) -> ClaimResult:
+        command = ("XAUTOCLAIM", self.stream, self.group, self.consumer, min_idle_ms, cursor)
         with map_redis_errors(f"XAUTOCLAIM {self.stream}", self.where):
-            reply = await self.client.execute_command(
-                "XAUTOCLAIM",
-                self.stream,
-                self.group,
-                self.consumer,
-                min_idle_ms,
-                cursor,
-                "COUNT",
-                count,
+            (reply,) = await execute_once(
+                self.client, [(*command, "COUNT", count)], key=self.stream
             )
+            if isinstance(reply, Exception):
+                raise reply
         return parse_claim(reply)
 
     async def heartbeat(self, ids: Sequence[str]) -> None:
         """Reset the idle time of our own entries (XCLAIM to ourselves, JUSTID: no delivery)."""
         if not ids:
             return
+        command = ("XCLAIM", self.stream, self.group, self.consumer, 0, *ids, "JUSTID")
         with map_redis_errors(f"XCLAIM {self.stream}", self.where):
-            await self.client.xclaim(
-                self.stream, self.group, self.consumer, 0, list(ids), justid=True
+            (reply,) = await execute_once(
+                self.client, [command], key=self.stream, parse_justid=True
             )
+            if isinstance(reply, Exception):
+                raise reply
 
     # ---- settling -----------------------------------------------------------------------
     async def ack(self, ids: Sequence[str]) -> int:
@@ -334,5 +340,9 @@ class StreamGroup:
             await self.client.hset(self.meta_key, "served_by", run_id)
 
 
-def _is_nogroup(value: Any) -> bool:
-    return isinstance(value, redis.exceptions.ResponseError) and str(value).startswith("NOGROUP")
+def is_group_lost(value: Any) -> bool:
+    """A reply saying the group or its stream is gone: NOGROUP, or (Redis 7.0+) the UNBLOCKED
+    a read blocked on the stream gets when the key is deleted under it."""
+    if not isinstance(value, redis.exceptions.ResponseError):
+        return False
+    return is_loss_reply(str(value))

@@ -6,9 +6,10 @@ Failure policy, in one place:
   cannot help) and its namespace (or, when unknown, the whole scope) is flushed;
 * Redis unreachable while applying (``BackendUnavailable``) is not the event's fault: the plan
   is retried with capped backoff, the entries stay pending (and heartbeated) meanwhile;
-* any other failure isolates the events one by one; an event that still fails after
-  ``max_deliveries`` attempts (Redis redeliveries included) is dead-lettered and its namespace
-  flushed, because skipping an invalidation would leave stale data;
+* the credentials or the ACL refused (``AccessDenied``): raised at once, no event is at fault;
+* any other failure (an OOM cache among them) isolates the events one by one; an event that
+  still fails after ``max_deliveries`` attempts (Redis redeliveries included) is
+  dead-lettered and its namespace flushed, because skipping an invalidation would leave stale data;
 * acks go out in one XACK per batch, shielded from cancellation, and only for entries that were
   applied, ignored as foreign, or dead-lettered.
 """
@@ -31,7 +32,7 @@ from consumers.observe import ConsumerObserver, ConsumerStats, ReadSource, monot
 from consumers.plan import Delivered, Plan, coalesce
 from consumers.sinks import Sink
 from contracts.codec import DecodedEntry, decode_entries
-from contracts.errors import BackendUnavailable, EventDecodeError
+from contracts.errors import AccessDenied, BackendError, BackendUnavailable, EventDecodeError
 
 __all__ = ["BatchProcessor", "Link"]
 
@@ -44,11 +45,11 @@ FlushFn = Callable[[frozenset[str], FlushReason, str], Awaitable[None]]
 class Link:
     """Where the processor reports reachability, so health sees outages inside retry loops."""
 
-    def stream_down(self, exc: BackendUnavailable) -> None: ...
+    def stream_down(self, exc: BackendError) -> None: ...
 
     def stream_up(self) -> None: ...
 
-    def sink_down(self, exc: BackendUnavailable) -> None: ...
+    def sink_down(self, exc: BackendError) -> None: ...
 
     def sink_up(self) -> None: ...
 
@@ -153,6 +154,8 @@ class BatchProcessor:
             try:
                 if not await self._apply_with_retry(plan):
                     return []  # stopping: leave them pending for our next start
+            except AccessDenied:
+                raise  # the configuration is wrong: no event is at fault
             except Exception as exc:  # a sink's failure: isolate the event(s) at fault
                 log.warning("applying a batch of %d failed (%r); isolating events", len(ids), exc)
                 return await self._isolate(delivered)
@@ -187,6 +190,8 @@ class BatchProcessor:
                 try:
                     if not await self._apply_with_retry(coalesce([d])):
                         break
+                except AccessDenied:
+                    raise
                 except Exception as exc:  # the sink refuses this event
                     attempts += 1
                     self.stats.apply_failures += 1
@@ -208,8 +213,10 @@ class BatchProcessor:
         async def beat() -> None:
             while True:
                 await asyncio.sleep(interval)
-                with contextlib.suppress(BackendUnavailable):
+                try:
                     await self.group.heartbeat(ids)
+                except BackendError as exc:  # the entries stay ours; replay after the batch
+                    self.link.stream_down(exc)
 
         task = asyncio.ensure_future(beat())
         try:
@@ -260,6 +267,8 @@ class BatchProcessor:
             try:
                 acked = await _shielded(self.group.ack(list(ids)), self._acks)
             except BackendUnavailable as exc:
+                self.stats.backend_errors += 1
+                safe_call(self.observer, "on_backend_error", exc)
                 self.link.stream_down(exc)
                 if self.stopping():
                     log.warning(

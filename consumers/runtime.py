@@ -1,8 +1,9 @@
 """The group-mode consumer: one service's consumer group on the invalidation stream.
 
 Lifecycle (saq/dramatiq style): ``__init__`` only stores things; ``run()`` creates or checks the
-group, drains this member's own pending entries (read id ``0``) before reading ``>``, and loops
-until ``stop()``; ``stop()`` is idempotent: stop reading, let the batch in flight finish and ack
+group, drains this member's own pending entries (read id ``0``) before reading ``>`` (at start,
+and again after any stream-side failure: see :mod:`consumers.replay`), and loops until
+``stop()``; ``stop()`` is idempotent: stop reading, let the batch in flight finish and ack
 within the grace period, then cancel (acks are shielded), then give up at the hard deadline.
 Signals are the CLI's business, never this module's.
 
@@ -16,6 +17,11 @@ serving the stream's slot (its run_id differs from the one recorded in the group
 possible gap: the scope is flushed (``FlushReason.FAILOVER``). It is checked at every
 housekeeping round, at once after an outage, and whenever the client's slot map starts
 routing the stream to another node.
+
+No reply of Redis ends :meth:`Consumer.run` except :class:`~contracts.errors.AccessDenied` (a
+configuration error: NOPERM, WRONGPASS). A lost group or stream (NOGROUP, UNBLOCKED) is
+recreated and flushed; "come back later" (unreachable, LOADING, BUSY, READONLY) and any
+unexpected error reply are counted, logged and retried with capped backoff.
 """
 
 from __future__ import annotations
@@ -25,15 +31,24 @@ import logging
 from collections.abc import Collection, Sequence
 
 from cachecore._io import AsyncClient
+from cachecore.connection import drop_connections
 from consumers.config import ConsumerConfig, FlushReason
 from consumers.entries import StreamState, stream_id
 from consumers.gaps import check_gap
 from consumers.group import ReadResult, StreamGroup
 from consumers.observe import ConsumerObserver, ConsumerStats, Health, monotonic, safe_call
 from consumers.processing import BatchProcessor, Link
+from consumers.replay import ReplayDue
 from consumers.retention import trim_acknowledged
 from consumers.sinks import Sink
-from contracts.errors import BackendUnavailable, ConsumerError, GroupMissingError
+from contracts.errors import (
+    AccessDenied,
+    BackendError,
+    BackendUnavailable,
+    ConsumerError,
+    GroupMissingError,
+    NotPrimary,
+)
 from contracts.keys import StreamKeys
 
 __all__ = ["Consumer"]
@@ -81,7 +96,9 @@ class Consumer:
         self._sink_failing_since: float | None = None
         self._group_present = False
         self._group_seen = False
-        self._pending_drained = False
+        self._lost: FlushReason | None = None  # the group is gone: recreate before reading
+        #: Own pending entries to replay (id 0) before reading new ones (>).
+        self.replay = ReplayDue()
         self._state: StreamState | None = None
         self._run_id: str | None = None
         self._serving: str | None = None
@@ -96,21 +113,28 @@ class Consumer:
             raise ConsumerError("this consumer is already running")
         self._task = asyncio.current_task()
         self._stopping = False
-        self._pending_drained = False  # every (re)start replays this member's pending entries
+        self.replay.owe("start", again=False)  # every (re)start replays our pending entries
         block_ms = min(self.config.block_ms, 100) if until_idle else self.config.block_ms
         try:
             while not self._stopping:
                 try:
-                    if not self._pending_drained:
+                    if self._lost is not None:
+                        await self._recover(self._lost)
+                        continue
+                    if self.replay.due:
                         await self._drain_own_pending()
                         continue
                     progressed = await self._iteration(block_ms)
                     if until_idle and not progressed:
                         return
                 except GroupMissingError:
-                    await self._recover(FlushReason.GROUP_LOST)
-                except BackendUnavailable as exc:
-                    await self._unavailable(exc)
+                    self._lost = FlushReason.GROUP_LOST
+                    self.replay.owe("group lost")
+                except AccessDenied:
+                    raise  # a configuration error: retrying cannot help
+                except BackendError as exc:
+                    self.replay.owe("stream error")
+                    await self._failed(exc)
         finally:
             self._heartbeat = monotonic()
             self._task = None
@@ -160,13 +184,16 @@ class Consumer:
             self._next_housekeeping = monotonic() + self.config.claim_interval_s
         started = monotonic()
         result = await self.group.read(count=self.config.count, block_ms=block_ms)
+        self.replay.read_new()
         read = (started, monotonic())
         await self._after_read(result, "new")
         await self.processor.process(result.entries, "new", read)
         return progressed or bool(result.entries)
 
     async def _drain_own_pending(self) -> None:
-        """At start: our own pending entries first (a restarted member never misses them)."""
+        """Our own pending entries first: at start (a restarted member never misses them), and
+        after a failure (a read whose reply was lost delivered its entries to us anyway)."""
+        token = self.replay.begin()
         start = "0"
         while not self._stopping:
             started = monotonic()
@@ -180,7 +207,9 @@ class Consumer:
             entries = await self.group.pending_deliveries(entries)
             await self.processor.process(entries, "pending", (started, monotonic()))
             start = entries[-1].id
-        self._pending_drained = True
+        else:
+            return  # stopping: the next start replays what is left
+        self.replay.settle(token)
 
     async def _after_read(self, result: ReadResult, source: str) -> None:
         self._mark_connected()
@@ -217,11 +246,13 @@ class Consumer:
         covered by it and everything after is read by the new group.
         """
         self._group_present = False
+        self._lost = reason
         epoch = await self.group.create()
         await self._flush(self.config.namespaces, reason, "consumer group (re)created")
         await self.group.mark_synced(epoch, reason=None, deficit=0)
         self._group_present = self._group_seen = True
-        self._pending_drained = False
+        self._lost = None
+        self.replay.owe("group recreated", again=False)
 
     async def _claim_round(self) -> int:
         claimed = 0
@@ -254,6 +285,7 @@ class Consumer:
         if self.group.clustered:
             await self._check_failover(run_id)
         elif self._run_id is not None and run_id != self._run_id:
+            self.replay.owe("server restarted")
             await self._server_changed()
         self._run_id = run_id
         if self.config.remove_idle_members_after_s > 0:
@@ -313,12 +345,19 @@ class Consumer:
                 for sink in self.sinks:
                     await sink.flush(scope, reason)
                 break
-            except BackendUnavailable as exc:
+            except AccessDenied:
+                raise
+            except BackendError as exc:
+                # Never given up: without the flush, values the lost entries invalidate would
+                # be served (an OOM cache refuses the generation bump until memory frees).
                 if self._stopping:
                     raise
-                log.warning("flush (%s) failed, cache unreachable (%s); retrying", reason, exc)
+                self.stats.backend_errors += 1
+                log.warning("flush (%s) failed (%s); retrying", reason, exc)
+                self.processor.link.sink_down(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.backoff_cap_s)
+        self.processor.link.sink_up()
         self.stats.flushes[reason.value] += 1
         self.stats.last_flush_reason = reason.value
         self.stats.last_flush_at = monotonic()
@@ -332,7 +371,9 @@ class Consumer:
         safe_call(self.observer, "on_flush", reason, scope, detail)
         try:
             await self.group.mark_synced(None, reason=reason.value)
-        except BackendUnavailable:
+        except AccessDenied:
+            raise
+        except BackendError:
             pass  # bookkeeping for `cachebus status` only
 
     # ---- health -------------------------------------------------------------------------
@@ -341,18 +382,28 @@ class Consumer:
         self._disconnected_since = None
         self._heartbeat = monotonic()
 
-    def _mark_disconnected(self, exc: BackendUnavailable) -> None:
+    def _mark_disconnected(self, exc: BackendError) -> None:
         if self._connected or self._disconnected_since is None:
-            log.warning("stream Redis unreachable: %s", exc)
+            if isinstance(exc, BackendUnavailable):
+                log.warning("stream Redis unreachable: %s", exc)
+            else:
+                log.warning("stream Redis answered an unexpected error, retrying: %s", exc)
             self._disconnected_since = monotonic()
         self._connected = False
         self._heartbeat = monotonic()
 
-    async def _unavailable(self, exc: BackendUnavailable) -> None:
+    async def _failed(self, exc: BackendError) -> None:
+        """A read, claim, ack or housekeeping call failed: count, back off, then go on.
+
+        Unavailable (down, LOADING, BUSY) and unexpected error replies alike: the loop is
+        never left for them, and the caller owes a replay of our pending entries.
+        """
         self.stats.backend_errors += 1
         self._next_housekeeping = 0.0  # after an outage, check the server first
         safe_call(self.observer, "on_backend_error", exc)
         self._mark_disconnected(exc)
+        if isinstance(exc, NotPrimary):
+            await drop_connections(self.group.client)
         outage = monotonic() - (self._disconnected_since or monotonic())
         delay = min(self.config.backoff_base_s * 2 ** min(outage, 10), self.config.backoff_cap_s)
         await asyncio.sleep(delay)
@@ -367,8 +418,8 @@ class Consumer:
             reasons.append("not connected to the stream Redis")
         if not self._group_present:
             reasons.append("consumer group not present")
-        if not self._pending_drained:
-            reasons.append("own pending entries not drained yet")
+        if self.replay.blocks_readiness:
+            reasons.append(f"own pending entries not replayed yet ({self.replay.reason})")
         if self._sink_failing_since is not None:
             reasons.append("the cache cannot be reached to apply invalidations")
         if lag is not None and lag > self.config.lag_budget:
@@ -385,7 +436,7 @@ class Consumer:
             not reasons,
             self._connected,
             self._group_present,
-            self._pending_drained,
+            not self.replay.blocks_readiness,
             lag,
             pending,
             tuple(reasons),
@@ -397,13 +448,14 @@ class _RuntimeLink(Link):
     def __init__(self, consumer: Consumer) -> None:
         self.consumer = consumer
 
-    def stream_down(self, exc: BackendUnavailable) -> None:
+    def stream_down(self, exc: BackendError) -> None:
+        self.consumer.replay.owe("ack or heartbeat failed")
         self.consumer._mark_disconnected(exc)
 
     def stream_up(self) -> None:
         self.consumer._mark_connected()
 
-    def sink_down(self, exc: BackendUnavailable) -> None:
+    def sink_down(self, exc: BackendError) -> None:
         if self.consumer._sink_failing_since is None:
             log.warning("cache unreachable while applying invalidations: %s", exc)
             self.consumer._sink_failing_since = monotonic()

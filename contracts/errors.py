@@ -9,9 +9,11 @@ boundary each and chained as ``__cause__``::
     ├── ContractError             an event broke a contract rule (``.rule`` names it)
     │   └── EventDecodeError      a stream entry could not be read as an event
     ├── CodecError                a cache value is corrupt, truncated or oversize
-    ├── BackendError              Redis answered with an error (NOPERM, OOM, WRONGTYPE, ...)
-    │   ├── GroupMissingError     NOGROUP: the stream or the consumer group is gone
-    │   └── BackendUnavailable    Redis could not be reached in time; retryable
+    ├── BackendError              Redis answered with an error (OOM, WRONGTYPE, ...)
+    │   ├── AccessDenied          NOPERM, WRONGPASS: the credentials or the ACL; fix them
+    │   ├── GroupMissingError     NOGROUP, UNBLOCKED: the stream or the consumer group is gone
+    │   └── BackendUnavailable    Redis could not be reached in time, or said later; retryable
+    │       ├── NotPrimary        READONLY: a replica now (a failover); reconnect, then retry
     │       └── CircuitOpenError  the circuit breaker is open; Redis is not even tried
     ├── PublishError              an event may not have been appended (``.ambiguous``)
     ├── ConsumerError             the consumer runtime cannot go on
@@ -24,6 +26,7 @@ with those names and we must never add to the confusion.
 from __future__ import annotations
 
 __all__ = [
+    "AccessDenied",
     "BackendError",
     "BackendUnavailable",
     "CachebusError",
@@ -34,6 +37,7 @@ __all__ = [
     "ContractError",
     "EventDecodeError",
     "GroupMissingError",
+    "NotPrimary",
     "OutboxError",
     "PublishError",
 ]
@@ -75,15 +79,30 @@ class BackendError(CachebusError):
     """Redis answered with an error. Not retryable as such: the request itself is refused."""
 
 
+class AccessDenied(BackendError):
+    """Redis refused the credentials (WRONGPASS) or the ACL user lacks a right (NOPERM).
+
+    A configuration error, never retried: the same request is refused again until someone
+    fixes the URL's user and password or the ACL. A consumer stops on it with one clear line.
+    """
+
+
 class GroupMissingError(BackendError):
-    """NOGROUP: the stream or the consumer group does not exist (lost, evicted or deleted)."""
+    """The stream or the consumer group does not exist (lost, evicted or deleted): NOGROUP, or
+    UNBLOCKED when the stream is deleted under a blocked read."""
 
 
 class BackendUnavailable(BackendError):
-    """Redis could not be reached, or did not answer within the configured timeout.
+    """Redis could not be reached, did not answer within the configured timeout, or said to
+    come back later (LOADING its dataset, BUSY running a script, READONLY: a replica now).
 
     For a write, a timeout is ambiguous: the command may have been applied.
     """
+
+
+class NotPrimary(BackendUnavailable):
+    """READONLY: the server is a replica now (after a failover). Drop the connections, connect
+    again (a name may resolve to the new primary), then retry."""
 
 
 class CircuitOpenError(BackendUnavailable):

@@ -8,6 +8,19 @@ No Toxiproxy, netem or iptables exist on these machines, so faults on the wire c
 * ``delay(ms)``   forward everything ``ms`` milliseconds late;
 * ``heal()``      forward normally again.
 
+With ``resp=True`` the proxy also reads the Redis protocol, so a fault can be timed against one
+chosen command instead of landing at random (see :mod:`cachebus.testing.faults`):
+
+* ``on_command(name, action, ...)`` acts on the next command(s) named ``name`` (and matching
+  ``when``): ``"reset_before"`` resets the connection instead of sending it (the server never
+  runs it); ``"hold_request"`` keeps it (and every later command of that connection) until
+  ``release()``; ``"reset_after"`` lets the server run it and resets the connection instead of
+  forwarding its reply; ``"drop_reply"`` swallows its reply and every later one on that
+  connection (the client times out); ``"hold"`` keeps its reply and every later one until
+  ``release()``. ``refuse_s`` then refuses new connections for that long.
+* ``refuse(seconds)`` refuses new connections for that long (existing ones go on);
+* ``commands`` logs every command forwarded, for tests to count (``count(name, ...)``).
+
 The proxy runs its own event loop in a daemon thread, so sync and async tests drive it the same
 way, and a test's own loop being blocked never stalls the proxy.
 """
@@ -17,18 +30,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["FaultProxy", "ProxyMode"]
+from cachebus.testing.faults import CommandFault, FaultAction, RespConnection
+
+__all__ = ["CommandFault", "FaultAction", "FaultProxy", "ProxyMode"]
 
 ProxyMode = Literal["pass", "cut", "blackhole"]
 T = TypeVar("T")
 
 
 class FaultProxy:
-    def __init__(self, target_host: str, target_port: int, *, listen_port: int = 0) -> None:
+    def __init__(
+        self, target_host: str, target_port: int, *, listen_port: int = 0, resp: bool = False
+    ) -> None:
         self.target_host = target_host
         self.target_port = target_port
         self._listen_port = listen_port
@@ -44,6 +62,14 @@ class FaultProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self.resp = resp
+        self.faults: list[CommandFault] = []
+        #: (monotonic time, arguments) of every command forwarded (with ``resp=True``).
+        self.commands: list[tuple[float, tuple[bytes, ...]]] = []
+        self.commands_held: list[tuple[bytes, ...]] = []  # kept by a "hold_request" fault
+        self.refuse_until = 0.0  # time.monotonic(); new connections are reset before it
+        self.connections_refused = 0
+        self._resp_conns: set[RespConnection] = set()
 
     # ---- control (any thread) ------------------------------------------------------------
     def start(self) -> FaultProxy:
@@ -69,7 +95,47 @@ class FaultProxy:
 
     def heal(self) -> None:
         self.delay_s = 0.0
+        self.refuse_until = 0.0
         self._call(self._set_mode("pass"))
+
+    def refuse(self, seconds: float) -> None:
+        """Reset every new connection for ``seconds`` (the ones open now go on)."""
+        self.refuse_until = time.monotonic() + seconds
+
+    def on_command(
+        self,
+        name: str,
+        action: FaultAction,
+        *,
+        when: Callable[[list[bytes]], bool] | None = None,
+        refuse_s: float = 0.0,
+        times: int = 1,
+        then: FaultAction | None = None,
+    ) -> CommandFault:
+        """Act on the next ``times`` commands named ``name`` for which ``when(args)`` holds.
+
+        ``then`` (with ``"hold_request"``): what to do with the reply once the held command
+        was released and run (``"reset_after"``: the server ran it, the client never hears).
+        """
+        if not self.resp:
+            raise RuntimeError("on_command needs FaultProxy(..., resp=True)")
+        fault = CommandFault(name.upper().encode(), action, when, refuse_s, times, self, then)
+        self._call(self._add_fault(fault))
+        return fault
+
+    def release(self) -> None:
+        """Send what ``"hold_request"`` and ``"hold"`` faults kept (commands to the server,
+        replies to the client), in order."""
+        self._call(self._release())
+
+    def count(self, name: str, when: Callable[[list[bytes]], bool] | None = None) -> int:
+        """How many commands named ``name`` (and matching ``when``) were forwarded so far."""
+        wanted = name.upper().encode()
+        return sum(
+            1
+            for _, args in list(self.commands)
+            if args and args[0].upper() == wanted and (when is None or when(list(args)))
+        )
 
     def close(self) -> None:
         if self._closed:
@@ -95,6 +161,16 @@ class FaultProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self._listen_port)
         self.port = self._server.sockets[0].getsockname()[1]
 
+    async def _add_fault(self, fault: CommandFault) -> None:
+        self.faults.append(fault)
+
+    async def _release(self) -> None:
+        for conn in list(self._resp_conns):
+            conn.release()
+
+    def refusing(self) -> bool:
+        return time.monotonic() < self.refuse_until
+
     async def _set_mode(self, mode: ProxyMode) -> None:
         self.mode = mode
         if mode == "cut":
@@ -115,7 +191,8 @@ class FaultProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections_accepted += 1
-        if self.mode == "cut":
+        if self.mode == "cut" or self.refusing():
+            self.connections_refused += 1
             writer.transport.abort()
             return
         self._writers.add(writer)
@@ -127,11 +204,22 @@ class FaultProxy:
             return
         self._writers.add(up_writer)
         pair = (writer, up_writer)
-        t1 = asyncio.ensure_future(self._pipe(reader, up_writer, pair))
-        t2 = asyncio.ensure_future(self._pipe(up_reader, writer, pair))
+        if self.resp:
+            conn = RespConnection(self, writer, up_writer)
+            self._resp_conns.add(conn)
+            t1 = asyncio.ensure_future(conn.pipe_commands(reader))
+            t2 = asyncio.ensure_future(conn.pipe_replies(up_reader))
+            t2.add_done_callback(lambda _: self._resp_conns.discard(conn))
+        else:
+            t1 = asyncio.ensure_future(self._pipe(reader, up_writer, pair))
+            t2 = asyncio.ensure_future(self._pipe(up_reader, writer, pair))
         for task in (t1, t2):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def forget(self, *writers: asyncio.StreamWriter) -> None:
+        for w in writers:
+            self._writers.discard(w)
 
     async def _pipe(
         self,

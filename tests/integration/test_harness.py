@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -218,3 +219,105 @@ def test_redis_url_fixture_answers(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     assert client.ping()
     client.close()
+
+
+# ---- the RESP-aware proxy: faults timed against one command ---------------------------------
+@pytest.fixture
+def resp_proxy(redis_server: RedisServer) -> Iterator[FaultProxy]:
+    with FaultProxy(redis_server.host, redis_server.port, resp=True) as proxy:
+        yield proxy
+
+
+def _through(proxy: FaultProxy, server: RedisServer, timeout: float = 2) -> redis.Redis:
+    return redis.Redis.from_url(proxy.url_for(server.url), retry=None, socket_timeout=timeout)
+
+
+def test_resp_framing_finds_message_ends_and_command_args() -> None:
+    from cachebus.testing.resp import command_args, message_end
+
+    reply = b"*2\r\n$3\r\nabc\r\n*1\r\n:5\r\n+OK\r\n"
+    assert message_end(reply) == len(reply) - 5
+    assert message_end(reply, len(reply) - 5) == len(reply)
+    assert message_end(reply[:-8]) is None  # cut inside the nested array
+    assert message_end(b"$-1\r\n") == 5 and message_end(b"*-1\r\n") == 5
+    assert message_end(b"%1\r\n+a\r\n:1\r\n_\r\n") == 12  # RESP3 map
+    assert message_end(b"$5\r\nab") is None
+    assert command_args(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv\n\r\n") == [b"SET", b"k", b"v\n"]
+    assert command_args(b"PING\r\n") == [b"PING"]
+
+
+def test_proxy_resets_after_the_server_ran_the_chosen_command(
+    redis_server: RedisServer, resp_proxy: FaultProxy
+) -> None:
+    client = _through(resp_proxy, redis_server)
+    direct = redis_server.client()
+    fault = resp_proxy.on_command("INCRBY", "reset_after", when=lambda a: a[1] == b"n")
+    client.incr("other")  # not chosen: passes
+    with pytest.raises(redis.ConnectionError):
+        client.incr("n")
+    assert fault.fired.is_set() and fault.args == [b"INCRBY", b"n", b"1"]
+    assert direct.get("n") == b"1"  # the server ran it; only the reply was lost
+    assert client.incr("n") == 2  # one fault, one time: the next passes
+    assert resp_proxy.count("INCRBY") == 3
+    client.close()
+    direct.close()
+
+
+def test_proxy_resets_before_sending_and_then_refuses_for_a_while(
+    redis_server: RedisServer, resp_proxy: FaultProxy
+) -> None:
+    client = _through(resp_proxy, redis_server)
+    direct = redis_server.client()
+    fault = resp_proxy.on_command("SET", "reset_before", refuse_s=0.5)
+    with pytest.raises(redis.ConnectionError):
+        client.set("k", "v")
+    assert direct.get("k") is None  # never reached the server
+    with pytest.raises(redis.ConnectionError):
+        client.ping()  # refused while the window lasts
+    assert resp_proxy.connections_refused >= 1
+    assert fault.healed_at is not None
+    while time.monotonic() < fault.healed_at + 0.05:
+        time.sleep(0.02)
+    assert client.ping()
+    client.close()
+    direct.close()
+
+
+def test_proxy_drops_or_holds_a_reply(redis_server: RedisServer, resp_proxy: FaultProxy) -> None:
+    client = _through(resp_proxy, redis_server, timeout=0.3)
+    resp_proxy.on_command("GET", "drop_reply")
+    with pytest.raises(redis.TimeoutError):
+        client.get("k")
+    client.close()
+    slow = _through(resp_proxy, redis_server, timeout=5)
+    fault = resp_proxy.on_command("ECHO", "hold")
+    pipe = slow.pipeline(transaction=False)
+    pipe.echo("first").echo("second")
+    results: list[object] = []
+    thread = threading.Thread(target=lambda: results.extend(pipe.execute()))
+    thread.start()
+    assert fault.fired.wait(2)
+    time.sleep(0.1)  # a hold really holds: nothing arrives (a bounded check, not a wait)
+    assert results == []
+    resp_proxy.release()
+    thread.join(5)
+    assert results == [b"first", b"second"]
+    slow.close()
+
+
+def test_proxy_holds_a_request_until_released(
+    redis_server: RedisServer, resp_proxy: FaultProxy
+) -> None:
+    client = _through(resp_proxy, redis_server, timeout=5)
+    direct = redis_server.client()
+    fault = resp_proxy.on_command("SET", "hold_request")
+    thread = threading.Thread(target=lambda: client.set("k", "held"))
+    thread.start()
+    assert fault.fired.wait(2)
+    direct.set("k", "direct")  # runs first: the held SET has not reached the server
+    assert resp_proxy.count("SET") == 0
+    resp_proxy.release()
+    thread.join(5)
+    assert direct.get("k") == b"held" and resp_proxy.count("SET") == 1
+    client.close()
+    direct.close()

@@ -153,9 +153,10 @@ def test_no_password_in_the_output_of_cachebus_publish(deployment: Deployment) -
 def test_no_password_in_the_output_of_cachebus_consume_at_debug(deployment: Deployment) -> None:
     outputs: list[str] = []
     base = ["consume", "--service", "bot", "--namespaces", "positions", "--log-level", "DEBUG"]
-    # A wrong password: the sidecar exits at once with an error that names no secret.
+    # A wrong password: the sidecar exits at once, as a configuration error (2), with an error
+    # that names no secret.
     wrong = _cli(*base, "--redis-url", deployment.url("bot", password=WRONG))
-    assert wrong.returncode == 1 and "authentication" in wrong.stderr
+    assert wrong.returncode == 2 and "authentication" in wrong.stderr
     outputs += [wrong.stdout, wrong.stderr]
     # A working sidecar, configured through the environment, logs at DEBUG until SIGTERM.
     proc = subprocess.Popen(
