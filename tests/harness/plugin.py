@@ -11,6 +11,7 @@ starts a private ``redis-server`` on a free port and ends it by pid at teardown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import socket
@@ -42,6 +43,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # collection makes the per-test collection cheap (~2 ms instead of ~25 ms).
     gc.collect()
     gc.freeze()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    # A failure's traceback keeps the test's locals (clients, processes, files) alive until
+    # pytest drops it, after this test: their finalisers then blame the next test. Once the
+    # report is written, free them, so the teardown collection below names this test.
+    if call.excinfo is not None and not item.config.getoption("usepdb", False):
+        for frame, _ in traceback.walk_tb(call.excinfo.tb):
+            with contextlib.suppress(RuntimeError):  # a frame still running keeps its locals
+                frame.clear()
+                # The traceback's rendering materialised f_locals; clear() leaves that dict.
+                frame.f_locals.clear()
+    return report
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
