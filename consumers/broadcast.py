@@ -22,6 +22,7 @@ from typing import Any
 import redis.asyncio
 
 from cachecore._client import is_cluster
+from cachecore._tasks import cancel_and_wait
 from cachecore.connection import map_redis_errors
 from consumers.config import BroadcastConfig, FlushReason
 from consumers.entries import (
@@ -107,8 +108,7 @@ class BroadcastConsumer:
             return
         done, _ = await asyncio.wait({task}, timeout=self.config.grace_period_s)
         if not done:
-            task.cancel()
-            await asyncio.wait({task}, timeout=1.0)
+            await cancel_and_wait(task, within=1.0)
 
     async def _iteration(self, block_ms: int) -> int:
         clustered = is_cluster(self.client)

@@ -31,6 +31,7 @@ import logging
 from collections.abc import Collection, Sequence
 
 from cachecore._io import AsyncClient
+from cachecore._tasks import cancel_and_wait
 from cachecore.connection import drop_connections
 from consumers.config import ConsumerConfig, FlushReason
 from consumers.entries import StreamState, stream_id
@@ -154,10 +155,8 @@ class Consumer:
                     "consumer %s did not stop within the grace period; cancelling",
                     self.config.consumer,
                 )
-                task.cancel()
                 rest = self.config.hard_deadline_s - self.config.grace_period_s
-                done, _ = await asyncio.wait({task}, timeout=max(rest, 0.1))
-                if not done:
+                if not await cancel_and_wait(task, within=max(rest, 0.1)):
                     log.error(
                         "consumer %s still running at the hard deadline", self.config.consumer
                     )

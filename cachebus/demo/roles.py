@@ -37,6 +37,7 @@ from cachebus.demo.spec import Spec, write_stats
 from cachebus.demo.tracefile import JsonLinesSpanExporter
 from cachebus.demo.world import SERVICES, WorldShape
 from cachecore import Cache, CacheConfig, LocalCache
+from cachecore._tasks import cancel_and_wait
 from cachecore.connection import RedisSettings, create_async_pool
 from consumers import (
     BroadcastConfig,
@@ -354,8 +355,7 @@ async def service(spec: Spec, name: str) -> None:
     await group.stop()
     await broadcast.stop()
     for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(task, within=5.0)
     applied.file.close()
     await db.close()
     await stream.aclose()

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from cachecore._tasks import cancel_and_wait
 from contracts.errors import (
     BackendUnavailable,
     ConfigError,
@@ -166,8 +167,8 @@ class OutboxRelay:
             return
         done, _ = await asyncio.wait({task}, timeout=self.config.grace_period_s)
         if not done:
-            task.cancel()  # its rows stay unsent; the next relay publishes them again
-            await asyncio.wait({task}, timeout=self.config.grace_period_s)
+            # Its rows stay unsent; the next relay publishes them again.
+            await cancel_and_wait(task, within=self.config.grace_period_s)
 
     async def _maybe_purge(self) -> None:
         after = self.config.purge_sent_after_s

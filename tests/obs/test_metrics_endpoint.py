@@ -87,6 +87,11 @@ async def test_the_sidecar_exposes_consumer_and_cache_metrics_in_prometheus_form
         assert get(port, "/healthz")[0] == 200
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
         log.close()
         await client.aclose()
+    assert code == 0, (tmp_path / "sidecar.log").read_text()[-3000:]
