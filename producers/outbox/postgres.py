@@ -135,11 +135,13 @@ class PostgresOutbox(OutboxStore):
 
     async def wait_for_rows(self, seconds: float) -> None:
         """Return at the next NOTIFY for this stream, or after ``seconds``."""
-        waiter = asyncio.ensure_future(self._wake.wait())
-        done, _ = await asyncio.wait({waiter}, timeout=seconds)
-        if not done:
-            waiter.cancel()
-        self._wake.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._wake.clear()
 
     @contextlib.asynccontextmanager
     async def _mapped(self, what: str) -> AsyncIterator[None]:

@@ -94,6 +94,8 @@ class OutboxRelay:
         self.stats = RelayStats()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        #: Set by stop(): an idle relay wakes at once instead of at the end of its poll.
+        self._stop_requested: asyncio.Event | None = None
         self._next_purge = 0.0
 
     async def relay_once(self) -> int:
@@ -136,6 +138,7 @@ class OutboxRelay:
         """Relay until :meth:`stop` (or, with ``until_empty``, until no row is left)."""
         self._task = asyncio.current_task()
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         delay = self.config.backoff_base_s
         try:
             while not self._stopping:
@@ -152,7 +155,7 @@ class OutboxRelay:
                     if handled == 0:
                         if until_empty:
                             return
-                        await self.store.wait_for_rows(self.config.poll_interval_s)
+                        await self._idle(self.config.poll_interval_s)
                     continue
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.backoff_cap_s)
@@ -162,6 +165,8 @@ class OutboxRelay:
     async def stop(self) -> None:
         """Finish the batch in flight (within the grace period), then stop. Idempotent."""
         self._stopping = True
+        if self._stop_requested is not None:
+            self._stop_requested.set()
         task = self._task
         if task is None or task.done() or task is asyncio.current_task():
             return
@@ -169,6 +174,18 @@ class OutboxRelay:
         if not done:
             # Its rows stay unsent; the next relay publishes them again.
             await cancel_and_wait(task, within=self.config.grace_period_s)
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait for new rows (or ``seconds``), but return at once when asked to stop: an idle
+        PostgreSQL relay waits seconds for a NOTIFY, longer than a stop may take."""
+        assert self._stop_requested is not None
+        rows = asyncio.ensure_future(self.store.wait_for_rows(seconds))
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait({rows, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(rows)
+            await cancel_and_wait(stop)
 
     async def _maybe_purge(self) -> None:
         after = self.config.purge_sent_after_s

@@ -187,6 +187,20 @@ async def test_an_idle_relay_wakes_for_a_committed_row(
         await task
 
 
+async def test_an_idle_relay_stops_without_waiting_out_its_poll(
+    backend: Backend, producer: Producer
+) -> None:
+    async with backend.store() as store:
+        # A poll far longer than the grace period: a relay that waited it out would be
+        # cancelled at the grace period, and awaiting it would raise CancelledError.
+        relay = OutboxRelay(store, producer, RelayConfig(poll_interval_s=60.0))
+        task = asyncio.create_task(relay.run())
+        await asyncio.sleep(0.2)  # idle, waiting for rows
+        await relay.stop()
+        await task  # ended by itself
+        assert not task.cancelled()
+
+
 async def test_rows_sent_long_ago_are_purged(backend: Backend, producer: Producer) -> None:
     await add_changes(backend, 12)
     async with backend.store() as store:
