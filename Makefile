@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-LIBS := contracts cachecore producers consumers cachebus
+LIBS := cachebus
 
 .PHONY: test lint typecheck pytest demo clean test-repeat
 

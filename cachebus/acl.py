@@ -1,7 +1,7 @@
 """Least-privilege Redis ACL users for a cachebus deployment, generated from the key registry.
 
-Every key pattern below comes from :class:`contracts.keys.StreamKeys` and
-:class:`contracts.keys.KeySpace`, never from a format string of its own, so the ACL cannot
+Every key pattern below comes from :class:`cachebus.contracts.keys.StreamKeys` and
+:class:`cachebus.contracts.keys.KeySpace`, never from a format string of its own, so the ACL cannot
 drift from the keys the code uses (``tests/infra`` also checks the committed
 ``infra/redis/users.acl`` against :func:`render_acl`).
 
@@ -30,8 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.errors import ConfigError
-from contracts.keys import KeySpace, StreamKeys, glob_match, validate_name
+from cachebus.contracts.errors import ConfigError
+from cachebus.contracts.keys import KeySpace, StreamKeys, glob_match, validate_name
 
 __all__ = [
     "DEFAULT_LAYOUT",
@@ -49,7 +49,7 @@ __all__ = [
 # error; AUTH is always allowed.
 _CONNECT = ("+ping", "+hello", "+select", "+client|setname")
 _CACHE = ("+get", "+getex", "+mget", "+set", "+unlink", "+del", "+incr", "+scan", "+dbsize")
-# The get_or_set lease index (a sorted set per namespace, see cachecore.leases): the lease
+# The get_or_set lease index (a sorted set per namespace, see cachebus.core.leases): the lease
 # scripts keep it (ZADD, ZREMRANGEBYSCORE, ZSCORE, ZREM, PTTL, PEXPIRE, TIME) and a pattern
 # invalidation finds the leases to void in it (ZSCAN).
 _LEASES = (

@@ -23,7 +23,7 @@ from cachebus.acl import (
     load_or_create_secrets,
     render_acl,
 )
-from contracts.errors import CachebusError
+from cachebus.contracts.errors import CachebusError
 
 __all__ = ["acl_app"]
 

@@ -18,7 +18,7 @@ import typer
 
 from cachebus.bench._report import emit
 from cachebus.consistency import FAULTS, CheckConfig, Report, run_check
-from contracts.errors import CachebusError, ConfigError
+from cachebus.contracts.errors import CachebusError, ConfigError
 
 __all__ = ["check"]
 

@@ -18,11 +18,11 @@ from typing import Any
 import redis
 import typer
 
-from cachecore import Dictionary, RedisSettings, ValueCodec, create_sync_pool
-from cachecore.connection import map_redis_errors
-from cachecore.dictionary import DEFAULT_DICTIONARY_SIZE
-from contracts.errors import CachebusError, CodecError, ConfigError
-from contracts.keys import DEFAULT_REGISTRY, KeySpace
+from cachebus.contracts.errors import CachebusError, CodecError, ConfigError
+from cachebus.contracts.keys import DEFAULT_REGISTRY, KeySpace
+from cachebus.core import Dictionary, RedisSettings, ValueCodec, create_sync_pool
+from cachebus.core.connection import map_redis_errors
+from cachebus.core.dictionary import DEFAULT_DICTIONARY_SIZE
 
 __all__ = ["codec_app", "read_file_samples", "read_redis_samples"]
 

@@ -2,7 +2,8 @@
 
 Exit codes: 0 after a stop by signal, 2 for a configuration error (a bad setting, or Redis
 refusing the credentials or an ACL right: ``AccessDenied``), 130 on a forced second signal.
-No other reply of Redis ends the process: the consumer retries it (see ``consumers.runtime``).
+No other reply of Redis ends the process: the consumer retries it (see
+``cachebus.consumers.runtime``).
 
 Signals live here and only here: the first SIGTERM or SIGINT stops gracefully (finish and ack
 the batch in flight, within the grace period); a second one exits at once (its entries stay
@@ -23,13 +24,7 @@ import redis.asyncio
 import typer
 from pydantic import ValidationError
 
-from cachebus.health_server import HealthServer
-from cachebus.metrics_endpoint import MetricsSampler, PrometheusEndpoint
-from cachebus.settings import CachebusSettings
-from cachecore import Cache, CacheConfig
-from cachecore._io import AsyncClient
-from cachecore.connection import RedisSettings, create_async_cluster, create_async_pool
-from consumers import (
+from cachebus.consumers import (
     CacheHealthMetrics,
     CompositeObserver,
     Consumer,
@@ -40,8 +35,14 @@ from consumers import (
     RedisCacheSink,
     TracingObserver,
 )
-from contracts.errors import AccessDenied, CachebusError, ConfigError
-from contracts.keys import KeySpace, StreamKeys
+from cachebus.contracts.errors import AccessDenied, CachebusError, ConfigError
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache, CacheConfig
+from cachebus.core._io import AsyncClient
+from cachebus.core.connection import RedisSettings, create_async_cluster, create_async_pool
+from cachebus.health_server import HealthServer
+from cachebus.metrics_endpoint import MetricsSampler, PrometheusEndpoint
+from cachebus.settings import CachebusSettings
 
 __all__ = ["EXIT_CONFIG", "EXIT_KILLED", "EXIT_OK", "consume"]
 

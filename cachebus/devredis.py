@@ -28,8 +28,8 @@ from urllib.parse import quote
 import redis
 
 from cachebus.acl import DEFAULT_LAYOUT, AclLayout, load_or_create_secrets, render_acl
+from cachebus.contracts.errors import ConfigError
 from cachebus.testing.server import find_redis_server
-from contracts.errors import ConfigError
 
 __all__ = [
     "ROLES",

@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 
 from cachebus.acl import AclLayout, ServiceGrant
+from cachebus.contracts.errors import CachebusError
 from cachebus.devredis import DevRedisConfig, running, start, stop
-from contracts.errors import CachebusError
 
 __all__ = ["dev_redis_app"]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import orjson
 
-from consumers import Health
+from cachebus.consumers import Health
 
 __all__ = ["HealthServer"]
 

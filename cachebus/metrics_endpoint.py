@@ -16,11 +16,11 @@ import asyncio
 import logging
 from typing import Any
 
-from cachecore import Cache
-from cachecore._io import AsyncClient
-from cachecore._tasks import cancel_and_wait
-from consumers import CacheHealthMetrics, ConsumerMetrics, pending_summary
-from contracts.errors import BackendError, ConfigError
+from cachebus.consumers import CacheHealthMetrics, ConsumerMetrics, pending_summary
+from cachebus.contracts.errors import BackendError, ConfigError
+from cachebus.core import Cache
+from cachebus.core._io import AsyncClient
+from cachebus.core._tasks import cancel_and_wait
 
 __all__ = ["MetricsSampler", "PrometheusEndpoint"]
 

@@ -22,11 +22,11 @@ import sys
 
 import typer
 
-from cachecore.connection import RedisSettings
-from contracts.errors import CachebusError, ConfigError
-from contracts.keys import StreamKeys
-from producers import Producer
-from producers.outbox import (
+from cachebus.contracts.errors import CachebusError, ConfigError
+from cachebus.contracts.keys import StreamKeys
+from cachebus.core.connection import RedisSettings
+from cachebus.producers import Producer
+from cachebus.producers.outbox import (
     OutboxRelay,
     OutboxStore,
     RelayConfig,

@@ -18,13 +18,13 @@ from typing import Any
 
 import typer
 
-from cachecore.connection import RedisSettings
-from contracts.codec import FIELD, encode_payload
-from contracts.errors import ConfigError, ContractError, PublishError
-from contracts.factory import EventFactory, split_ids
-from contracts.keys import DEFAULT_REGISTRY, StreamKeys
-from producers import SyncProducer, publish_bound
-from producers._routing import Router
+from cachebus.contracts.codec import FIELD, encode_payload
+from cachebus.contracts.errors import ConfigError, ContractError, PublishError
+from cachebus.contracts.factory import EventFactory, split_ids
+from cachebus.contracts.keys import DEFAULT_REGISTRY, StreamKeys
+from cachebus.core.connection import RedisSettings
+from cachebus.producers import SyncProducer, publish_bound
+from cachebus.producers._routing import Router
 
 __all__ = ["publish"]
 

@@ -14,18 +14,23 @@ Observability plugs in as observers: :class:`TracingObserver` (OpenTelemetry spa
 :class:`CompositeObserver`.
 """
 
-from consumers.broadcast import BroadcastConsumer
-from consumers.cache_metrics import CacheHealthMetrics
-from consumers.config import BroadcastConfig, ConsumerConfig, FlushReason, default_consumer_name
-from consumers.entries import ClaimResult, Entry, GroupState, StreamState
-from consumers.metrics import ConsumerMetrics, PendingSummary, pending_summary
-from consumers.observe import CompositeObserver, ConsumerObserver, ConsumerStats, Health
-from consumers.partitioned import PartitionedConsumer
-from consumers.plan import Delivered, Plan, coalesce
-from consumers.retention import TrimResult, safe_min_id, trim_acknowledged
-from consumers.runtime import Consumer
-from consumers.sinks import CallbackSink, LocalCacheSink, RedisCacheSink, Sink
-from consumers.tracing import TracingObserver
+from cachebus.consumers.broadcast import BroadcastConsumer
+from cachebus.consumers.cache_metrics import CacheHealthMetrics
+from cachebus.consumers.config import (
+    BroadcastConfig,
+    ConsumerConfig,
+    FlushReason,
+    default_consumer_name,
+)
+from cachebus.consumers.entries import ClaimResult, Entry, GroupState, StreamState
+from cachebus.consumers.metrics import ConsumerMetrics, PendingSummary, pending_summary
+from cachebus.consumers.observe import CompositeObserver, ConsumerObserver, ConsumerStats, Health
+from cachebus.consumers.partitioned import PartitionedConsumer
+from cachebus.consumers.plan import Delivered, Plan, coalesce
+from cachebus.consumers.retention import TrimResult, safe_min_id, trim_acknowledged
+from cachebus.consumers.runtime import Consumer
+from cachebus.consumers.sinks import CallbackSink, LocalCacheSink, RedisCacheSink, Sink
+from cachebus.consumers.tracing import TracingObserver
 
 __all__ = [
     # runtimes

@@ -21,11 +21,8 @@ from typing import Any
 
 import redis.asyncio
 
-from cachecore._client import is_cluster
-from cachecore._tasks import cancel_and_wait
-from cachecore.connection import map_redis_errors
-from consumers.config import BroadcastConfig, FlushReason
-from consumers.entries import (
+from cachebus.consumers.config import BroadcastConfig, FlushReason
+from cachebus.consumers.entries import (
     Entry,
     StreamState,
     parse_raw_read,
@@ -33,12 +30,15 @@ from consumers.entries import (
     parse_stream_info,
     text,
 )
-from consumers.observe import ConsumerObserver, ConsumerStats, monotonic, safe_call
-from consumers.plan import Delivered, coalesce
-from consumers.sinks import Sink
-from contracts.codec import decode_entries
-from contracts.errors import AccessDenied, BackendError, ConsumerError, EventDecodeError
-from contracts.keys import StreamKeys
+from cachebus.consumers.observe import ConsumerObserver, ConsumerStats, monotonic, safe_call
+from cachebus.consumers.plan import Delivered, coalesce
+from cachebus.consumers.sinks import Sink
+from cachebus.contracts.codec import decode_entries
+from cachebus.contracts.errors import AccessDenied, BackendError, ConsumerError, EventDecodeError
+from cachebus.contracts.keys import StreamKeys
+from cachebus.core._client import is_cluster
+from cachebus.core._tasks import cancel_and_wait
+from cachebus.core.connection import map_redis_errors
 
 __all__ = ["BroadcastConsumer"]
 

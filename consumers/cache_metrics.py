@@ -1,6 +1,6 @@
 """The cache core's health as metrics: hit rate, memory, evictions, with the audit's verdicts.
 
-:meth:`cachecore.Cache.health` judges each metric against the audit's thresholds (hit rate
+:meth:`cachebus.core.Cache.health` judges each metric against the audit's thresholds (hit rate
 >= 80% ok, < 70% alert; memory < 70% ok, > 80% alert, > 90% critical; evictions > 1000/h
 alert; ...). Here each report becomes gauges: the raw values, a *level* per metric (0 unknown,
 1 ok, 2 warn, 3 alert, 4 critical) so an alert rule is ``level >= 3``, and the thresholds
@@ -19,8 +19,8 @@ from typing import Any
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-from cachecore import Cache, HealthReport, HealthThresholds, Metric, Verdict
-from contracts import semconv as sc
+from cachebus.contracts import semconv as sc
+from cachebus.core import Cache, HealthReport, HealthThresholds, Metric, Verdict
 
 __all__ = ["LEVELS", "CacheHealthMetrics", "server_hit_rate"]
 
@@ -52,7 +52,7 @@ def server_hit_rate(report: HealthReport, thresholds: HealthThresholds) -> Metri
 
 
 class CacheHealthMetrics:
-    """Gauges fed by the latest :class:`cachecore.HealthReport` of one cache."""
+    """Gauges fed by the latest :class:`cachebus.core.HealthReport` of one cache."""
 
     def __init__(
         self,

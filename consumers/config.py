@@ -7,8 +7,8 @@ import socket
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from contracts.errors import ConfigError
-from contracts.keys import validate_name
+from cachebus.contracts.errors import ConfigError
+from cachebus.contracts.keys import validate_name
 
 __all__ = ["BroadcastConfig", "ConsumerConfig", "FlushReason", "default_consumer_name"]
 
@@ -48,7 +48,7 @@ class ConsumerConfig:
     after ``min_idle_ms`` plus at most one ``claim_interval_s``.
     """
 
-    #: Logical stream name (the Redis key is built by :class:`contracts.keys.StreamKeys`).
+    #: Logical stream name (the Redis key is built by :class:`cachebus.contracts.keys.StreamKeys`).
     stream: str
     #: The consumer group: one per service.
     group: str

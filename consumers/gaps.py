@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consumers.entries import StreamState, stream_id
-from consumers.group import GroupMeta
+from cachebus.consumers.entries import StreamState, stream_id
+from cachebus.consumers.group import GroupMeta
 
 __all__ = ["GapVerdict", "check_gap"]
 

@@ -16,11 +16,7 @@ from typing import Any
 
 import redis.asyncio
 
-from cachecore._client import is_cluster
-from cachecore._io import AsyncClient, Script
-from cachecore.connection import is_loss_reply, map_redis_errors
-from cachecore.once import execute_once
-from consumers.entries import (
+from cachebus.consumers.entries import (
     ClaimResult,
     Entry,
     StreamState,
@@ -30,9 +26,13 @@ from consumers.entries import (
     parse_stream_info,
     text,
 )
-from contracts.errors import GroupMissingError
-from contracts.keys import StreamKeys
-from contracts.partitions import key_slot
+from cachebus.contracts.errors import GroupMissingError
+from cachebus.contracts.keys import StreamKeys
+from cachebus.contracts.partitions import key_slot
+from cachebus.core._client import is_cluster
+from cachebus.core._io import AsyncClient, Script
+from cachebus.core.connection import is_loss_reply, map_redis_errors
+from cachebus.core.once import execute_once
 
 __all__ = ["GroupMeta", "ReadResult", "StreamGroup", "is_group_lost"]
 
@@ -127,7 +127,7 @@ class StreamGroup:
             args += ["BLOCK", block_ms]
         args += ["STREAMS", self.stream, start_id if pending else ">"]
         # Sent once, never retried by the client: a second `>` would deliver other entries
-        # while the first copy's wait, unseen, in our pending list (see cachecore.once).
+        # while the first copy's wait, unseen, in our pending list (see cachebus.core.once).
         with map_redis_errors(f"XREADGROUP {self.stream}", self.where):
             meta_raw, info, groups, reply = await execute_once(
                 self.client,

@@ -27,13 +27,13 @@ import redis.asyncio
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-from cachecore.connection import map_redis_errors
-from consumers.config import ConsumerConfig, FlushReason
-from consumers.entries import StreamState, stream_id, text
-from consumers.observe import ConsumerObserver, ReadSource
-from consumers.plan import Delivered
-from contracts import semconv as sc
-from contracts.keys import StreamKeys
+from cachebus.consumers.config import ConsumerConfig, FlushReason
+from cachebus.consumers.entries import StreamState, stream_id, text
+from cachebus.consumers.observe import ConsumerObserver, ReadSource
+from cachebus.consumers.plan import Delivered
+from cachebus.contracts import semconv as sc
+from cachebus.contracts.keys import StreamKeys
+from cachebus.core.connection import map_redis_errors
 
 __all__ = ["DELAY_BUCKETS", "DELAY_SAMPLES", "ConsumerMetrics", "PendingSummary", "pending_summary"]
 

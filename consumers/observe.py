@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from consumers.config import FlushReason
-from consumers.entries import StreamState
-from consumers.plan import Delivered
+from cachebus.consumers.config import FlushReason
+from cachebus.consumers.entries import StreamState
+from cachebus.consumers.plan import Delivered
 
 __all__ = ["CompositeObserver", "ConsumerObserver", "ConsumerStats", "Health", "ReadSource"]
 

@@ -1,7 +1,7 @@
 """A service's consumer group over every partition of a partitioned stream.
 
 ``StreamKeys(prefix, partitions=N)`` splits a stream into N partitions (see
-:mod:`contracts.partitions`). :class:`PartitionedConsumer` runs one :class:`Consumer` per
+:mod:`cachebus.contracts.partitions`). :class:`PartitionedConsumer` runs one :class:`Consumer` per
 partition, concurrently, on one client (a ``redis.asyncio.RedisCluster`` spreads them over the
 shards; a single Redis works with any N). Each partition has its own consumer group (same
 group name, its own stream), so every guarantee of the runtime holds per partition: replay of
@@ -19,13 +19,13 @@ import asyncio
 from collections import Counter
 from collections.abc import Sequence
 
-from cachecore._io import AsyncClient
-from consumers.config import ConsumerConfig
-from consumers.observe import ConsumerObserver, ConsumerStats, Health
-from consumers.runtime import Consumer
-from consumers.sinks import Sink
-from contracts.errors import ConsumerError
-from contracts.keys import StreamKeys
+from cachebus.consumers.config import ConsumerConfig
+from cachebus.consumers.observe import ConsumerObserver, ConsumerStats, Health
+from cachebus.consumers.runtime import Consumer
+from cachebus.consumers.sinks import Sink
+from cachebus.contracts.errors import ConsumerError
+from cachebus.contracts.keys import StreamKeys
+from cachebus.core._io import AsyncClient
 
 __all__ = ["PartitionedConsumer"]
 

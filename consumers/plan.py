@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from contracts.events import InvalidationEvent
-from contracts.keys import KeyRef, glob_match
+from cachebus.contracts.events import InvalidationEvent
+from cachebus.contracts.keys import KeyRef, glob_match
 
 __all__ = ["Delivered", "Plan", "coalesce"]
 

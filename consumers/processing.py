@@ -24,15 +24,26 @@ from typing import Any, TypeVar
 
 import orjson
 
-from cachecore._tasks import cancel_and_wait
-from consumers.config import ConsumerConfig, FlushReason
-from consumers.entries import Entry, stream_id
-from consumers.group import StreamGroup
-from consumers.observe import ConsumerObserver, ConsumerStats, ReadSource, monotonic, safe_call
-from consumers.plan import Delivered, Plan, coalesce
-from consumers.sinks import Sink
-from contracts.codec import DecodedEntry, decode_entries
-from contracts.errors import AccessDenied, BackendError, BackendUnavailable, EventDecodeError
+from cachebus.consumers.config import ConsumerConfig, FlushReason
+from cachebus.consumers.entries import Entry, stream_id
+from cachebus.consumers.group import StreamGroup
+from cachebus.consumers.observe import (
+    ConsumerObserver,
+    ConsumerStats,
+    ReadSource,
+    monotonic,
+    safe_call,
+)
+from cachebus.consumers.plan import Delivered, Plan, coalesce
+from cachebus.consumers.sinks import Sink
+from cachebus.contracts.codec import DecodedEntry, decode_entries
+from cachebus.contracts.errors import (
+    AccessDenied,
+    BackendError,
+    BackendUnavailable,
+    EventDecodeError,
+)
+from cachebus.core._tasks import cancel_and_wait
 
 __all__ = ["BatchProcessor", "Link"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cachecore._io import AsyncClient
-from cachecore.connection import map_redis_errors
-from consumers.entries import parse_groups, stream_id, text
+from cachebus.consumers.entries import parse_groups, stream_id, text
+from cachebus.core._io import AsyncClient
+from cachebus.core.connection import map_redis_errors
 
 __all__ = ["TrimResult", "safe_min_id", "trim_acknowledged"]
 

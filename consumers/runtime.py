@@ -2,7 +2,7 @@
 
 Lifecycle (saq/dramatiq style): ``__init__`` only stores things; ``run()`` creates or checks the
 group, drains this member's own pending entries (read id ``0``) before reading ``>`` (at start,
-and again after any stream-side failure: see :mod:`consumers.replay`), and loops until
+and again after any stream-side failure: see :mod:`cachebus.consumers.replay`), and loops until
 ``stop()``; ``stop()`` is idempotent: stop reading, let the batch in flight finish and ack
 within the grace period, then cancel (acks are shielded), then give up at the hard deadline.
 Signals are the CLI's business, never this module's.
@@ -18,8 +18,8 @@ possible gap: the scope is flushed (``FlushReason.FAILOVER``). It is checked at 
 housekeeping round, at once after an outage, and whenever the client's slot map starts
 routing the stream to another node.
 
-No reply of Redis ends :meth:`Consumer.run` except :class:`~contracts.errors.AccessDenied` (a
-configuration error: NOPERM, WRONGPASS). A lost group or stream (NOGROUP, UNBLOCKED) is
+No reply of Redis ends :meth:`Consumer.run` except :class:`~cachebus.contracts.errors.AccessDenied`
+(a configuration error: NOPERM, WRONGPASS). A lost group or stream (NOGROUP, UNBLOCKED) is
 recreated and flushed; "come back later" (unreachable, LOADING, BUSY, READONLY) and any
 unexpected error reply are counted, logged and retried with capped backoff.
 """
@@ -30,19 +30,16 @@ import asyncio
 import logging
 from collections.abc import Collection, Sequence
 
-from cachecore._io import AsyncClient
-from cachecore._tasks import cancel_and_wait
-from cachecore.connection import drop_connections
-from consumers.config import ConsumerConfig, FlushReason
-from consumers.entries import StreamState, stream_id
-from consumers.gaps import check_gap
-from consumers.group import ReadResult, StreamGroup
-from consumers.observe import ConsumerObserver, ConsumerStats, Health, monotonic, safe_call
-from consumers.processing import BatchProcessor, Link
-from consumers.replay import ReplayDue
-from consumers.retention import trim_acknowledged
-from consumers.sinks import Sink
-from contracts.errors import (
+from cachebus.consumers.config import ConsumerConfig, FlushReason
+from cachebus.consumers.entries import StreamState, stream_id
+from cachebus.consumers.gaps import check_gap
+from cachebus.consumers.group import ReadResult, StreamGroup
+from cachebus.consumers.observe import ConsumerObserver, ConsumerStats, Health, monotonic, safe_call
+from cachebus.consumers.processing import BatchProcessor, Link
+from cachebus.consumers.replay import ReplayDue
+from cachebus.consumers.retention import trim_acknowledged
+from cachebus.consumers.sinks import Sink
+from cachebus.contracts.errors import (
     AccessDenied,
     BackendError,
     BackendUnavailable,
@@ -50,7 +47,10 @@ from contracts.errors import (
     GroupMissingError,
     NotPrimary,
 )
-from contracts.keys import StreamKeys
+from cachebus.contracts.keys import StreamKeys
+from cachebus.core._io import AsyncClient
+from cachebus.core._tasks import cancel_and_wait
+from cachebus.core.connection import drop_connections
 
 __all__ = ["Consumer"]
 

@@ -1,9 +1,9 @@
 """Sinks apply coalesced plans to whatever the service caches.
 
 A sink must be idempotent (an event may be applied twice) and must raise, never swallow, when
-it could not apply a plan: :class:`contracts.errors.BackendUnavailable` for "try again later",
-any other exception for "this plan fails" (the runtime isolates the event and eventually
-dead-letters it). Three sinks ship: a Redis namespace (through :mod:`cachecore`), an
+it could not apply a plan: :class:`cachebus.contracts.errors.BackendUnavailable` for "try again
+later", any other exception for "this plan fails" (the runtime isolates the event and eventually
+dead-letters it). Three sinks ship: a Redis namespace (through :mod:`cachebus.core`), an
 in-process L1 cache, and a callback.
 """
 
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cachetools import LRUCache
 
-from consumers.config import FlushReason
-from consumers.plan import Delivered, Plan
+from cachebus.consumers.config import FlushReason
+from cachebus.consumers.plan import Delivered, Plan
 
 if TYPE_CHECKING:
-    from cachecore import Cache, LocalCache
+    from cachebus.core import Cache, LocalCache
 
 __all__ = ["CallbackSink", "LocalCacheSink", "RedisCacheSink", "Sink"]
 
@@ -63,7 +63,7 @@ class RedisCacheSink:
 
 
 class LocalCacheSink:
-    """An in-process L1 cache (:class:`cachecore.LocalCache`)."""
+    """An in-process L1 cache (:class:`cachebus.core.LocalCache`)."""
 
     def __init__(self, local: LocalCache) -> None:
         self.local = local

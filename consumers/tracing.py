@@ -28,12 +28,12 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace import TracerProvider as TracerProviderApi
 
-from consumers.config import ConsumerConfig, FlushReason
-from consumers.observe import ConsumerObserver, ReadSource
-from consumers.plan import Delivered
-from contracts import semconv as sc
-from contracts.codec import DecodedEntry
-from contracts.keys import StreamKeys
+from cachebus.consumers.config import ConsumerConfig, FlushReason
+from cachebus.consumers.observe import ConsumerObserver, ReadSource
+from cachebus.consumers.plan import Delivered
+from cachebus.contracts import semconv as sc
+from cachebus.contracts.codec import DecodedEntry
+from cachebus.contracts.keys import StreamKeys
 
 __all__ = ["TracingObserver", "creation_context"]
 
@@ -101,7 +101,7 @@ class TracingObserver(ConsumerObserver):
         server: tuple[str, int] | None = None,
         tracer_provider: TracerProviderApi | None = None,
     ) -> TracingObserver:
-        """The observer for a :class:`consumers.Consumer` built with ``config`` and ``keys``."""
+        """The observer for a :class:`~cachebus.consumers.Consumer` with ``config`` and ``keys``."""
         return cls(
             (keys or StreamKeys()).destination(config.stream),
             group=config.group,

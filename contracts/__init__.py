@@ -3,7 +3,7 @@
 Depends on pydantic only; every other layer builds on it.
 """
 
-from contracts.codec import (
+from cachebus.contracts.codec import (
     FIELD,
     DecodedEntry,
     decode_entries,
@@ -11,7 +11,7 @@ from contracts.codec import (
     encode_event,
     encode_payload,
 )
-from contracts.errors import (
+from cachebus.contracts.errors import (
     BackendError,
     BackendUnavailable,
     CachebusError,
@@ -25,7 +25,7 @@ from contracts.errors import (
     OutboxError,
     PublishError,
 )
-from contracts.events import (
+from cachebus.contracts.events import (
     EVENT_ADAPTER,
     SCHEMA_VERSION,
     Event,
@@ -36,15 +36,15 @@ from contracts.events import (
     PatternInvalidated,
     validate_event,
 )
-from contracts.factory import (
+from cachebus.contracts.factory import (
     EventFactory,
     Ref,
     flush_namespace_event,
     keys_invalidated,
     pattern_invalidated,
 )
-from contracts.ids import new_event_id
-from contracts.keys import (
+from cachebus.contracts.ids import new_event_id
+from cachebus.contracts.keys import (
     DEFAULT_REGISTRY,
     DEFAULT_TTL_SECONDS,
     CacheKeys,

@@ -26,11 +26,16 @@ import orjson
 from pydantic import Field, Json, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
-from contracts._frames import BINARY_MAGIC, FrameError, build_binary_frame, parse_binary_frame
-from contracts.errors import ContractError, EventDecodeError
-from contracts.events import EVENT_ADAPTER, Event, InvalidationEvent, decode_error
-from contracts.keys import NamespaceRegistry
-from contracts.rules import MAX_ENTRY_BYTES
+from cachebus.contracts._frames import (
+    BINARY_MAGIC,
+    FrameError,
+    build_binary_frame,
+    parse_binary_frame,
+)
+from cachebus.contracts.errors import ContractError, EventDecodeError
+from cachebus.contracts.events import EVENT_ADAPTER, Event, InvalidationEvent, decode_error
+from cachebus.contracts.keys import NamespaceRegistry
+from cachebus.contracts.rules import MAX_ENTRY_BYTES
 
 __all__ = [
     "CONTENT_TYPE",

@@ -4,12 +4,12 @@ Three kinds exist: :class:`KeysInvalidated` (ids of one namespace), :class:`Patt
 (a namespace-relative glob) and :class:`NamespaceFlushed`. Every event carries
 ``schema_version``, a sortable ``event_id`` chosen when the event is built (a retry re-sends
 it), its ``namespace``, a ``reason``, the ``producer`` service and ``created_at_ms``. Trace
-context travels beside the event, in the envelope headers (see :mod:`contracts.codec`), where
-FastStream and OpenTelemetry propagators look for it.
+context travels beside the event, in the envelope headers (see :mod:`cachebus.contracts.codec`),
+where FastStream and OpenTelemetry propagators look for it.
 
-Construction enforces :mod:`contracts.rules` and raises :class:`ContractError` whose ``rule``
-names the broken rule. The namespace is checked against :data:`DEFAULT_REGISTRY`, or against
-the registry of an :class:`EventFactory`, or the ``registry`` in the validation context
+Construction enforces :mod:`cachebus.contracts.rules` and raises :class:`ContractError` whose
+``rule`` names the broken rule. The namespace is checked against :data:`DEFAULT_REGISTRY`, or
+against the registry of an :class:`EventFactory`, or the ``registry`` in the validation context
 (``None`` there means "syntax only"). Unknown fields are ignored, so events from newer
 producers of the same ``schema_version`` still read.
 """
@@ -32,10 +32,10 @@ from pydantic import (
     field_validator,
 )
 
-from contracts.errors import ContractError, EventDecodeError
-from contracts.ids import new_event_id
-from contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry
-from contracts.rules import (
+from cachebus.contracts.errors import ContractError, EventDecodeError
+from cachebus.contracts.ids import new_event_id
+from cachebus.contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry
+from cachebus.contracts.rules import (
     EVENT_ID_PATTERN,
     KEY_ID_PATTERN,
     MAX_CREATED_AT_MS,
@@ -251,7 +251,7 @@ def _rule_of(error: Mapping[str, Any]) -> str:
         loc = loc[1:]  # a discriminated union puts the tag first
     field = loc[0] if loc else "event"
     if field == "keys" and len(error["loc"]) > len(loc):
-        # an item of keys: the same rules as contracts.keys.validate_id
+        # an item of keys: the same rules as cachebus.contracts.keys.validate_id
         return _ID_RULES.get(kind, "id.control_char" if "pattern" in kind else f"id.{kind}")
     if field == "keys" and kind in ("too_short", "too_long"):
         return "keys.empty" if kind == "too_short" else "keys.too_many"

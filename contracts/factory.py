@@ -2,7 +2,7 @@
 
 Two outputs, same rules. The ``keys``/``pattern``/``flush`` methods return validated models.
 The ``*_payload`` methods return the plain dict that goes on the wire (the same fields in the
-same order as a model's), checked by :mod:`contracts.rules` without building a model: the
+same order as a model's), checked by :mod:`cachebus.contracts.rules` without building a model: the
 producer's publish path uses them, because a pydantic instance costs more than the rest of
 the publish work together. A property test proves both accept and refuse the same input.
 """
@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from contracts.errors import ContractError
-from contracts.events import (
+from cachebus.contracts.errors import ContractError
+from cachebus.contracts.events import (
     EVENT_ADAPTER,
     Event,
     KeysInvalidated,
@@ -24,9 +24,9 @@ from contracts.events import (
     PatternInvalidated,
     contract_error,
 )
-from contracts.ids import next_event_id
-from contracts.keys import DEFAULT_REGISTRY, KeyRef, NamespaceRegistry, PatternRef
-from contracts.rules import (
+from cachebus.contracts.ids import next_event_id
+from cachebus.contracts.keys import DEFAULT_REGISTRY, KeyRef, NamespaceRegistry, PatternRef
+from cachebus.contracts.rules import (
     MAX_KEYS_PER_EVENT,
     MAX_KEYS_TOTAL_CHARS,
     check_key_ids,
@@ -136,7 +136,7 @@ class EventFactory:
             else:
                 raise ContractError(
                     f"cannot invalidate {ref!r}: give KeyRef, PatternRef or an event "
-                    "(build them with contracts.CacheKeys)",
+                    "(build them with cachebus.contracts.CacheKeys)",
                     rule="ref.type",
                 )
         for namespace, ids in by_namespace.items():

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from contracts.errors import ContractError
-from contracts.partitions import hashed_part, home_partition, partition_of, partition_tag
+from cachebus.contracts.errors import ContractError
+from cachebus.contracts.partitions import hashed_part, home_partition, partition_of, partition_tag
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -485,7 +485,7 @@ class StreamKeys:
     """Names of the stream-side keys: the invalidation stream, its epoch, its dead letters.
 
     With ``partitions > 1`` each logical stream is split into that many partitions (see
-    :mod:`contracts.partitions`): the keys of partition ``i`` carry the hash tag
+    :mod:`cachebus.contracts.partitions`): the keys of partition ``i`` carry the hash tag
     ``{<stream>.<i>}`` (salted when needed to land on its own share of the slot space), so
     one partition's stream, epoch, group meta and dead letters live in one Redis Cluster slot.
     Keys that name a partition come from :meth:`for_partition`; with one partition the names

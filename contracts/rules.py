@@ -1,8 +1,8 @@
 """The rules an invalidation event obeys, written once.
 
-The pydantic models in :mod:`contracts.events` express these rules as field constraints (so the
-committed JSON Schema carries them) plus a few validators; the producer's fast path calls the
-functions below instead of building a model per event. Both raise :class:`ContractError` with
+The pydantic models in :mod:`cachebus.contracts.events` express these rules as field constraints
+(so the committed JSON Schema carries them) plus a few validators; the producer's fast path calls
+the functions below instead of building a model per event. Both raise :class:`ContractError` with
 the same ``rule`` names, and a property test proves that they accept and refuse the same events.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from contracts.errors import ContractError
-from contracts.keys import (
+from cachebus.contracts.errors import ContractError
+from cachebus.contracts.keys import (
     MAX_ID_LENGTH,
     MAX_PATTERN_LENGTH,
     NamespaceRegistry,
@@ -58,7 +58,7 @@ MAX_CREATED_AT_MS = (1 << 48) - 1
 #: Namespaces and producer names: the key registry's name syntax.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 EVENT_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_.:\-]*$"
-#: What :func:`contracts.keys.validate_id` accepts, as a regular expression.
+#: What :func:`cachebus.contracts.keys.validate_id` accepts, as a regular expression.
 KEY_ID_PATTERN = r"^[^\x00\r\n]+$"
 REASON_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 

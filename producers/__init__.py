@@ -4,15 +4,15 @@
 the stream entry id or raises within :func:`publish_bound` of the settings.
 """
 
-from producers._core import (
+from cachebus.producers._core import (
     DEFAULT_MAXLEN,
     DEFAULT_PUBLISH_TIMEOUT,
     MAX_EVENTS_PER_ROUND_TRIP,
     publish_bound,
 )
-from producers.invalidates import AsyncInvalidates, InvalidationScope, SyncInvalidates
-from producers.producer import AsyncBatch, Producer
-from producers.sync import SyncBatch, SyncProducer
+from cachebus.producers.invalidates import AsyncInvalidates, InvalidationScope, SyncInvalidates
+from cachebus.producers.producer import AsyncBatch, Producer
+from cachebus.producers.sync import SyncBatch, SyncProducer
 
 __all__ = [
     "DEFAULT_MAXLEN",

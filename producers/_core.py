@@ -1,8 +1,8 @@
 """What the async and sync producers share: configuration, payloads, XADD steps, errors.
 
 Everything here is free of I/O. A publish is: payloads (validated by
-:class:`contracts.EventFactory`), one span, the envelope per payload, then one
-:class:`cachecore._io.Batch` of XADDs (one round trip) driven by the async or sync edge. The
+:class:`cachebus.contracts.EventFactory`), one span, the envelope per payload, then one
+:class:`cachebus.core._io.Batch` of XADDs (one round trip) driven by the async or sync edge. The
 replies are turned into entry ids or a :class:`PublishError` here, once for both edges.
 """
 
@@ -15,16 +15,16 @@ from typing import Any
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from cachecore._io import Batch, Step
-from cachecore.connection import RedisSettings
-from contracts.codec import FIELD, encode_payloads
-from contracts.errors import BackendError, BackendUnavailable, ContractError, PublishError
-from contracts.events import Event
-from contracts.factory import EventFactory, Ref, split_ids
-from contracts.keys import NamespaceRegistry, StreamKeys, validate_id
-from contracts.rules import MAX_ID_LENGTH, MAX_KEYS_TOTAL_CHARS, check_namespace
-from producers._routing import Router
-from producers._tracing import Send, SendTracing
+from cachebus.contracts.codec import FIELD, encode_payloads
+from cachebus.contracts.errors import BackendError, BackendUnavailable, ContractError, PublishError
+from cachebus.contracts.events import Event
+from cachebus.contracts.factory import EventFactory, Ref, split_ids
+from cachebus.contracts.keys import NamespaceRegistry, StreamKeys, validate_id
+from cachebus.contracts.rules import MAX_ID_LENGTH, MAX_KEYS_TOTAL_CHARS, check_namespace
+from cachebus.core._io import Batch, Step
+from cachebus.core.connection import RedisSettings
+from cachebus.producers._routing import Router
+from cachebus.producers._tracing import Send, SendTracing
 
 __all__ = [
     "DEFAULT_MAXLEN",

@@ -12,7 +12,7 @@ from typing import Any
 from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 
-from contracts import semconv as sc
+from cachebus.contracts import semconv as sc
 
 __all__ = ["DURATION_BUCKETS", "SendMetrics"]
 

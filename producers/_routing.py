@@ -1,6 +1,6 @@
 """Routing events over the partitions of a stream (``StreamKeys(partitions=N)``, N > 1).
 
-The rules live in :mod:`contracts.partitions`, so every producer routes alike:
+The rules live in :mod:`cachebus.contracts.partitions`, so every producer routes alike:
 
 * a keys event goes to the partition of its keys; when its ids fall in several partitions it
   is split, one event per partition, each with the event id ``<event_id>.<partition>``: the
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from contracts.codec import FIELD, encode_payloads
-from contracts.keys import StreamKeys
-from contracts.rules import MAX_EVENT_ID_LENGTH
+from cachebus.contracts.codec import FIELD, encode_payloads
+from cachebus.contracts.keys import StreamKeys
+from cachebus.contracts.rules import MAX_EVENT_ID_LENGTH
 
 __all__ = ["Router", "piece_event_id"]
 

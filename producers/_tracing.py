@@ -6,8 +6,8 @@ headers (W3C ``traceparent``/``tracestate``), so consumers, FastStream's include
 the producer's trace. Only ``opentelemetry-api`` is used: without an SDK the tracer is a
 no-op, attributes are never built, and nothing is injected unless an upstream context exists.
 
-The same object records the producer's metrics (:mod:`producers._metrics`): each publish gets
-a :class:`Send` handle carrying its span and start time, ended by ``succeeded``/``failed``.
+The same object records the producer's metrics (:mod:`cachebus.producers._metrics`): each publish
+gets a :class:`Send` handle carrying its span and start time, ended by ``succeeded``/``failed``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from opentelemetry import propagate, trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
-from contracts import semconv as sc
-from producers._metrics import SendMetrics
+from cachebus.contracts import semconv as sc
+from cachebus.producers._metrics import SendMetrics
 
 __all__ = ["Send", "SendTracing"]
 

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from contracts.errors import ConfigError
-from contracts.factory import Ref
+from cachebus.contracts.errors import ConfigError
+from cachebus.contracts.factory import Ref
 
 __all__ = ["AsyncInvalidates", "InvalidationScope", "SyncInvalidates"]
 

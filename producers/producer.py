@@ -7,7 +7,7 @@ nothing was sent). Nothing is dropped silently, and nothing is retried with a ne
 retries re-send the same bytes, and publishing the same event object again re-sends its
 ``event_id``, so consumers apply it at most twice, which is harmless.
 
-The bound is :func:`producers.publish_bound` of the settings (12.15 s with the defaults of
+The bound is :func:`cachebus.producers.publish_bound` of the settings (12.15 s with the defaults of
 :class:`RedisSettings`; about 4.2 s with 0.5 s timeouts), enforced here with a deadline
 around each round trip. Given a client instead of settings, pass ``publish_timeout``.
 """
@@ -23,18 +23,18 @@ import redis.asyncio
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from cachecore._io import AsyncClient, run_async
-from cachecore.connection import (
+from cachebus.contracts.errors import CachebusError, PublishError
+from cachebus.contracts.events import Event
+from cachebus.contracts.factory import EventFactory, Ref
+from cachebus.contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry, StreamKeys
+from cachebus.core._io import AsyncClient, run_async
+from cachebus.core.connection import (
     RedisSettings,
     async_client,
     create_async_cluster,
     create_async_pool,
 )
-from contracts.errors import CachebusError, PublishError
-from contracts.events import Event
-from contracts.factory import EventFactory, Ref
-from contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry, StreamKeys
-from producers._core import (
+from cachebus.producers._core import (
     DEFAULT_MAXLEN,
     DEFAULT_PUBLISH_TIMEOUT,
     Payload,
@@ -44,7 +44,7 @@ from producers._core import (
     producer_settings,
     publish_bound,
 )
-from producers.invalidates import AsyncInvalidates
+from cachebus.producers.invalidates import AsyncInvalidates
 
 __all__ = ["AsyncBatch", "Producer"]
 
@@ -69,8 +69,8 @@ class Producer:
     that owns its pool; close it with :meth:`aclose` or ``async with``.
 
     Partitioned streams (``keys=StreamKeys(prefix, partitions=N)``, N > 1): each event goes to
-    its partition (see :mod:`producers._routing`: a keys event by namespace and key, split when
-    its ids span partitions; a pattern or flush to its namespace's home partition), and entry
+    its partition (see :mod:`cachebus.producers._routing`: a keys event by namespace and key, split
+    when its ids span partitions; a pattern or flush to its namespace's home partition), and entry
     ids come back as ``"<partition>/<id>"``. On a Redis Cluster pass a
     ``redis.asyncio.RedisCluster``, or settings with ``cluster=True`` (the producer then owns
     its cluster client).
@@ -153,7 +153,7 @@ class Producer:
 
     @property
     def factory(self) -> EventFactory:
-        """The :class:`contracts.EventFactory` of this producer (its name and registry)."""
+        """The :class:`cachebus.contracts.EventFactory` of this producer (its name and registry)."""
         return self._core.factory
 
     # ---- publishing --------------------------------------------------------------------------

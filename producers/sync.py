@@ -1,10 +1,10 @@
-"""The sync producer: the same API as :class:`producers.Producer` for threads and scripts.
+"""The sync producer: the same API as :class:`cachebus.producers.Producer` for threads and scripts.
 
 It shares every step with the async producer (payloads, span, XADD batch, outcome) through
-:mod:`producers._core` and drives them with :func:`cachecore._io.run_sync`. Its bound is the
-same :func:`producers.publish_bound`, kept by the socket, connect and pool timeouts and the
-bounded retries of the settings (a sync call cannot be cancelled from outside); given a client
-instead of settings, the bound is whatever that client's timeouts make it.
+:mod:`cachebus.producers._core` and drives them with :func:`cachebus.core._io.run_sync`. Its bound
+is the same :func:`cachebus.producers.publish_bound`, kept by the socket, connect and pool timeouts
+and the bounded retries of the settings (a sync call cannot be cancelled from outside); given a
+client instead of settings, the bound is whatever that client's timeouts make it.
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ import redis.cluster
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from cachecore._io import SyncClient, run_sync
-from cachecore.connection import (
+from cachebus.contracts.errors import CachebusError, PublishError
+from cachebus.contracts.events import Event
+from cachebus.contracts.factory import EventFactory, Ref
+from cachebus.contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry, StreamKeys
+from cachebus.core._io import SyncClient, run_sync
+from cachebus.core.connection import (
     RedisSettings,
     create_sync_cluster,
     create_sync_pool,
     sync_client,
 )
-from contracts.errors import CachebusError, PublishError
-from contracts.events import Event
-from contracts.factory import EventFactory, Ref
-from contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry, StreamKeys
-from producers._core import (
+from cachebus.producers._core import (
     DEFAULT_MAXLEN,
     DEFAULT_PUBLISH_TIMEOUT,
     Payload,
@@ -39,8 +39,8 @@ from producers._core import (
     producer_settings,
     publish_bound,
 )
-from producers.invalidates import SyncInvalidates
-from producers.producer import _address
+from cachebus.producers.invalidates import SyncInvalidates
+from cachebus.producers.producer import _address
 
 __all__ = ["SyncBatch", "SyncProducer"]
 

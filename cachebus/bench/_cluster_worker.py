@@ -19,11 +19,11 @@ from collections.abc import Sequence
 
 import orjson
 
-from cachecore import Cache
-from cachecore.connection import RedisSettings, create_async_cluster
-from consumers import Consumer, ConsumerConfig, ConsumerObserver, RedisCacheSink
-from contracts.keys import KeySpace, StreamKeys
-from producers import Producer
+from cachebus.consumers import Consumer, ConsumerConfig, ConsumerObserver, RedisCacheSink
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache
+from cachebus.core.connection import RedisSettings, create_async_cluster
+from cachebus.producers import Producer
 
 PREFIX = "bench"
 SPACE = KeySpace(prefix=PREFIX, scope="bot")

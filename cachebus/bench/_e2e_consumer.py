@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 import redis.asyncio
 
-from cachecore import Cache
-from cachecore.connection import RedisSettings, create_async_pool
-from consumers import Consumer, ConsumerConfig, ConsumerObserver, Delivered, RedisCacheSink
-from contracts.keys import KeySpace, StreamKeys
+from cachebus.consumers import Consumer, ConsumerConfig, ConsumerObserver, Delivered, RedisCacheSink
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache
+from cachebus.core.connection import RedisSettings, create_async_pool
 
 PREFIX = "e2e"
 SPACE = KeySpace(prefix=PREFIX, scope="bot")

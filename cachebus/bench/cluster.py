@@ -7,7 +7,7 @@ shared machine hits both alike. Every worker is its own process, started before 
 and released at once:
 
 * publish: ``--publishers`` processes send ``--events`` single-key invalidations in batches
-  of ``--batch`` through :class:`producers.Producer` on a cluster client;
+  of ``--batch`` through :class:`cachebus.producers.Producer` on a cluster client;
 * consume: one group-mode consumer process per partition (1 for N = 1, 3 for N = 3) drains
   that backlog into a cache on the same cluster, every key really cached and UNLINKed, with
   order per key kept (one member per partition; several members of one stream would not

@@ -5,7 +5,7 @@ Values are Gamma-like market lists and data-API-like position lists of ~1, 10 an
 
 * ``zlib-6``: the audit's proposal (``zlib.compress``, default level), on every value;
 * ``zlib-1`` and ``zstd-1``: the raw libraries, for reference;
-* ``ours``: :class:`~cachecore.ValueCodec` as the cache uses it (header + CRC; zstd level 1
+* ``ours``: :class:`~cachebus.core.ValueCodec` as the cache uses it (header + CRC; zstd level 1
   from ``compress_threshold`` = 1 KB, raw below);
 * ``ours+dict``: the same with a 16 KB dictionary trained on *other* values of the same kind
   (as ``cachebus codec train`` does); the dictionary serves values under 4 KB, larger ones
@@ -35,7 +35,7 @@ import zstandard
 from cachebus.bench import bench_app
 from cachebus.bench._report import emit
 from cachebus.bench._samples import sized_json
-from cachecore import Dictionary, ValueCodec
+from cachebus.core import Dictionary, ValueCodec
 
 __all__ = ["codec"]
 

@@ -38,10 +38,7 @@ from rich.progress import Progress
 
 from cachebus.bench import bench_app
 from cachebus.bench._report import emit
-from cachebus.testing import RedisServer
-from cachecore import Cache
-from cachecore.connection import RedisSettings, create_async_pool
-from consumers import (
+from cachebus.consumers import (
     CompositeObserver,
     Consumer,
     ConsumerConfig,
@@ -50,9 +47,12 @@ from consumers import (
     RedisCacheSink,
     TracingObserver,
 )
-from contracts.codec import encode_event
-from contracts.events import KeysInvalidated
-from contracts.keys import KeySpace, StreamKeys
+from cachebus.contracts.codec import encode_event
+from cachebus.contracts.events import KeysInvalidated
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache
+from cachebus.core.connection import RedisSettings, create_async_pool
+from cachebus.testing import RedisServer
 
 __all__ = ["consume"]
 

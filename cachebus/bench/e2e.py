@@ -27,10 +27,10 @@ import typer
 
 from cachebus.bench import bench_app
 from cachebus.bench._report import emit, percentile
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core.connection import RedisSettings
+from cachebus.producers import SyncProducer
 from cachebus.testing import RedisServer
-from cachecore.connection import RedisSettings
-from contracts.keys import KeySpace, StreamKeys
-from producers import SyncProducer
 
 __all__ = ["e2e"]
 

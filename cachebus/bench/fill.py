@@ -4,7 +4,7 @@ Every operation is a miss that loads (an instant loader) and stores, on a fresh 
 
 * ``cache-aside``: the audit's pattern with raw redis-py: ``GET``, load, ``SET PX``. Two round
   trips, and a late fill overwrites a newer invalidation (the race this project closes);
-* ``ours``: :meth:`cachecore.Cache.get_or_set`: read (generation + value), take the lease
+* ``ours``: :meth:`cachebus.core.Cache.get_or_set`: read (generation + value), take the lease
   (Lua: lease key, lease index, generation), load, fill (Lua: stored only while the lease,
   its index entry and the generation stand). Three round trips, race-free.
 
@@ -24,9 +24,9 @@ import typer
 
 from cachebus.bench import bench_app
 from cachebus.bench._report import emit
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Cache
 from cachebus.testing import RedisServer, ServerOptions
-from cachecore import Cache
-from contracts.keys import KeySpace
 
 __all__ = ["fill"]
 

@@ -25,11 +25,11 @@ import typer
 
 from cachebus.bench import bench_app
 from cachebus.bench._report import emit
+from cachebus.contracts.codec import encode_payload
+from cachebus.contracts.factory import EventFactory
+from cachebus.contracts.keys import StreamKeys
+from cachebus.producers import DEFAULT_MAXLEN, Producer, SyncProducer
 from cachebus.testing import RedisServer, ServerOptions
-from contracts.codec import encode_payload
-from contracts.factory import EventFactory
-from contracts.keys import StreamKeys
-from producers import DEFAULT_MAXLEN, Producer, SyncProducer
 
 __all__ = ["run"]
 

@@ -30,9 +30,9 @@ import typer
 from cachebus.bench import bench_app
 from cachebus.bench._pinger import read_samples
 from cachebus.bench._report import emit, percentile
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Cache, CacheConfig
 from cachebus.testing import RedisServer, ServerOptions
-from cachecore import Cache, CacheConfig
-from contracts.keys import KeySpace
 
 __all__ = ["scan"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from contracts.errors import ConfigError
+from cachebus.contracts.errors import ConfigError
 
 __all__ = ["FAULTS", "CheckConfig", "FaultRecord", "Report"]
 

@@ -19,10 +19,7 @@ from typing import IO
 
 import redis.asyncio
 
-from cachecore import Cache, CacheConfig
-from cachecore._tasks import cancel_and_wait
-from cachecore.connection import RedisSettings, create_async_pool
-from consumers import (
+from cachebus.consumers import (
     Consumer,
     ConsumerConfig,
     ConsumerObserver,
@@ -30,8 +27,11 @@ from consumers import (
     FlushReason,
     RedisCacheSink,
 )
-from contracts.errors import ConsumerError
-from contracts.keys import KeySpace, StreamKeys
+from cachebus.contracts.errors import ConsumerError
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache, CacheConfig
+from cachebus.core._tasks import cancel_and_wait
+from cachebus.core.connection import RedisSettings, create_async_pool
 
 __all__ = ["InProcessConsumer", "LoggingObserver", "SubprocessConsumer", "build"]
 

@@ -39,11 +39,11 @@ from cachebus.consistency.ledger import (
 )
 from cachebus.consistency.sources import MemorySource, Source, SQLiteSource
 from cachebus.consistency.workload import NAMESPACE, Workload
+from cachebus.contracts.errors import ConsumerError
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache, CacheConfig
+from cachebus.producers import Producer
 from cachebus.testing import FaultProxy, RedisServer, ServerOptions
-from cachecore import Cache, CacheConfig
-from contracts.errors import ConsumerError
-from contracts.keys import KeySpace, StreamKeys
-from producers import Producer
 
 __all__ = ["run_check"]
 

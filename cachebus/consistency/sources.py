@@ -1,9 +1,10 @@
 """Sources of truth for the check: what writers change and loaders read.
 
 * :class:`MemorySource`: a dict in this process; a change publishes its invalidation through
-  the :class:`~producers.Producer` right after, retrying the *same* event until Redis takes it.
+  the :class:`~cachebus.producers.Producer` right after, retrying the *same* event until Redis
+  takes it.
 * :class:`SQLiteSource`: a SQLite table; a change and its invalidation commit together through
-  the transactional outbox, and an :class:`~producers.outbox.OutboxRelay` publishes them.
+  the transactional outbox, and an :class:`~cachebus.producers.outbox.OutboxRelay` publishes them.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from cachebus.consistency.ledger import Ledger
-from contracts.errors import PublishError
-from contracts.events import Event
-from contracts.factory import Ref
-from producers import Producer
-from producers.outbox import OutboxRelay, RelayConfig, SQLiteOutbox
-from producers.outbox.base import now_ms
+from cachebus.contracts.errors import PublishError
+from cachebus.contracts.events import Event
+from cachebus.contracts.factory import Ref
+from cachebus.producers import Producer
+from cachebus.producers.outbox import OutboxRelay, RelayConfig, SQLiteOutbox
+from cachebus.producers.outbox.base import now_ms
 
 __all__ = ["MemorySource", "SQLiteSource", "Source"]
 

@@ -19,8 +19,8 @@ from typing import Any
 from cachebus.consistency.config import CheckConfig
 from cachebus.consistency.ledger import Ledger
 from cachebus.consistency.sources import Source
-from cachecore import Cache
-from contracts.keys import KeyRef, PatternRef
+from cachebus.contracts.keys import KeyRef, PatternRef
+from cachebus.core import Cache
 
 __all__ = ["NAMESPACE", "Workload"]
 

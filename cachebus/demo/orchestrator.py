@@ -29,13 +29,13 @@ import redis
 
 from cachebus import devredis
 from cachebus.acl import DEFAULT_LAYOUT
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import SyncCache
 from cachebus.demo.spec import SPEC_ENV, Spec
 from cachebus.demo.tracefile import read_spans
 from cachebus.demo.world import SERVICES, World, WorldShape
+from cachebus.producers.outbox import SQLiteOutbox
 from cachebus.testing.server import free_port
-from cachecore import SyncCache
-from contracts.keys import KeySpace, StreamKeys
-from producers.outbox import SQLiteOutbox
 
 __all__ = ["DemoConfig", "DemoReport", "run_demo"]
 

@@ -33,13 +33,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from cachebus.demo.spec import Spec, write_stats
-from cachebus.demo.tracefile import JsonLinesSpanExporter
-from cachebus.demo.world import SERVICES, WorldShape
-from cachecore import Cache, CacheConfig, LocalCache
-from cachecore._tasks import cancel_and_wait
-from cachecore.connection import RedisSettings, create_async_pool
-from consumers import (
+from cachebus.consumers import (
     BroadcastConfig,
     BroadcastConsumer,
     CompositeObserver,
@@ -52,10 +46,16 @@ from consumers import (
     RedisCacheSink,
     TracingObserver,
 )
-from contracts.errors import PublishError
-from contracts.keys import CacheKeys, KeyRef, KeySpace, StreamKeys
-from producers import Producer
-from producers.outbox import OutboxRelay, RelayConfig, SQLiteOutbox
+from cachebus.contracts.errors import PublishError
+from cachebus.contracts.keys import CacheKeys, KeyRef, KeySpace, StreamKeys
+from cachebus.core import Cache, CacheConfig, LocalCache
+from cachebus.core._tasks import cancel_and_wait
+from cachebus.core.connection import RedisSettings, create_async_pool
+from cachebus.demo.spec import Spec, write_stats
+from cachebus.demo.tracefile import JsonLinesSpanExporter
+from cachebus.demo.world import SERVICES, WorldShape
+from cachebus.producers import Producer
+from cachebus.producers.outbox import OutboxRelay, RelayConfig, SQLiteOutbox
 
 __all__ = ["main"]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.keys import CacheKeys, KeyRef
+from cachebus.contracts.keys import CacheKeys, KeyRef
 
 __all__ = ["SERVICES", "World", "WorldShape"]
 

@@ -19,9 +19,9 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from cachebus.contracts.errors import CachebusError, ConfigError, ContractError
+from cachebus.core.connection import RedisSettings, create_async_pool
 from cachebus.settings import CachebusSettings
-from cachecore.connection import RedisSettings, create_async_pool
-from contracts.errors import CachebusError, ConfigError, ContractError
 
 __all__ = [
     "EXIT_FAIL",

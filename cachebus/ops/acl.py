@@ -17,13 +17,13 @@ from collections.abc import Sequence
 
 import redis.asyncio
 
+from cachebus.consumers.config import default_consumer_name
+from cachebus.consumers.entries import text
+from cachebus.contracts.errors import BackendError
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core.connection import map_redis_errors
 from cachebus.ops._checks import Check, Level
 from cachebus.settings import CachebusSettings
-from cachecore.connection import map_redis_errors
-from consumers.config import default_consumer_name
-from consumers.entries import text
-from contracts.errors import BackendError
-from contracts.keys import KeySpace, StreamKeys
 
 __all__ = ["ROLES", "acl_checks", "role_commands"]
 

@@ -15,10 +15,10 @@ from importlib import metadata
 from typing import Any
 from urllib.parse import urlsplit
 
-from contracts.codec import CONTENT_TYPE, FIELD
-from contracts.events import SCHEMA_VERSION
-from contracts.keys import StreamKeys
-from contracts.schema import envelope_schema, event_schema
+from cachebus.contracts.codec import CONTENT_TYPE, FIELD
+from cachebus.contracts.events import SCHEMA_VERSION
+from cachebus.contracts.keys import StreamKeys
+from cachebus.contracts.schema import envelope_schema, event_schema
 
 __all__ = ["ASYNCAPI_VERSION", "asyncapi_document"]
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import redis.asyncio
 
-from cachecore.connection import map_redis_errors
-from consumers.entries import text
-from contracts.codec import decode_fields
-from contracts.errors import EventDecodeError
-from contracts.events import InvalidationEvent
-from producers import DEFAULT_MAXLEN
+from cachebus.consumers.entries import text
+from cachebus.contracts.codec import decode_fields
+from cachebus.contracts.errors import EventDecodeError
+from cachebus.contracts.events import InvalidationEvent
+from cachebus.core.connection import map_redis_errors
+from cachebus.producers import DEFAULT_MAXLEN
 
 __all__ = ["DeadLetter", "ReplayResult", "purge", "read_dead_letters", "replay"]
 

@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from cachebus.contracts.keys import StreamKeys
+from cachebus.core.connection import map_redis_errors
 from cachebus.ops._common import (
     JSON_OPT,
     PREFIX_OPT,
@@ -32,8 +34,6 @@ from cachebus.ops._common import (
     run,
 )
 from cachebus.ops.dead_letters import DeadLetter, ReplayResult, purge, read_dead_letters, replay
-from cachecore.connection import map_redis_errors
-from contracts.keys import StreamKeys
 
 __all__ = ["dlq_app"]
 

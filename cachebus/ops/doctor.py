@@ -28,6 +28,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cachebus.contracts.errors import BackendError
+from cachebus.contracts.keys import StreamKeys
+from cachebus.core.connection import map_redis_errors
 from cachebus.ops._checks import Check, Level
 from cachebus.ops._common import (
     JSON_OPT,
@@ -42,9 +45,6 @@ from cachebus.ops._common import (
 from cachebus.ops.acl import acl_checks
 from cachebus.ops.status import collect_status
 from cachebus.settings import CachebusSettings
-from cachecore.connection import map_redis_errors
-from contracts.errors import BackendError
-from contracts.keys import StreamKeys
 
 __all__ = ["Check", "Level", "diagnose", "doctor"]
 

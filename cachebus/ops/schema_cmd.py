@@ -9,12 +9,12 @@ from typing import Any
 
 import typer
 
+from cachebus.contracts.errors import ContractError
+from cachebus.contracts.events import SCHEMA_VERSION
+from cachebus.contracts.keys import StreamKeys
+from cachebus.contracts.schema import envelope_schema, event_schema, render
 from cachebus.ops._common import PREFIX_OPT, REDIS_URL_OPT, STREAM_OPT, fail, load_settings
 from cachebus.ops.asyncapi import asyncapi_document
-from contracts.errors import ContractError
-from contracts.events import SCHEMA_VERSION
-from contracts.keys import StreamKeys
-from contracts.schema import envelope_schema, event_schema, render
 
 __all__ = ["Document", "schema"]
 

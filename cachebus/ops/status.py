@@ -20,6 +20,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cachebus.consumers.entries import parse_stream_info, stream_id, text
+from cachebus.consumers.retention import safe_min_id
+from cachebus.contracts.keys import StreamKeys
+from cachebus.core.connection import map_redis_errors
 from cachebus.ops._common import (
     JSON_OPT,
     PREFIX_OPT,
@@ -32,10 +36,6 @@ from cachebus.ops._common import (
     print_json,
     run,
 )
-from cachecore.connection import map_redis_errors
-from consumers.entries import parse_stream_info, stream_id, text
-from consumers.retention import safe_min_id
-from contracts.keys import StreamKeys
 
 __all__ = ["GroupStatus", "MemberStatus", "StreamStatus", "collect_status", "status"]
 

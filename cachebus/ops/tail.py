@@ -20,6 +20,12 @@ import redis.asyncio
 import typer
 from rich.console import Console
 
+from cachebus.consumers.entries import parse_raw_read, text
+from cachebus.contracts.codec import decode_entries
+from cachebus.contracts.errors import EventDecodeError
+from cachebus.contracts.events import InvalidationEvent
+from cachebus.contracts.keys import StreamKeys
+from cachebus.core.connection import map_redis_errors
 from cachebus.ops._common import (
     PREFIX_OPT,
     REDIS_URL_OPT,
@@ -29,12 +35,6 @@ from cachebus.ops._common import (
     load_settings,
     run,
 )
-from cachecore.connection import map_redis_errors
-from consumers.entries import parse_raw_read, text
-from contracts.codec import decode_entries
-from contracts.errors import EventDecodeError
-from contracts.events import InvalidationEvent
-from contracts.keys import StreamKeys
 
 __all__ = ["TailItem", "follow", "tail"]
 

@@ -2,7 +2,7 @@
 
 ``invalidation-event.v1.json`` describes the event (the JSON string inside the envelope's
 ``data``); ``envelope.v1.json`` the ``__data__`` field around it. Both are generated from the
-models; ``python -m contracts.schema`` rewrites them, and a test fails when the committed
+models; ``python -m cachebus.contracts.schema`` rewrites them, and a test fails when the committed
 files and the models disagree.
 """
 
@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from contracts.codec import CONTENT_TYPE, FIELD
-from contracts.events import EVENT_ADAPTER, SCHEMA_VERSION
+from cachebus.contracts.codec import CONTENT_TYPE, FIELD
+from cachebus.contracts.events import EVENT_ADAPTER, SCHEMA_VERSION
 
 __all__ = ["SCHEMA_DIR", "envelope_schema", "event_schema", "render", "schemas", "write"]
 

@@ -1,6 +1,6 @@
-"""``python -m contracts.schema``: regenerate the committed JSON Schema files."""
+"""``python -m cachebus.contracts.schema``: regenerate the committed JSON Schema files."""
 
-from contracts.schema import write
+from cachebus.contracts.schema import write
 
 for path in write():
     print(path)

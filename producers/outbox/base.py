@@ -2,10 +2,10 @@
 
 A service writes its invalidation into the outbox table **in the same database transaction**
 as its data change, through its own connection: the two commit together or not at all. A
-relay (:class:`~producers.outbox.relay.OutboxRelay`) later claims unsent rows, publishes their
-events through a :class:`~producers.Producer` with the event ids chosen at write time, and
-marks them sent. A relay that dies between publishing and marking leaves the rows unsent; the
-next relay publishes them again with the same ``event_id`` (a harmless duplicate).
+relay (:class:`~cachebus.producers.outbox.relay.OutboxRelay`) later claims unsent rows, publishes
+their events through a :class:`~cachebus.producers.Producer` with the event ids chosen at write
+time, and marks them sent. A relay that dies between publishing and marking leaves the rows unsent;
+the next relay publishes them again with the same ``event_id`` (a harmless duplicate).
 
 The table (one per database, shared by the streams it feeds)::
 
@@ -32,10 +32,10 @@ from typing import Any
 
 import orjson
 
-from contracts.errors import ConfigError, ContractError
-from contracts.events import Event
-from contracts.factory import EventFactory, Ref
-from contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry, validate_name
+from cachebus.contracts.errors import ConfigError, ContractError
+from cachebus.contracts.events import Event
+from cachebus.contracts.factory import EventFactory, Ref
+from cachebus.contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry, validate_name
 
 __all__ = ["DEFAULT_TABLE", "Claim", "OutboxRow", "OutboxStore", "now_ms", "table_name"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from contracts.errors import ConfigError
-from producers.outbox.base import OutboxStore
-from producers.outbox.postgres import PostgresOutbox
-from producers.outbox.sqlite import SQLiteOutbox
+from cachebus.contracts.errors import ConfigError
+from cachebus.producers.outbox.base import OutboxStore
+from cachebus.producers.outbox.postgres import PostgresOutbox
+from cachebus.producers.outbox.sqlite import SQLiteOutbox
 
 __all__ = ["open_store", "redact_database_url"]
 

@@ -24,17 +24,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from cachecore._tasks import cancel_and_wait
-from contracts.errors import (
+from cachebus.contracts.errors import (
     BackendUnavailable,
     ConfigError,
     ContractError,
     OutboxError,
     PublishError,
 )
-from contracts.events import Event
-from producers._core import MAX_EVENTS_PER_ROUND_TRIP
-from producers.outbox.base import OutboxRow, OutboxStore, now_ms
+from cachebus.contracts.events import Event
+from cachebus.core._tasks import cancel_and_wait
+from cachebus.producers._core import MAX_EVENTS_PER_ROUND_TRIP
+from cachebus.producers.outbox.base import OutboxRow, OutboxStore, now_ms
 
 __all__ = ["OutboxRelay", "Publisher", "RelayConfig", "RelayStats"]
 
@@ -42,7 +42,7 @@ log = logging.getLogger("cachebus.outbox")
 
 
 class Publisher(Protocol):
-    """What the relay publishes through: :class:`producers.Producer` is one."""
+    """What the relay publishes through: :class:`cachebus.producers.Producer` is one."""
 
     async def publish_many(self, events: Iterable[Event]) -> list[str]: ...
 

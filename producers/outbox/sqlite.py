@@ -20,9 +20,9 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import ConfigError, OutboxError
-from contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry
-from producers.outbox.base import DEFAULT_TABLE, Claim, OutboxRow, OutboxStore, now_ms
+from cachebus.contracts.errors import ConfigError, OutboxError
+from cachebus.contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry
+from cachebus.producers.outbox.base import DEFAULT_TABLE, Claim, OutboxRow, OutboxStore, now_ms
 
 __all__ = ["SQLiteOutbox"]
 

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio
 
+from cachebus.contracts.errors import ContractError
+from cachebus.contracts.keys import KeySpace
+from cachebus.contracts.partitions import key_slot
+from cachebus.core import Cache, SyncCache
 from cachebus.testing.cluster import RedisClusterHarness
-from cachecore import Cache, SyncCache
-from contracts.errors import ContractError
-from contracts.keys import KeySpace
-from contracts.partitions import key_slot
 
 pytestmark = pytest.mark.cluster
 

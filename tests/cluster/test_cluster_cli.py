@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache
 from cachebus.testing import free_port
 from cachebus.testing.cluster import RedisClusterHarness
-from cachecore import Cache
-from contracts.keys import KeySpace, StreamKeys
 from tests.consumer.test_consume_cli import probe
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

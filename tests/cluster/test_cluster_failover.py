@@ -15,14 +15,20 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio
 
+from cachebus.consumers import (
+    CallbackSink,
+    ConsumerConfig,
+    Delivered,
+    PartitionedConsumer,
+    RedisCacheSink,
+)
+from cachebus.contracts.errors import BackendUnavailable, PublishError
+from cachebus.contracts.events import Event
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache, CacheConfig
+from cachebus.producers import Producer
 from cachebus.testing import RedisServer
 from cachebus.testing.cluster import RedisClusterHarness
-from cachecore import Cache, CacheConfig
-from consumers import CallbackSink, ConsumerConfig, Delivered, PartitionedConsumer, RedisCacheSink
-from contracts.errors import BackendUnavailable, PublishError
-from contracts.events import Event
-from contracts.keys import KeySpace, StreamKeys
-from producers import Producer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.fault, pytest.mark.slow]
 NAMESPACES = frozenset({"prices"})

@@ -9,9 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio
 
-from cachebus.testing.cluster import RedisClusterHarness
-from cachecore import Cache
-from consumers import (
+from cachebus.consumers import (
     CallbackSink,
     Consumer,
     ConsumerConfig,
@@ -19,9 +17,11 @@ from consumers import (
     PartitionedConsumer,
     RedisCacheSink,
 )
-from contracts.errors import ContractError
-from contracts.keys import KeySpace, StreamKeys
-from producers import Producer
+from cachebus.contracts.errors import ContractError
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache
+from cachebus.producers import Producer
+from cachebus.testing.cluster import RedisClusterHarness
 
 pytestmark = pytest.mark.cluster
 NAMESPACES = frozenset({"prices", "positions"})

@@ -11,9 +11,9 @@ from collections.abc import Collection
 
 import redis.asyncio
 
-from cachecore import Cache
-from consumers import Consumer, ConsumerConfig, FlushReason, Plan, RedisCacheSink
-from contracts.keys import KeySpace, StreamKeys
+from cachebus.consumers import Consumer, ConsumerConfig, FlushReason, Plan, RedisCacheSink
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache
 
 
 class LogSink:

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import redis.asyncio
 
-from consumers import CallbackSink, Consumer, ConsumerConfig, Delivered, FlushReason
-from contracts.codec import encode_event
-from contracts.events import KeysInvalidated, NamespaceFlushed, PatternInvalidated
-from contracts.keys import StreamKeys
+from cachebus.consumers import CallbackSink, Consumer, ConsumerConfig, Delivered, FlushReason
+from cachebus.contracts.codec import encode_event
+from cachebus.contracts.events import KeysInvalidated, NamespaceFlushed, PatternInvalidated
+from cachebus.contracts.keys import StreamKeys
 
 NS = frozenset({"prices", "market"})
 

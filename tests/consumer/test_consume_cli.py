@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache
 from cachebus.testing import RedisServer, free_port
-from cachecore import Cache
-from contracts.keys import KeySpace, StreamKeys
 from tests.consumer.helpers import keys_event, publish
 
 pytestmark = pytest.mark.fault

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
+from cachebus.contracts.codec import encode_event
+from cachebus.contracts.events import KeysInvalidated
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache
 from cachebus.testing import RedisServer, eventually
-from cachecore import Cache
-from contracts.codec import encode_event
-from contracts.events import KeysInvalidated
-from contracts.keys import KeySpace, StreamKeys
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(600)]
 

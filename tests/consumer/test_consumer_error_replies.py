@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
+from cachebus.consumers import CallbackSink, Consumer, ConsumerConfig, Delivered, FlushReason
+from cachebus.contracts.errors import AccessDenied
+from cachebus.contracts.keys import StreamKeys
+from cachebus.core.connection import map_redis_errors
 from cachebus.testing import RedisServer, ServerOptions
-from cachecore.connection import map_redis_errors
-from consumers import CallbackSink, Consumer, ConsumerConfig, Delivered, FlushReason
-from contracts.errors import AccessDenied
-from contracts.keys import StreamKeys
 from tests.consumer.helpers import NS, Recorder, keys_event, make_consumer, publish
 
 pytestmark = pytest.mark.fault

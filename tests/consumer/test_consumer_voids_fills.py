@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio
 
-from cachecore import Cache
-from consumers import Consumer, ConsumerConfig, RedisCacheSink
-from contracts.keys import KeySpace, StreamKeys
-from producers import Producer
+from cachebus.consumers import Consumer, ConsumerConfig, RedisCacheSink
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache
+from cachebus.producers import Producer
 
 
 @pytest.fixture

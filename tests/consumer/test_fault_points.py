@@ -32,11 +32,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
+from cachebus.consumers import Consumer, ConsumerConfig, ConsumerObserver, RedisCacheSink
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache, CacheConfig
+from cachebus.core.connection import RedisSettings, create_async_pool
 from cachebus.testing import FaultProxy, RedisServer, ServerOptions, free_port
-from cachecore import Cache, CacheConfig
-from cachecore.connection import RedisSettings, create_async_pool
-from consumers import Consumer, ConsumerConfig, ConsumerObserver, RedisCacheSink
-from contracts.keys import KeySpace, StreamKeys
 from tests.consumer.helpers import NS, keys_event, publish
 
 pytestmark = pytest.mark.fault

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis.asyncio
 
-from consumers import FlushReason
-from contracts.keys import StreamKeys
+from cachebus.consumers import FlushReason
+from cachebus.contracts.keys import StreamKeys
 from tests.consumer.helpers import Recorder, keys_event, make_consumer, publish
 
 

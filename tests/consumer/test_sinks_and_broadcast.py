@@ -8,9 +8,7 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio
 
-from cachebus.testing import FaultProxy, RedisServer, eventually
-from cachecore import Cache, LocalCache
-from consumers import (
+from cachebus.consumers import (
     BroadcastConfig,
     BroadcastConsumer,
     Consumer,
@@ -19,7 +17,9 @@ from consumers import (
     LocalCacheSink,
     RedisCacheSink,
 )
-from contracts.keys import KeySpace, StreamKeys
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache, LocalCache
+from cachebus.testing import FaultProxy, RedisServer, eventually
 from tests.consumer.helpers import NS, Recorder, flush_event, keys_event, pattern_event, publish
 
 

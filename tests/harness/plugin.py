@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import redis
 
+from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.testing import FaultProxy, RedisServer, ServerOptions, find_redis_server
-from contracts.keys import KeySpace, StreamKeys
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

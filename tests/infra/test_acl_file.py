@@ -21,8 +21,8 @@ from cachebus.acl import (
     render_acl,
 )
 from cachebus.cli import app
+from cachebus.contracts.errors import ConfigError, ContractError
 from cachebus.testing import RedisServer, ServerOptions
-from contracts.errors import ConfigError, ContractError
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "infra" / "redis" / "users.acl"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from cachebus.contracts.errors import ConfigError
 from cachebus.devredis import DevRedis, running, start, stop
-from contracts.errors import ConfigError
-from producers import SyncProducer
+from cachebus.producers import SyncProducer
 from tests.infra.conftest import dev_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,9 +6,9 @@ import time
 
 import redis
 
+from cachebus.contracts.errors import PublishError
 from cachebus.devredis import DevRedis
-from contracts.errors import PublishError
-from producers import Producer
+from cachebus.producers import Producer
 
 
 def test_the_stream_instance_never_evicts_and_keeps_an_aof_fsynced_every_second(

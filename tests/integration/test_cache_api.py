@@ -9,9 +9,9 @@ import pytest
 import redis
 import redis.asyncio
 
-from cachecore import Cache, CacheConfig, SyncCache, ValueCodec
-from contracts.errors import ConfigError, ContractError
-from contracts.keys import KeySpace, TTLClass
+from cachebus.contracts.errors import ConfigError, ContractError
+from cachebus.contracts.keys import KeySpace, TTLClass
+from cachebus.core import Cache, CacheConfig, SyncCache, ValueCodec
 
 
 @pytest.fixture

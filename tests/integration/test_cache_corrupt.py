@@ -9,8 +9,8 @@ import redis
 import redis.asyncio
 
 from cachebus.bench._samples import sized_json
-from cachecore import Cache, CacheConfig, Dictionary, ValueCodec
-from contracts.keys import KeySpace
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Cache, CacheConfig, Dictionary, ValueCodec
 
 
 @pytest.fixture

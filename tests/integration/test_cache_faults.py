@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
+from cachebus.contracts.errors import BackendUnavailable, CircuitOpenError
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import BreakerConfig, BreakerState, Cache, CacheConfig, RedisSettings, SyncCache
 from cachebus.testing import FaultProxy, RedisServer
-from cachecore import BreakerConfig, BreakerState, Cache, CacheConfig, RedisSettings, SyncCache
-from contracts.errors import BackendUnavailable, CircuitOpenError
-from contracts.keys import KeySpace
 
 pytestmark = pytest.mark.fault
 

@@ -12,8 +12,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from cachecore import Cache, CacheConfig, SyncCache, ValueCodec
-from contracts.keys import KeySpace
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Cache, CacheConfig, SyncCache, ValueCodec
 
 
 @pytest.fixture

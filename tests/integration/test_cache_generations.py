@@ -10,9 +10,9 @@ import pytest
 import redis
 import redis.asyncio
 
-from cachecore import Cache, CacheConfig
-from cachecore._core import CacheCore
-from contracts.keys import KeySpace
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Cache, CacheConfig
+from cachebus.core._core import CacheCore
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Cache, CacheConfig, Verdict
 from cachebus.testing import RedisServer, ServerOptions
-from cachecore import Cache, CacheConfig, Verdict
-from contracts.keys import KeySpace
 
 
 async def test_a_healthy_cache_reports_ok_metrics_and_exact_key_counts(

@@ -8,10 +8,10 @@ import pytest
 import redis
 import redis.asyncio
 
+from cachebus.contracts.errors import ContractError
+from cachebus.contracts.keys import CacheKeys, KeyRef, KeySpace
+from cachebus.core import Cache, CacheConfig
 from cachebus.testing import RedisServer
-from cachecore import Cache, CacheConfig
-from contracts.errors import ContractError
-from contracts.keys import CacheKeys, KeyRef, KeySpace
 
 
 @pytest.fixture

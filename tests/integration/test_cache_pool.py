@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Cache, SyncCache
 from cachebus.testing import RedisServer
-from cachecore import Cache, SyncCache
-from contracts.keys import KeySpace
 
 CAP = 10
 

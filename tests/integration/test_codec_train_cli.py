@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from cachebus.bench._samples import sized_json
 from cachebus.cli import app
-from cachecore import Dictionary, SyncCache, ValueCodec
-from contracts.keys import KeySpace
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Dictionary, SyncCache, ValueCodec
 
 runner = CliRunner()
 

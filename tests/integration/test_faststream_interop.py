@@ -18,8 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from cachecore.connection import RedisSettings
-from contracts import (
+from cachebus.contracts import (
     DEFAULT_REGISTRY,
     EventFactory,
     InvalidationEvent,
@@ -28,7 +27,8 @@ from contracts import (
     StreamKeys,
     decode_fields,
 )
-from producers import Producer
+from cachebus.core.connection import RedisSettings
+from cachebus.producers import Producer
 
 pytestmark = pytest.mark.timeout(60)
 

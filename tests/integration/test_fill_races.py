@@ -18,8 +18,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from cachecore import Cache, SyncCache
-from contracts.keys import KeySpace
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Cache, SyncCache
 
 Invalidate = Callable[[Cache], Awaitable[object]]
 

@@ -8,16 +8,16 @@ import pytest
 import redis
 import redis.asyncio
 
-from cachebus.testing import RedisServer
-from cachecore._io import Batch, Script, Step, run_async, run_sync
-from cachecore.connection import (
+from cachebus.contracts.errors import BackendError, BackendUnavailable, GroupMissingError
+from cachebus.core._io import Batch, Script, Step, run_async, run_sync
+from cachebus.core.connection import (
     RedisSettings,
     async_client,
     close_shared_pools,
     map_redis_errors,
     sync_client,
 )
-from contracts.errors import BackendError, BackendUnavailable, GroupMissingError
+from cachebus.testing import RedisServer
 
 INCR_BY = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
 

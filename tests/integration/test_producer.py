@@ -9,8 +9,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from cachecore.connection import RedisSettings
-from contracts import (
+from cachebus.contracts import (
     CacheKeys,
     ConfigError,
     ContractError,
@@ -21,7 +20,8 @@ from contracts import (
     StreamKeys,
     decode_fields,
 )
-from producers import Producer, SyncProducer
+from cachebus.core.connection import RedisSettings
+from cachebus.producers import Producer, SyncProducer
 
 
 def entries(client: redis.Redis, stream: str) -> list[tuple[str, DecodedEntry]]:

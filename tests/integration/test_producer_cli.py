@@ -9,8 +9,8 @@ import redis
 from typer.testing import CliRunner
 
 from cachebus.cli import app
+from cachebus.contracts import StreamKeys, decode_fields
 from cachebus.testing import free_port
-from contracts import StreamKeys, decode_fields
 
 runner = CliRunner()
 

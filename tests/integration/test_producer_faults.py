@@ -13,10 +13,16 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from cachebus.contracts import (
+    EventFactory,
+    KeysInvalidated,
+    PublishError,
+    StreamKeys,
+    decode_fields,
+)
+from cachebus.core.connection import RedisSettings
+from cachebus.producers import Producer, SyncProducer, publish_bound
 from cachebus.testing import RedisServer, ServerOptions, eventually
-from cachecore.connection import RedisSettings
-from contracts import EventFactory, KeysInvalidated, PublishError, StreamKeys, decode_fields
-from producers import Producer, SyncProducer, publish_bound
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(90)]
 

@@ -12,9 +12,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
-from cachecore.connection import RedisSettings
-from contracts import PublishError, StreamKeys, decode_fields
-from producers import Producer
+from cachebus.contracts import PublishError, StreamKeys, decode_fields
+from cachebus.core.connection import RedisSettings
+from cachebus.producers import Producer
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from cachecore import Cache
-from cachecore.connection import RedisSettings, create_async_pool
-from consumers import Consumer, ConsumerConfig, RedisCacheSink, TracingObserver
-from contracts.keys import KeySpace, StreamKeys
-from producers import Producer
+from cachebus.consumers import Consumer, ConsumerConfig, RedisCacheSink, TracingObserver
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache
+from cachebus.core.connection import RedisSettings, create_async_pool
+from cachebus.producers import Producer
 
 NAMESPACES = frozenset({"positions", "market"})
 

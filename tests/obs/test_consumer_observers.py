@@ -11,8 +11,8 @@ import redis.asyncio
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
-import consumers.tracing as tracing_module
-from consumers import (
+import cachebus.consumers.tracing as tracing_module
+from cachebus.consumers import (
     CompositeObserver,
     Consumer,
     ConsumerConfig,
@@ -22,7 +22,7 @@ from consumers import (
     TracingObserver,
     pending_summary,
 )
-from contracts.keys import StreamKeys
+from cachebus.contracts.keys import StreamKeys
 from tests.consumer.helpers import NS, Recorder, flush_event, keys_event, publish
 from tests.obs.otel_helpers import Telemetry
 

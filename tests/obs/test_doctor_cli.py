@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import redis
 
+from cachebus.contracts.keys import StreamKeys
 from cachebus.testing import RedisServer, ServerOptions
-from contracts.keys import StreamKeys
 from tests.obs.cli_helpers import cli, cli_json
 
 pytestmark = pytest.mark.fault  # private redis-servers, configured per test

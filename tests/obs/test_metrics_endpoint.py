@@ -13,8 +13,8 @@ from typing import IO
 
 import redis.asyncio
 
+from cachebus.contracts.keys import StreamKeys
 from cachebus.testing import free_port
-from contracts.keys import StreamKeys
 from tests.consumer.helpers import flush_event, keys_event, publish
 
 ROOT = Path(__file__).resolve().parents[2]

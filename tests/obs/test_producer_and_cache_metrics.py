@@ -9,12 +9,12 @@ import pytest
 import redis
 import redis.asyncio
 
-from cachecore import Cache, HealthReport, HealthThresholds, Metric, Verdict
-from consumers import CacheHealthMetrics
-from consumers.cache_metrics import server_hit_rate
-from contracts import PublishError, StreamKeys
-from contracts.keys import KeySpace
-from producers import Producer
+from cachebus.consumers import CacheHealthMetrics
+from cachebus.consumers.cache_metrics import server_hit_rate
+from cachebus.contracts import PublishError, StreamKeys
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Cache, HealthReport, HealthThresholds, Metric, Verdict
+from cachebus.producers import Producer
 from tests.obs.otel_helpers import Telemetry
 
 

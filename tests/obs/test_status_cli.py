@@ -7,9 +7,9 @@ import asyncio
 import redis
 import redis.asyncio
 
-from consumers import Consumer, ConsumerConfig
-from contracts.codec import encode_event
-from contracts.keys import StreamKeys
+from cachebus.consumers import Consumer, ConsumerConfig
+from cachebus.contracts.codec import encode_event
+from cachebus.contracts.keys import StreamKeys
 from tests.consumer.helpers import NS, Recorder, keys_event
 from tests.obs.cli_helpers import cli, cli_json
 

@@ -13,10 +13,10 @@ import orjson
 import redis
 import redis.asyncio
 
+from cachebus.contracts.codec import encode_event
+from cachebus.contracts.keys import StreamKeys
+from cachebus.contracts.schema import SCHEMA_DIR
 from cachebus.ops.tail import TailItem, follow
-from contracts.codec import encode_event
-from contracts.keys import StreamKeys
-from contracts.schema import SCHEMA_DIR
 from tests.consumer.helpers import flush_event, keys_event, pattern_event, publish
 from tests.obs.cli_helpers import cli
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import redis
 
-from cachecore.connection import RedisSettings
-from contracts.keys import StreamKeys
+from cachebus.contracts.keys import StreamKeys
+from cachebus.core.connection import RedisSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 

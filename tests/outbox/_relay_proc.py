@@ -10,10 +10,10 @@ import asyncio
 import sys
 from collections.abc import Iterable
 
-from contracts.events import Event
-from contracts.keys import StreamKeys
-from producers import Producer
-from producers.outbox import OutboxRelay, RelayConfig, open_store
+from cachebus.contracts.events import Event
+from cachebus.contracts.keys import StreamKeys
+from cachebus.producers import Producer
+from cachebus.producers.outbox import OutboxRelay, RelayConfig, open_store
 
 
 class PublishThenHang:

@@ -13,7 +13,7 @@ import aiosqlite
 import asyncpg
 import pytest
 
-from producers.outbox import OutboxStore, PostgresOutbox, SQLiteOutbox
+from cachebus.producers.outbox import OutboxStore, PostgresOutbox, SQLiteOutbox
 from tests.harness.plugin import IN_CI
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")

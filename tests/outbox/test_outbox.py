@@ -13,13 +13,13 @@ import redis
 from typer.testing import CliRunner
 
 from cachebus.cli import app
-from contracts.codec import decode_fields
-from contracts.errors import ConfigError, PublishError
-from contracts.events import Event
-from contracts.keys import CacheKeys, KeyRef, PatternRef, StreamKeys
-from producers import Producer
-from producers.outbox import OutboxRelay, RelayConfig, open_store
-from producers.outbox.base import table_name
+from cachebus.contracts.codec import decode_fields
+from cachebus.contracts.errors import ConfigError, PublishError
+from cachebus.contracts.events import Event
+from cachebus.contracts.keys import CacheKeys, KeyRef, PatternRef, StreamKeys
+from cachebus.producers import Producer
+from cachebus.producers.outbox import OutboxRelay, RelayConfig, open_store
+from cachebus.producers.outbox.base import table_name
 from tests.outbox.backends import Backend, write_change
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from contracts.codec import decode_fields
-from contracts.keys import CacheKeys, StreamKeys
+from cachebus.contracts.codec import decode_fields
+from cachebus.contracts.keys import CacheKeys, StreamKeys
 from tests.outbox.backends import Backend, write_change
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]

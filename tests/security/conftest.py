@@ -14,11 +14,11 @@ import redis
 import redis.asyncio
 
 from cachebus.acl import AclLayout, ServiceGrant, render_acl
+from cachebus.consumers import Consumer, ConsumerConfig, RedisCacheSink, Sink
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.core import Cache
+from cachebus.core.connection import RedisSettings
 from cachebus.testing import RedisServer, ServerOptions, TLSFiles
-from cachecore import Cache
-from cachecore.connection import RedisSettings
-from consumers import Consumer, ConsumerConfig, RedisCacheSink, Sink
-from contracts.keys import KeySpace, StreamKeys
 
 LAYOUT = AclLayout(
     services=(ServiceGrant("bot"), ServiceGrant("api"), ServiceGrant("workers", retention=True))

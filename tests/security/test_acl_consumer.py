@@ -7,12 +7,12 @@ import asyncio
 import pytest
 import redis.asyncio
 
-from cachecore import Cache, LocalCache
-from consumers import BroadcastConfig, BroadcastConsumer, FlushReason, LocalCacheSink
-from contracts.codec import encode_event
-from contracts.errors import BackendError
-from contracts.events import KeysInvalidated
-from producers import Producer
+from cachebus.consumers import BroadcastConfig, BroadcastConsumer, FlushReason, LocalCacheSink
+from cachebus.contracts.codec import encode_event
+from cachebus.contracts.errors import BackendError
+from cachebus.contracts.events import KeysInvalidated
+from cachebus.core import Cache, LocalCache
+from cachebus.producers import Producer
 from tests.security.conftest import LAYOUT, Deployment, refused
 
 SERVICES = [s.name for s in LAYOUT.services]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from producers import Producer
+from cachebus.producers import Producer
 from tests.security.conftest import Deployment, refused
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from consumers import FlushReason
-from contracts.errors import PublishError
-from producers import Producer
+from cachebus.consumers import FlushReason
+from cachebus.contracts.errors import PublishError
+from cachebus.producers import Producer
 from tests.security.conftest import Deployment, refused
 
 

@@ -9,10 +9,10 @@ import time
 import redis
 import redis.asyncio
 
-from cachecore import Cache, CacheConfig, SyncCache
-from consumers import RedisCacheSink
-from contracts.keys import KeySpace
-from producers import Producer
+from cachebus.consumers import RedisCacheSink
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Cache, CacheConfig, SyncCache
+from cachebus.producers import Producer
 from tests.security.conftest import Deployment
 
 PACED = CacheConfig(max_deletes_per_second=2000, delete_burst=500, unlink_batch=250)

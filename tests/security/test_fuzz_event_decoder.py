@@ -16,11 +16,17 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts._frames import BINARY_MAGIC, build_binary_frame
-from contracts.codec import FIELD, DecodedEntry, decode_entries, decode_fields, encode_event
-from contracts.errors import EventDecodeError
-from contracts.events import KeysInvalidated, NamespaceFlushed, PatternInvalidated
-from contracts.keys import DEFAULT_REGISTRY
+from cachebus.contracts._frames import BINARY_MAGIC, build_binary_frame
+from cachebus.contracts.codec import (
+    FIELD,
+    DecodedEntry,
+    decode_entries,
+    decode_fields,
+    encode_event,
+)
+from cachebus.contracts.errors import EventDecodeError
+from cachebus.contracts.events import KeysInvalidated, NamespaceFlushed, PatternInvalidated
+from cachebus.contracts.keys import DEFAULT_REGISTRY
 from tests.security.fuzzing import mutate, run
 
 TOTAL = 100_000

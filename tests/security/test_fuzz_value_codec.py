@@ -18,9 +18,9 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cachecore import Dictionary, ValueCodec
-from cachecore._header import LEADS, U32, Decoded, DecodeFailure, varint
-from contracts.errors import CodecError
+from cachebus.contracts.errors import CodecError
+from cachebus.core import Dictionary, ValueCodec
+from cachebus.core._header import LEADS, U32, Decoded, DecodeFailure, varint
 from tests.security.fuzzing import mutate, run
 
 TOTAL = 100_000

@@ -15,14 +15,14 @@ from urllib.parse import quote
 import pytest
 import redis.asyncio
 
+from cachebus.consumers import RedisCacheSink
+from cachebus.contracts.errors import CachebusError
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Cache, SyncCache
+from cachebus.core.connection import RedisSettings, create_async_pool, create_sync_pool
+from cachebus.producers import Producer, SyncProducer
 from cachebus.settings import CachebusSettings
 from cachebus.testing import free_port
-from cachecore import Cache, SyncCache
-from cachecore.connection import RedisSettings, create_async_pool, create_sync_pool
-from consumers import RedisCacheSink
-from contracts.errors import CachebusError
-from contracts.keys import KeySpace
-from producers import Producer, SyncProducer
 from tests.security.conftest import Deployment
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
+from cachebus.consumers import FlushReason
+from cachebus.contracts.errors import BackendUnavailable
+from cachebus.contracts.keys import KeySpace
+from cachebus.core import Cache
+from cachebus.core.connection import RedisSettings, create_async_pool
+from cachebus.producers import Producer, SyncProducer
 from cachebus.testing import RedisServer, TLSFiles, make_certificates
-from cachecore import Cache
-from cachecore.connection import RedisSettings, create_async_pool
-from consumers import FlushReason
-from contracts.errors import BackendUnavailable
-from contracts.keys import KeySpace
-from producers import Producer, SyncProducer
 from tests.security.conftest import Deployment, start_deployment
 
 

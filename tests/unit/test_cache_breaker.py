@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cachecore import BreakerConfig, BreakerState, CircuitBreaker
-from contracts.errors import ConfigError
+from cachebus.contracts.errors import ConfigError
+from cachebus.core import BreakerConfig, BreakerState, CircuitBreaker
 
 
 class Clock:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cachecore import CacheConfig
-from contracts.errors import ConfigError
-from contracts.keys import DEFAULT_TTL_SECONDS, TTLClass
+from cachebus.contracts.errors import ConfigError
+from cachebus.contracts.keys import DEFAULT_TTL_SECONDS, TTLClass
+from cachebus.core import CacheConfig
 
 
 def test_defaults_are_the_audits_ttls() -> None:

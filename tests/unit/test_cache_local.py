@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cachecore import LocalCache
-from contracts.errors import ConfigError, ContractError
-from contracts.keys import CacheKeys, KeyRef
+from cachebus.contracts.errors import ConfigError, ContractError
+from cachebus.contracts.keys import CacheKeys, KeyRef
+from cachebus.core import LocalCache
 
 
 class Clock:

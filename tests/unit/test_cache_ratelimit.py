@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cachecore import CacheConfig
-from cachecore.ratelimit import DeleteRateLimiter
-from contracts.errors import ConfigError
+from cachebus.contracts.errors import ConfigError
+from cachebus.core import CacheConfig
+from cachebus.core.ratelimit import DeleteRateLimiter
 
 
 class Clock:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cachecore.singleflight import AsyncSingleFlight, SyncSingleFlight
+from cachebus.core.singleflight import AsyncSingleFlight, SyncSingleFlight
 
 
 async def test_concurrent_async_calls_for_one_key_run_the_work_once() -> None:

@@ -6,8 +6,8 @@ import asyncio
 
 import redis.asyncio
 
-from cachecore._tasks import cancel_and_wait
-from contracts.keys import StreamKeys
+from cachebus.contracts.keys import StreamKeys
+from cachebus.core._tasks import cancel_and_wait
 from tests.consumer.helpers import Recorder, make_consumer
 
 

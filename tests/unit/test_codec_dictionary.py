@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from cachebus.bench._samples import sized_json
-from cachecore import CacheConfig, Dictionary, ValueCodec
-from cachecore.codec import Compression, DecodeFailure
-from contracts.errors import ConfigError
+from cachebus.contracts.errors import ConfigError
+from cachebus.core import CacheConfig, Dictionary, ValueCodec
+from cachebus.core.codec import Compression, DecodeFailure
 
 
 def _samples(kind: str, count: int, seed: int) -> list[bytes]:

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cachebus.bench._samples import market_json
-from cachecore.codec import Compression, DecodeFailure, ValueCodec
-from contracts.errors import CodecError
+from cachebus.contracts.errors import CodecError
+from cachebus.core.codec import Compression, DecodeFailure, ValueCodec
 
 codec = ValueCodec()
 

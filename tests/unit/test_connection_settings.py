@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from cachecore.connection import RedisSettings, redact_url
-from contracts.errors import ConfigError
+from cachebus.contracts.errors import ConfigError
+from cachebus.core.connection import RedisSettings, redact_url
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 from cachebus.consistency import CheckConfig
 from cachebus.consistency.ledger import ApplyLog, Ledger, share_within
-from contracts.errors import ConfigError
+from cachebus.contracts.errors import ConfigError
 
 
 def log_with(tmp_path: Path, lines: list[str]) -> ApplyLog:

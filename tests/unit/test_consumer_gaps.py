@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from consumers.entries import GroupState, StreamState, parse_claim, parse_raw_read, stream_id
-from consumers.gaps import check_gap
-from consumers.group import GroupMeta
+from cachebus.consumers.entries import (
+    GroupState,
+    StreamState,
+    parse_claim,
+    parse_raw_read,
+    stream_id,
+)
+from cachebus.consumers.gaps import check_gap
+from cachebus.consumers.group import GroupMeta
 
 META = GroupMeta(epoch="e", synced="e", deficit=0, fallback_mark=None)
 

@@ -10,15 +10,15 @@ import pytest
 import redis
 from redis._parsers.base import BaseParser
 
-from cachecore.connection import map_redis_errors
-from consumers.replay import ReplayDue
-from contracts.errors import (
+from cachebus.consumers.replay import ReplayDue
+from cachebus.contracts.errors import (
     AccessDenied,
     BackendError,
     BackendUnavailable,
     GroupMissingError,
     NotPrimary,
 )
+from cachebus.core.connection import map_redis_errors
 
 
 def parsed(reply: str) -> Exception:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from contracts import (
+from cachebus.contracts import (
     DEFAULT_REGISTRY,
     CacheKeys,
     ContractError,
@@ -22,8 +22,8 @@ from contracts import (
     new_event_id,
     validate_event,
 )
-from contracts.ids import event_id_time_ms
-from contracts.rules import MAX_KEYS_PER_EVENT
+from cachebus.contracts.ids import event_id_time_ms
+from cachebus.contracts.rules import MAX_KEYS_PER_EVENT
 
 BASE: dict[str, Any] = {"namespace": "positions", "producer": "api", "reason": "fill"}
 

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from contracts import ContractError, EventFactory, validate_event
+from cachebus.contracts import ContractError, EventFactory, validate_event
 
 FACTORY = EventFactory("api")
 

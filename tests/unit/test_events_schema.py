@@ -10,8 +10,8 @@ import pytest
 from jsonschema.validators import Draft202012Validator
 from referencing import Registry, Resource
 
-from contracts import EventFactory, encode_event
-from contracts.schema import SCHEMA_DIR, render, schemas
+from cachebus.contracts import EventFactory, encode_event
+from cachebus.contracts.schema import SCHEMA_DIR, render, schemas
 
 
 def _committed(name: str) -> dict[str, object]:
@@ -21,7 +21,7 @@ def _committed(name: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("name", sorted(schemas()))
 def test_committed_schema_is_what_the_models_generate(name: str) -> None:
-    # When this fails, the models changed: run `python -m contracts.schema` and commit.
+    # When this fails, the models changed: run `python -m cachebus.contracts.schema` and commit.
     assert (SCHEMA_DIR / name).read_text(encoding="utf-8") == render(schemas()[name])
 
 

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.errors import ContractError
-from contracts.keys import (
+from cachebus.contracts.errors import ContractError
+from cachebus.contracts.keys import (
     DEFAULT_REGISTRY,
     CacheKeys,
     KeySpace,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cachecore import LocalCache
+from cachebus.core import LocalCache
 
 
 def test_a_fill_after_an_invalidation_of_its_id_is_refused() -> None:

@@ -7,10 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot as redis_key_slot
 
-from cachecore._cluster_io import plan_calls
-from contracts.errors import ContractError
-from contracts.keys import KeySpace, StreamKeys
-from contracts.partitions import (
+from cachebus.contracts.errors import ContractError
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.contracts.partitions import (
     hashed_part,
     home_partition,
     key_slot,
@@ -18,7 +17,8 @@ from contracts.partitions import (
     partition_tag,
     slot_range,
 )
-from producers._routing import Router, piece_event_id
+from cachebus.core._cluster_io import plan_calls
+from cachebus.producers._routing import Router, piece_event_id
 
 KEYISH = st.text(alphabet=st.sampled_from("ab{}:x1"), max_size=12)
 

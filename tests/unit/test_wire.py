@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import (
+from cachebus.contracts import (
     DEFAULT_REGISTRY,
     FIELD,
     ContractError,
@@ -21,9 +21,9 @@ from contracts import (
     decode_fields,
     encode_event,
 )
-from contracts._frames import BINARY_MAGIC, build_binary_frame
-from contracts.events import Event
-from contracts.keys import MAX_ID_LENGTH
+from cachebus.contracts._frames import BINARY_MAGIC, build_binary_frame
+from cachebus.contracts.events import Event
+from cachebus.contracts.keys import MAX_ID_LENGTH
 
 FACTORY = EventFactory("api")
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

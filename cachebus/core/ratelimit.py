@@ -3,7 +3,7 @@
 UNLINK frees memory in the background, but finding and unlinking keys is still work on
 Redis's single thread: a burst of pattern invalidations (or a buggy producer) could keep it
 busy for everyone else. With ``CacheConfig.max_deletes_per_second`` set, invalidation steps
-reserve their deletes here before each UNLINK and yield a :class:`~cachecore._io.Pause` for
+reserve their deletes here before each UNLINK and yield a :class:`~cachebus.core._io.Pause` for
 the wait, so the async facade sleeps without blocking its event loop and the sync one sleeps
 its thread. Flushes are never paced: a generation bump is one command, whatever the size.
 
@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from contracts.errors import ConfigError
+from cachebus.contracts.errors import ConfigError
 
 __all__ = ["DeleteRateLimiter"]
 

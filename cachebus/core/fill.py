@@ -5,7 +5,7 @@ others poll for the value for at most ``lease_wait``, then load for themselves w
 caching. Within a process, the facades add a single-flight so one task or thread per key
 runs this flow at all.
 
-Correctness of the fill (:mod:`cachecore.leases`): the lease is taken *before* loading, and
+Correctness of the fill (:mod:`cachebus.core.leases`): the lease is taken *before* loading, and
 the value is written by one Lua script that stores it only while the lease stands, so any
 invalidation of the key during the load (exact, pattern or flush, local or applied by a
 consumer) refuses the late fill, and the value is written under the generation the lease was
@@ -15,7 +15,7 @@ the lease winner while every other caller keeps getting the current value (dogpi
 When Redis is unavailable or the breaker is open, the caller still gets a value: the loader
 runs and nothing is cached.
 
-The flow yields :class:`~cachecore._io.Batch` (run it, send back the replies),
+The flow yields :class:`~cachebus.core._io.Batch` (run it, send back the replies),
 :class:`Pause` (sleep) or :data:`LOAD` (call the loader, send back its value or throw its
 exception into the flow). Errors of a batch are thrown into the flow.
 """
@@ -28,10 +28,16 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from cachecore._core import CacheCore, Read
-from cachecore._io import Batch, Pause, Step
-from cachecore.leases import FillOutcome, acquire_batch, fill_batch, parse_acquire, release_batch
-from contracts.errors import BackendUnavailable, CodecError
+from cachebus.contracts.errors import BackendUnavailable, CodecError
+from cachebus.core._core import CacheCore, Read
+from cachebus.core._io import Batch, Pause, Step
+from cachebus.core.leases import (
+    FillOutcome,
+    acquire_batch,
+    fill_batch,
+    parse_acquire,
+    release_batch,
+)
 
 __all__ = ["LOAD", "Flow", "Load", "Pause", "fill_flow", "single"]
 

@@ -22,18 +22,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cachecore._io import Batch, Script, Step
-from cachecore.breaker import CircuitBreaker
-from cachecore.codec import DecodeFailure, Prepared, ValueCodec
-from cachecore.config import CacheConfig
-from cachecore.ratelimit import DeleteRateLimiter
-from cachecore.stats import CacheStats, LatencyWindow
-from contracts.errors import CircuitOpenError, ConfigError
-from contracts.keys import KeySpace
+from cachebus.contracts.errors import CircuitOpenError, ConfigError
+from cachebus.contracts.keys import KeySpace
+from cachebus.core._io import Batch, Script, Step
+from cachebus.core.breaker import CircuitBreaker
+from cachebus.core.codec import DecodeFailure, Prepared, ValueCodec
+from cachebus.core.config import CacheConfig
+from cachebus.core.ratelimit import DeleteRateLimiter
+from cachebus.core.stats import CacheStats, LatencyWindow
 
 __all__ = ["ENSURE_GENERATION", "CacheCore", "Kind", "Read"]
 
-logger = logging.getLogger("cachecore")
+logger = logging.getLogger("cachebus.core")
 
 
 class Kind(enum.Enum):

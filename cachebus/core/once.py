@@ -31,7 +31,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from cachecore._io import AsyncClient
+from cachebus.core._io import AsyncClient
 
 __all__ = ["execute_once"]
 

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cachecore._core import CacheCore
-from cachecore._io import Batch, Script, ScriptCall, Step
+from cachebus.core._core import CacheCore
+from cachebus.core._io import Batch, Script, ScriptCall, Step
 
 __all__ = [
     "ACQUIRE",

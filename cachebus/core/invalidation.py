@@ -1,6 +1,6 @@
 """Invalidation steps: exact keys (UNLINK), patterns (SCAN + UNLINK), namespace generations.
 
-Every kind voids the ``get_or_set`` leases it covers (:mod:`cachecore.leases`), so a fill
+Every kind voids the ``get_or_set`` leases it covers (:mod:`cachebus.core.leases`), so a fill
 that loaded before the invalidation is refused when it lands:
 
 * Exact keys: the ids' leases are UNLINKed, then their values, in one round trip per
@@ -17,7 +17,8 @@ that loaded before the invalidation is refused when it lands:
   time in milliseconds, so if the generation key is lost (evicted under ``allkeys-*``), the
   counter restarts above every generation used before and old values cannot come back.
 * Rate limit: with ``CacheConfig.max_deletes_per_second``, each UNLINK first reserves its keys
-  and the step yields a :class:`~cachecore._io.Pause` for the wait (:mod:`cachecore.ratelimit`).
+  and the step yields a :class:`~cachebus.core._io.Pause` for the wait
+  (:mod:`cachebus.core.ratelimit`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cachecore._core import CacheCore
-from cachecore._io import Batch, Pause, Script, Step
-from cachecore.leases import void_pattern_step
-from contracts.errors import ConfigError
-from contracts.keys import KeyRef
+from cachebus.contracts.errors import ConfigError
+from cachebus.contracts.keys import KeyRef
+from cachebus.core._core import CacheCore
+from cachebus.core._io import Batch, Pause, Script, Step
+from cachebus.core.leases import void_pattern_step
 
 __all__ = ["PatternResult", "flush_step", "pattern_step", "unlink_ids_step", "unlink_refs_step"]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cachecore._core import CacheCore
-from cachecore._io import Batch, Step
-from cachecore._probe import _SERVER_FIELDS, _evictions_per_hour, count_namespaces
-from cachecore.cluster_scan import topology_step
-from cachecore.health import HealthReport, KeyCount, Observations, evaluate, overall
+from cachebus.core._core import CacheCore
+from cachebus.core._io import Batch, Step
+from cachebus.core._probe import _SERVER_FIELDS, _evictions_per_hour, count_namespaces
+from cachebus.core.cluster_scan import topology_step
+from cachebus.core.health import HealthReport, KeyCount, Observations, evaluate, overall
 
 __all__ = ["cluster_health_step"]
 

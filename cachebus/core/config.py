@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from cachecore.dictionary import Dictionary
-from cachecore.health import HealthThresholds
-from contracts.errors import ConfigError
-from contracts.keys import DEFAULT_TTL_SECONDS, TTLClass
+from cachebus.contracts.errors import ConfigError
+from cachebus.contracts.keys import DEFAULT_TTL_SECONDS, TTLClass
+from cachebus.core.dictionary import Dictionary
+from cachebus.core.health import HealthThresholds
 
 __all__ = ["BreakerConfig", "CacheConfig"]
 
@@ -32,7 +32,7 @@ class BreakerConfig:
 
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
-    """How a :class:`~cachecore.Cache` stores, expires, guards and invalidates values."""
+    """How a :class:`~cachebus.core.Cache` stores, expires, guards and invalidates values."""
 
     #: Seconds per TTL class; every class must be present. The audit's values by default.
     ttls: Mapping[TTLClass, int] = field(default_factory=lambda: DEFAULT_TTL_SECONDS)

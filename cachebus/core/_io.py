@@ -23,8 +23,8 @@ import redis
 import redis.asyncio
 import redis.cluster
 
-from cachecore._cluster_io import execute_cluster_async, execute_cluster_sync
-from cachecore.connection import map_redis_errors
+from cachebus.core._cluster_io import execute_cluster_async, execute_cluster_sync
+from cachebus.core.connection import map_redis_errors
 
 __all__ = [
     "AsyncClient",
@@ -83,7 +83,7 @@ class Batch:
     With ``raise_on_error=False`` a command's error comes back in its reply slot, already
     translated into the cachebus error tree, instead of raising. On a Redis Cluster client,
     multi-key commands are split per slot and, with ``raise_on_error=False``, a failed round
-    trip comes back in every slot too (see :mod:`cachecore._cluster_io`).
+    trip comes back in every slot too (see :mod:`cachebus.core._cluster_io`).
     """
 
     calls: Sequence[Call]

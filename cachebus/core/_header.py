@@ -1,6 +1,6 @@
 """The stored-value header: its fields, their encoding, and the value types around it.
 
-See :mod:`cachecore.codec` for the layout; this module only holds the pieces it is made of.
+See :mod:`cachebus.core.codec` for the layout; this module only holds the pieces it is made of.
 """
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
-from cachecore.config import BreakerConfig
+from cachebus.core.config import BreakerConfig
 
 __all__ = ["BreakerState", "CircuitBreaker"]
 
-logger = logging.getLogger("cachecore.breaker")
+logger = logging.getLogger("cachebus.core.breaker")
 
 
 class BreakerState(StrEnum):

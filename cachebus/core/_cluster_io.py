@@ -8,7 +8,7 @@ one reply the step expects: a count for ``UNLINK``/``DEL``/``EXISTS``/``TOUCH``,
 the original order for ``MGET``. Every other command must already name keys of one slot (the
 key layout sees to that: a lease and its value, a partition's stream and its group meta).
 
-A :class:`~cachecore._io.Batch` with ``node`` set runs on that node (``host:port``): that is
+A :class:`~cachebus.core._io.Batch` with ``node`` set runs on that node (``host:port``): that is
 how a step SCANs each primary. With ``raise_on_error=False``, a failure of the whole round trip
 (a node died mid-scan) comes back in every reply slot instead of raising, so the step can
 re-read the topology and go on.
@@ -27,7 +27,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.asyncio.cluster import PipelineCommand
 
-from contracts.partitions import key_slot
+from cachebus.contracts.partitions import key_slot
 
 __all__ = ["FusedUnlink", "Plan", "execute_cluster_async", "execute_cluster_sync", "plan_calls"]
 

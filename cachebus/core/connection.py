@@ -33,8 +33,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as SyncRetry
 
-from cachecore._fastpack import connection_class_for
-from contracts.errors import (
+from cachebus.contracts.errors import (
     AccessDenied,
     BackendError,
     BackendUnavailable,
@@ -42,6 +41,7 @@ from contracts.errors import (
     GroupMissingError,
     NotPrimary,
 )
+from cachebus.core._fastpack import connection_class_for
 
 __all__ = [
     "RedisSettings",
@@ -88,7 +88,7 @@ class RedisSettings:
     socket_timeout: float = 2.0
     socket_connect_timeout: float = 1.0
     #: Extra attempts after the first, on connection errors and timeouts only; never for a
-    #: command whose second run changes what the first did (see :mod:`cachecore.once`).
+    #: command whose second run changes what the first did (see :mod:`cachebus.core.once`).
     retries: int = 1
     retry_backoff_base: float = 0.05
     retry_backoff_cap: float = 0.5

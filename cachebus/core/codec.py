@@ -30,7 +30,8 @@ from typing import Any
 import orjson
 import zstandard
 
-from cachecore._header import (
+from cachebus.contracts.errors import CodecError
+from cachebus.core._header import (
     COMPRESSIONS,
     LEADS,
     MAGIC,
@@ -43,8 +44,7 @@ from cachecore._header import (
     read_varint,
     varint,
 )
-from cachecore.dictionary import Dictionary
-from contracts.errors import CodecError
+from cachebus.core.dictionary import Dictionary
 
 __all__ = ["Compression", "DecodeFailure", "Decoded", "Prepared", "ValueCodec"]
 

@@ -1,75 +1,77 @@
-"""The sync cache: the same operations as :class:`~cachecore.Cache`, driven by ``run_sync``.
+"""The asyncio cache: get/set, get_or_set with stampede protection, invalidation, health.
 
-Every decision lives in the shared steps (``_core``, ``invalidation``, ``fill``, ``_probe``);
-this module is only the blocking I/O edge, so the two facades cannot drift apart. Safe to
-share between threads (the pool, the codec, the breaker and the single-flight are; the
-stats counters are unlocked, so under heavy thread contention they may undercount).
-
-Failure policy (see :class:`~cachecore._core.Kind`): when Redis is unavailable or the circuit
+Failure policy (see :class:`~cachebus.core._core.Kind`): when Redis is unavailable or the circuit
 breaker is open, reads are misses and writes are skipped (both counted), so an outage slows a
 service instead of breaking it; invalidations (``delete``, ``invalidate_*``, flushes) are never
 skipped: they raise :class:`BackendUnavailable` / :class:`CircuitOpenError` and the caller
 retries (the consumer leaves the entry pending).
 
-Ownership: ``SyncCache(client, ...)`` borrows the client and never closes it;
-``SyncCache.from_url(...)`` creates its own pool and closes it in :meth:`close`.
+Ownership: ``Cache(client, ...)`` borrows the client and never closes it;
+``Cache.from_url(...)`` creates its own pool and closes it in :meth:`aclose`.
+
+Redis Cluster: give it a ``redis.asyncio.RedisCluster`` (or ``from_url(..., cluster=True)``).
+Every operation works unchanged: multi-key commands are split per slot at the I/O edge
+(:mod:`cachebus.core._cluster_io`), a lease shares its value's slot, a namespace flush is still one
+command on its generation key, and pattern invalidation and ``health()`` visit every primary
+(:mod:`cachebus.core.cluster_scan`, :mod:`cachebus.core.cluster_health`).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-import redis
-import redis.cluster
+import redis.asyncio
 
-from cachecore._client import check_client, check_colocated, describe, is_cluster
-from cachecore._core import CacheCore, Kind, Read
-from cachecore._io import Batch, Step, SyncClient, run_sync
-from cachecore._probe import health_step, pool_usage
-from cachecore.breaker import CircuitBreaker
-from cachecore.cluster_health import cluster_health_step
-from cachecore.cluster_scan import cluster_pattern_step
-from cachecore.codec import Decoded
-from cachecore.config import CacheConfig
-from cachecore.connection import RedisSettings, create_sync_cluster, create_sync_pool
-from cachecore.fill import Flow, Load, Pause, fill_flow, single
-from cachecore.health import HealthReport
-from cachecore.invalidation import (
+from cachebus.contracts.errors import BackendError, BackendUnavailable
+from cachebus.contracts.keys import KeyRef, KeySpace
+from cachebus.core._client import check_client, check_colocated, describe, is_cluster
+from cachebus.core._core import CacheCore, Kind, Read
+from cachebus.core._io import AsyncClient, Batch, Step, run_async
+from cachebus.core._probe import health_step, pool_usage
+from cachebus.core.breaker import CircuitBreaker
+from cachebus.core.cluster_health import cluster_health_step
+from cachebus.core.cluster_scan import cluster_pattern_step
+from cachebus.core.codec import Decoded
+from cachebus.core.config import CacheConfig
+from cachebus.core.connection import RedisSettings, create_async_cluster, create_async_pool
+from cachebus.core.fill import Flow, Load, Pause, fill_flow, single
+from cachebus.core.health import HealthReport
+from cachebus.core.invalidation import (
     PatternResult,
     flush_step,
     pattern_step,
     unlink_ids_step,
     unlink_refs_step,
 )
-from cachecore.singleflight import SyncSingleFlight
-from cachecore.stats import CacheStats
-from contracts.errors import BackendError, BackendUnavailable
-from contracts.keys import KeyRef, KeySpace
+from cachebus.core.singleflight import AsyncSingleFlight
+from cachebus.core.stats import CacheStats
 
-__all__ = ["SyncCache"]
+__all__ = ["Cache"]
 
 T = TypeVar("T")
 
 
-class SyncCache:
-    """A namespaced Redis cache for one :class:`KeySpace` scope (blocking)."""
+class Cache:
+    """A namespaced Redis cache for one :class:`KeySpace` scope (asyncio)."""
 
     def __init__(
         self,
-        client: SyncClient,
+        client: AsyncClient,
         keyspace: KeySpace,
         config: CacheConfig | None = None,
     ) -> None:
-        check_client(client, (redis.Redis, redis.cluster.RedisCluster), "SyncCache", "Cache")
+        check_client(
+            client, (redis.asyncio.Redis, redis.asyncio.RedisCluster), "Cache", "SyncCache"
+        )
         self._client = client
         self._cluster = is_cluster(client)
-        self._owned_pool: redis.BlockingConnectionPool | None = None
+        self._owned_pool: redis.asyncio.BlockingConnectionPool | None = None
         self._owned_client = False
         self._core = CacheCore(keyspace, config or CacheConfig(), describe(client))
         self._core.cluster = self._cluster
-        self._flight = SyncSingleFlight()
+        self._flight = AsyncSingleFlight()
 
     @classmethod
     def from_url(
@@ -78,36 +80,36 @@ class SyncCache:
         keyspace: KeySpace,
         config: CacheConfig | None = None,
         **redis_settings: Any,
-    ) -> SyncCache:
+    ) -> Cache:
         """A cache on its own pool (``RedisSettings.from_url(url, **redis_settings)``);
         with ``cluster=True``, on its own Redis Cluster client."""
         settings = RedisSettings.from_url(url, **redis_settings)
         if settings.cluster:
-            cluster_cache = cls(create_sync_cluster(settings), keyspace, config)
+            cluster_cache = cls(create_async_cluster(settings), keyspace, config)
             cluster_cache._core.where = f"cluster {settings.redacted_url}"
             cluster_cache._owned_client = True
             return cluster_cache
-        pool = create_sync_pool(settings)
-        cache = cls(redis.Redis(connection_pool=pool), keyspace, config)
+        pool = create_async_pool(settings)
+        cache = cls(redis.asyncio.Redis(connection_pool=pool), keyspace, config)
         cache._core.where = settings.redacted_url
         cache._owned_pool = pool
         return cache
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the pool if this cache created it (``from_url``); a borrowed client stays open."""
         if self._owned_client:
             self._owned_client = False
-            self._client.close()
+            await self._client.aclose()
         if self._owned_pool is not None:
             pool, self._owned_pool = self._owned_pool, None
-            self._client.close()
-            pool.disconnect()
+            await self._client.aclose()
+            await pool.aclose()
 
-    def __enter__(self) -> SyncCache:
+    async def __aenter__(self) -> Cache:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     @property
     def keyspace(self) -> KeySpace:
@@ -126,11 +128,11 @@ class SyncCache:
         return self._core.breaker
 
     @property
-    def client(self) -> SyncClient:
+    def client(self) -> AsyncClient:
         return self._client
 
     # ---- the I/O edge -----------------------------------------------------------------
-    def _run(self, step: Step[T], kind: Kind, fallback: T | None = None) -> T:
+    async def _run(self, step: Step[T], kind: Kind, fallback: T | None = None) -> T:
         """Run ``step`` under the failure policy; reads and writes pass their ``fallback``."""
         core = self._core
         if not core.admit(kind):
@@ -138,7 +140,7 @@ class SyncCache:
             assert fallback is not None, "only reads and writes degrade"
             return fallback
         try:
-            result = run_sync(step, self._client, core.where, core.observe)
+            result = await run_async(step, self._client, core.where, core.observe)
         except BackendUnavailable as exc:
             core.failed(kind, exc)
             assert fallback is not None, "only reads and writes degrade"
@@ -153,22 +155,24 @@ class SyncCache:
         return result
 
     # ---- reads and writes -------------------------------------------------------------
-    def get(self, namespace: str, ident: str | int, default: Any = None) -> Any:
+    async def get(self, namespace: str, ident: str | int, default: Any = None) -> Any:
         """The cached value, or ``default`` on a miss (also when Redis is unavailable)."""
-        reads = self._run(self._core.read_step(namespace, [str(ident)]), Kind.READ, [Read(False)])
+        reads = await self._run(
+            self._core.read_step(namespace, [str(ident)]), Kind.READ, [Read(False)]
+        )
         return reads[0].value if reads[0].hit else default
 
-    def get_many(self, namespace: str, ids: Iterable[str | int]) -> dict[str, Any]:
+    async def get_many(self, namespace: str, ids: Iterable[str | int]) -> dict[str, Any]:
         """The hits among ``ids`` (one round trip), keyed by id."""
         idents = [str(i) for i in ids]
         if not idents:
             return {}
-        reads = self._run(
+        reads = await self._run(
             self._core.read_step(namespace, idents), Kind.READ, [Read(False)] * len(idents)
         )
         return {i: r.value for i, r in zip(idents, reads, strict=True) if r.hit}
 
-    def set(
+    async def set(
         self, namespace: str, ident: str | int, value: Any, *, ttl: float | None = None
     ) -> bool:
         """Store ``value`` for the namespace TTL (or ``ttl`` seconds). False if skipped.
@@ -177,9 +181,9 @@ class SyncCache:
         value raises :class:`CodecError` before anything is sent.
         """
         step = self._core.write_step(namespace, [(str(ident), value)], ttl)
-        return self._run(step, Kind.WRITE, 0) == 1
+        return await self._run(step, Kind.WRITE, 0) == 1
 
-    def set_many(
+    async def set_many(
         self,
         namespace: str,
         items: Mapping[str, Any] | Iterable[tuple[str, Any]],
@@ -189,35 +193,35 @@ class SyncCache:
         """Store several values in one round trip; returns how many were written."""
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         step = self._core.write_step(namespace, [(str(i), v) for i, v in pairs], ttl)
-        return self._run(step, Kind.WRITE, 0)
+        return await self._run(step, Kind.WRITE, 0)
 
-    def delete(self, namespace: str, ident: str | int) -> bool:
+    async def delete(self, namespace: str, ident: str | int) -> bool:
         """Remove one value (an invalidation: raises when Redis is unavailable)."""
-        return self.invalidate_refs([KeyRef(namespace, str(ident))]) == 1
+        return await self.invalidate_refs([KeyRef(namespace, str(ident))]) == 1
 
-    def get_or_set(
+    async def get_or_set(
         self,
         namespace: str,
         ident: str | int,
-        loader: Callable[[], Any],
+        loader: Callable[[], Awaitable[Any]],
         *,
         ttl: float | None = None,
     ) -> Any:
-        """The cached value, or ``loader()`` stored under stampede protection.
+        """The cached value, or ``await loader()`` stored under stampede protection.
 
         One loader per key runs in this process (single-flight) and, through a Redis lease,
-        across processes; see :mod:`cachecore.fill`.
+        across processes; see :mod:`cachebus.core.fill`.
         """
         ident = str(ident)
         self._core.keyspace.key(namespace, ident)  # bad input raises here, not in the flight
         if self._cluster:
             check_colocated(self._core.keyspace, namespace, ident)
-        return self._flight.run(
+        return await self._flight.run(
             (namespace, ident),
             lambda: self._drive(fill_flow(self._core, namespace, ident, ttl), loader),
         )
 
-    def _drive(self, flow: Flow[Any], loader: Callable[[], Any]) -> Any:
+    async def _drive(self, flow: Flow[Any], loader: Callable[[], Awaitable[Any]]) -> Any:
         reply: Any = None
         error: BaseException | None = None
         while True:
@@ -228,37 +232,37 @@ class SyncCache:
             reply, error = None, None
             if isinstance(op, Batch):
                 try:
-                    reply = self._run(single(op), Kind.FLOW)
+                    reply = await self._run(single(op), Kind.FLOW)
                 except Exception as exc:
                     error = exc
             elif isinstance(op, Pause):
-                time.sleep(op.seconds)
+                await asyncio.sleep(op.seconds)
             else:
                 assert isinstance(op, Load)
                 try:
-                    reply = loader()
+                    reply = await loader()
                 except Exception as exc:
                     error = exc
 
     # ---- invalidation -----------------------------------------------------------------
-    def invalidate_keys(self, namespace: str, ids: Iterable[str | int]) -> int:
+    async def invalidate_keys(self, namespace: str, ids: Iterable[str | int]) -> int:
         """UNLINK these ids' values (and leases): one round trip per ``unlink_batch`` ids."""
-        return self.invalidate_refs(KeyRef(namespace, str(i)) for i in ids)
+        return await self.invalidate_refs(KeyRef(namespace, str(i)) for i in ids)
 
-    def invalidate_refs(self, refs: Iterable[KeyRef]) -> int:
+    async def invalidate_refs(self, refs: Iterable[KeyRef]) -> int:
         """Like :meth:`invalidate_keys` across namespaces: a consumer batch in one round trip."""
         refs = list(refs)
         if not refs:
             return 0
-        return self._run(unlink_refs_step(self._core, refs), Kind.INVALIDATE)
+        return await self._run(unlink_refs_step(self._core, refs), Kind.INVALIDATE)
 
-    def invalidate_ids(self, ids: Mapping[str, Iterable[str]]) -> int:
+    async def invalidate_ids(self, ids: Mapping[str, Iterable[str]]) -> int:
         """Like :meth:`invalidate_refs` for ``{namespace: ids}``: keys are built in bulk."""
         if not any(ids.values()):
             return 0
-        return self._run(unlink_ids_step(self._core, ids), Kind.INVALIDATE)
+        return await self._run(unlink_ids_step(self._core, ids), Kind.INVALIDATE)
 
-    def invalidate_pattern(
+    async def invalidate_pattern(
         self, namespace: str, pattern: str, *, max_keys: int | None = None
     ) -> PatternResult:
         """SCAN MATCH + batched UNLINK of a namespace-relative glob (never a bare ``*``).
@@ -270,25 +274,25 @@ class SyncCache:
             step = cluster_pattern_step(self._core, namespace, pattern, max_keys)
         else:
             step = pattern_step(self._core, namespace, pattern, max_keys)
-        return self._run(step, Kind.INVALIDATE)
+        return await self._run(step, Kind.INVALIDATE)
 
-    def flush_namespace(self, namespace: str) -> int:
+    async def flush_namespace(self, namespace: str) -> int:
         """Make every value of the namespace invisible at once (O(1)); the new generation."""
-        (generation,) = self._run(flush_step(self._core, [namespace]), Kind.INVALIDATE)
+        (generation,) = await self._run(flush_step(self._core, [namespace]), Kind.INVALIDATE)
         return generation
 
-    def flush_scope(self) -> None:
+    async def flush_scope(self) -> None:
         """Flush every registered namespace of this scope, in one round trip."""
         names = self._core.keyspace.registry.names
-        self._run(flush_step(self._core, names), Kind.INVALIDATE)
+        await self._run(flush_step(self._core, names), Kind.INVALIDATE)
 
     # ---- introspection ----------------------------------------------------------------
-    def health(self) -> HealthReport:
+    async def health(self) -> HealthReport:
         """The audit's metrics with verdicts (raises when Redis is unavailable)."""
-        if isinstance(self._client, redis.cluster.RedisCluster):
-            return self._run(cluster_health_step(self._core), Kind.ADMIN)
+        if isinstance(self._client, redis.asyncio.RedisCluster):
+            return await self._run(cluster_health_step(self._core), Kind.ADMIN)
         in_use, cap = pool_usage(self._client.connection_pool)
-        return self._run(health_step(self._core, in_use, cap), Kind.ADMIN)
+        return await self._run(health_step(self._core, in_use, cap), Kind.ADMIN)
 
     def decode(self, data: bytes) -> Decoded:
         """Decode a stored value; raises :class:`CodecError` saying what is wrong with it."""

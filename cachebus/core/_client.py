@@ -7,8 +7,8 @@ from typing import Any
 import redis.asyncio
 import redis.cluster
 
-from contracts.errors import ConfigError, ContractError
-from contracts.keys import KeySpace
+from cachebus.contracts.errors import ConfigError, ContractError
+from cachebus.contracts.keys import KeySpace
 
 __all__ = ["check_client", "check_colocated", "connection_kwargs", "describe", "is_cluster"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import zstandard
 
-from contracts.errors import ConfigError
+from cachebus.contracts.errors import ConfigError
 
 __all__ = ["DEFAULT_DICTIONARY_SIZE", "MIN_TRAINING_SAMPLES", "Dictionary"]
 

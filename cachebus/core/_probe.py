@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cachecore._core import CacheCore
-from cachecore._io import Batch, Step
-from cachecore.health import HealthReport, KeyCount, Observations, evaluate, overall
-from contracts.errors import ContractError
-from contracts.keys import KeySpace
+from cachebus.contracts.errors import ContractError
+from cachebus.contracts.keys import KeySpace
+from cachebus.core._core import CacheCore
+from cachebus.core._io import Batch, Step
+from cachebus.core.health import HealthReport, KeyCount, Observations, evaluate, overall
 
 __all__ = ["count_namespaces", "health_step", "pool_usage"]
 

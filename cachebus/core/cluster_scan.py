@@ -2,7 +2,7 @@
 
 SCAN covers one node. The step reads the topology (``CLUSTER SLOTS``), then scans each
 *shard* (a set of slot ranges) on the primary serving it, UNLINKing what it finds as it goes,
-as :mod:`cachecore.invalidation` does on one Redis.
+as :mod:`cachebus.core.invalidation` does on one Redis.
 
 A topology change must not leave a match behind:
 
@@ -26,11 +26,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cachecore._core import CacheCore
-from cachecore._io import Batch, Step
-from cachecore.invalidation import PatternResult, _paced, flush_step
-from cachecore.leases import void_pattern_step
-from contracts.errors import BackendUnavailable, ConfigError
+from cachebus.contracts.errors import BackendUnavailable, ConfigError
+from cachebus.core._core import CacheCore
+from cachebus.core._io import Batch, Step
+from cachebus.core.invalidation import PatternResult, _paced, flush_step
+from cachebus.core.leases import void_pattern_step
 
 __all__ = ["Ranges", "cluster_pattern_step", "parse_cluster_slots", "topology_step"]
 

@@ -8,11 +8,11 @@
   outage into misses and skipped writes, never into a skipped invalidation.
 """
 
-from cachecore.breaker import BreakerState, CircuitBreaker
-from cachecore.cache import Cache
-from cachecore.codec import Compression, Decoded, ValueCodec
-from cachecore.config import BreakerConfig, CacheConfig
-from cachecore.connection import (
+from cachebus.core.breaker import BreakerState, CircuitBreaker
+from cachebus.core.cache import Cache
+from cachebus.core.codec import Compression, Decoded, ValueCodec
+from cachebus.core.config import BreakerConfig, CacheConfig
+from cachebus.core.connection import (
     RedisSettings,
     async_client,
     close_shared_pools,
@@ -22,12 +22,12 @@ from cachecore.connection import (
     create_sync_pool,
     sync_client,
 )
-from cachecore.dictionary import Dictionary
-from cachecore.health import HealthReport, HealthThresholds, KeyCount, Metric, Verdict
-from cachecore.invalidation import PatternResult
-from cachecore.local import LocalCache
-from cachecore.stats import CacheStats
-from cachecore.sync import SyncCache
+from cachebus.core.dictionary import Dictionary
+from cachebus.core.health import HealthReport, HealthThresholds, KeyCount, Metric, Verdict
+from cachebus.core.invalidation import PatternResult
+from cachebus.core.local import LocalCache
+from cachebus.core.stats import CacheStats
+from cachebus.core.sync import SyncCache
 
 __all__ = [
     # caches

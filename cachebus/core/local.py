@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 
 from cachetools import LRUCache, TLRUCache
 
-from contracts.errors import ConfigError, ContractError
-from contracts.keys import (
+from cachebus.contracts.errors import ConfigError, ContractError
+from cachebus.contracts.keys import (
     DEFAULT_REGISTRY,
     DEFAULT_TTL_SECONDS,
     KeyRef,
