@@ -12,7 +12,11 @@ from cachebus.codec_cmd import codec_app
 from cachebus.consume_cmd import consume
 from cachebus.demo_cmd import demo
 from cachebus.devredis_cmd import dev_redis_app
-from cachebus.ops import dlq_app, doctor, schema, status, tail
+from cachebus.ops.dlq import dlq_app
+from cachebus.ops.doctor import doctor
+from cachebus.ops.schema_cmd import schema
+from cachebus.ops.status import status
+from cachebus.ops.tail import tail
 from cachebus.outbox_cmd import outbox_app
 from cachebus.publish_cmd import publish
 

@@ -20,9 +20,9 @@ import typer
 
 from cachebus.contracts.errors import CachebusError, CodecError, ConfigError
 from cachebus.contracts.keys import DEFAULT_REGISTRY, KeySpace
-from cachebus.core import Dictionary, RedisSettings, ValueCodec, create_sync_pool
-from cachebus.core.connection import map_redis_errors
-from cachebus.core.dictionary import DEFAULT_DICTIONARY_SIZE
+from cachebus.core import RedisSettings, ValueCodec
+from cachebus.core.connection import create_sync_pool, map_redis_errors
+from cachebus.core.dictionary import DEFAULT_DICTIONARY_SIZE, Dictionary
 
 __all__ = ["codec_app", "read_file_samples", "read_redis_samples"]
 

@@ -16,7 +16,8 @@ import asyncio
 import logging
 from typing import Any
 
-from cachebus.consumers import CacheHealthMetrics, ConsumerMetrics, pending_summary
+from cachebus.consumers import CacheHealthMetrics, ConsumerMetrics
+from cachebus.consumers.metrics import pending_summary
 from cachebus.contracts.errors import BackendError, ConfigError
 from cachebus.core import Cache
 from cachebus.core._io import AsyncClient

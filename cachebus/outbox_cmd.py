@@ -26,13 +26,8 @@ from cachebus.contracts.errors import CachebusError, ConfigError
 from cachebus.contracts.keys import StreamKeys
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import Producer
-from cachebus.producers.outbox import (
-    OutboxRelay,
-    OutboxStore,
-    RelayConfig,
-    open_store,
-    redact_database_url,
-)
+from cachebus.producers.outbox import OutboxRelay, OutboxStore, RelayConfig, open_store
+from cachebus.producers.outbox.connect import redact_database_url
 
 __all__ = ["outbox_app"]
 

@@ -14,23 +14,26 @@ Observability plugs in as observers: :class:`TracingObserver` (OpenTelemetry spa
 :class:`CompositeObserver`.
 """
 
-from cachebus.consumers.broadcast import BroadcastConsumer
-from cachebus.consumers.cache_metrics import CacheHealthMetrics
-from cachebus.consumers.config import (
-    BroadcastConfig,
-    ConsumerConfig,
-    FlushReason,
-    default_consumer_name,
-)
-from cachebus.consumers.entries import ClaimResult, Entry, GroupState, StreamState
-from cachebus.consumers.metrics import ConsumerMetrics, PendingSummary, pending_summary
-from cachebus.consumers.observe import CompositeObserver, ConsumerObserver, ConsumerStats, Health
-from cachebus.consumers.partitioned import PartitionedConsumer
-from cachebus.consumers.plan import Delivered, Plan, coalesce
-from cachebus.consumers.retention import TrimResult, safe_min_id, trim_acknowledged
-from cachebus.consumers.runtime import Consumer
-from cachebus.consumers.sinks import CallbackSink, LocalCacheSink, RedisCacheSink, Sink
-from cachebus.consumers.tracing import TracingObserver
+from typing import TYPE_CHECKING
+
+from cachebus._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from cachebus.consumers.broadcast import BroadcastConsumer as BroadcastConsumer
+    from cachebus.consumers.cache_metrics import CacheHealthMetrics as CacheHealthMetrics
+    from cachebus.consumers.config import BroadcastConfig as BroadcastConfig
+    from cachebus.consumers.config import ConsumerConfig as ConsumerConfig
+    from cachebus.consumers.metrics import ConsumerMetrics as ConsumerMetrics
+    from cachebus.consumers.observe import CompositeObserver as CompositeObserver
+    from cachebus.consumers.observe import ConsumerObserver as ConsumerObserver
+    from cachebus.consumers.observe import Health as Health
+    from cachebus.consumers.partitioned import PartitionedConsumer as PartitionedConsumer
+    from cachebus.consumers.runtime import Consumer as Consumer
+    from cachebus.consumers.sinks import CallbackSink as CallbackSink
+    from cachebus.consumers.sinks import LocalCacheSink as LocalCacheSink
+    from cachebus.consumers.sinks import RedisCacheSink as RedisCacheSink
+    from cachebus.consumers.sinks import Sink as Sink
+    from cachebus.consumers.tracing import TracingObserver as TracingObserver
 
 __all__ = [
     # runtimes
@@ -40,8 +43,6 @@ __all__ = [
     # configuration
     "BroadcastConfig",
     "ConsumerConfig",
-    "FlushReason",
-    "default_consumer_name",
     # sinks
     "CallbackSink",
     "LocalCacheSink",
@@ -52,21 +53,34 @@ __all__ = [
     "CompositeObserver",
     "ConsumerMetrics",
     "ConsumerObserver",
-    "ConsumerStats",
     "Health",
-    "PendingSummary",
     "TracingObserver",
-    "pending_summary",
-    # values
-    "ClaimResult",
-    "Delivered",
-    "Entry",
-    "GroupState",
-    "Plan",
-    "StreamState",
-    "TrimResult",
-    "coalesce",
-    # retention
-    "safe_min_id",
-    "trim_acknowledged",
 ]
+
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_exports(
+        globals(),
+        {
+            "cachebus.consumers.broadcast": ("BroadcastConsumer",),
+            "cachebus.consumers.cache_metrics": ("CacheHealthMetrics",),
+            "cachebus.consumers.config": (
+                "BroadcastConfig",
+                "ConsumerConfig",
+            ),
+            "cachebus.consumers.metrics": ("ConsumerMetrics",),
+            "cachebus.consumers.observe": (
+                "CompositeObserver",
+                "ConsumerObserver",
+                "Health",
+            ),
+            "cachebus.consumers.partitioned": ("PartitionedConsumer",),
+            "cachebus.consumers.runtime": ("Consumer",),
+            "cachebus.consumers.sinks": (
+                "CallbackSink",
+                "LocalCacheSink",
+                "RedisCacheSink",
+                "Sink",
+            ),
+            "cachebus.consumers.tracing": ("TracingObserver",),
+        },
+    )

@@ -20,7 +20,8 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from cachebus.contracts import semconv as sc
-from cachebus.core import Cache, HealthReport, HealthThresholds, Metric, Verdict
+from cachebus.core import Cache, HealthReport, HealthThresholds
+from cachebus.core.health import Metric, Verdict
 
 __all__ = ["LEVELS", "CacheHealthMetrics", "server_hit_rate"]
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -39,13 +38,6 @@ __all__ = ["TracingObserver", "creation_context"]
 
 #: Creation contexts remembered between a read and its ack (for the settle span's links).
 _MAX_REMEMBERED = 20_000
-
-
-def _version() -> str:
-    try:
-        return metadata.version("cachebus")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        return ""
 
 
 def creation_context(item: Delivered) -> SpanContext | None:
@@ -76,7 +68,7 @@ class TracingObserver(ConsumerObserver):
         tracer_provider: TracerProviderApi | None = None,
     ) -> None:
         self._tracer = trace.get_tracer(
-            sc.TRACER_CONSUMER, _version(), tracer_provider=tracer_provider
+            sc.TRACER_CONSUMER, sc.library_version(), tracer_provider=tracer_provider
         )
         self._names = {
             op: f"{op} {stream_key}" for op in (sc.OP_RECEIVE, sc.OP_PROCESS, sc.OP_SETTLE)

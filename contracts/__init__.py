@@ -3,108 +3,66 @@
 Depends on pydantic only; every other layer builds on it.
 """
 
-from cachebus.contracts.codec import (
-    FIELD,
-    DecodedEntry,
-    decode_entries,
-    decode_fields,
-    encode_event,
-    encode_payload,
-)
-from cachebus.contracts.errors import (
-    BackendError,
-    BackendUnavailable,
-    CachebusError,
-    CircuitOpenError,
-    CodecError,
-    ConfigError,
-    ConsumerError,
-    ContractError,
-    EventDecodeError,
-    GroupMissingError,
-    OutboxError,
-    PublishError,
-)
-from cachebus.contracts.events import (
-    EVENT_ADAPTER,
-    SCHEMA_VERSION,
-    Event,
-    EventKind,
-    InvalidationEvent,
-    KeysInvalidated,
-    NamespaceFlushed,
-    PatternInvalidated,
-    validate_event,
-)
-from cachebus.contracts.factory import (
-    EventFactory,
-    Ref,
-    flush_namespace_event,
-    keys_invalidated,
-    pattern_invalidated,
-)
-from cachebus.contracts.ids import new_event_id
-from cachebus.contracts.keys import (
-    DEFAULT_REGISTRY,
-    DEFAULT_TTL_SECONDS,
-    CacheKeys,
-    KeyRef,
-    KeySpace,
-    Namespace,
-    NamespaceRegistry,
-    PatternRef,
-    StreamKeys,
-    TTLClass,
-    escape_glob,
-)
+from typing import TYPE_CHECKING
+
+from cachebus._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from cachebus.contracts.codec import decode_entries as decode_entries
+    from cachebus.contracts.codec import decode_fields as decode_fields
+    from cachebus.contracts.events import Event as Event
+    from cachebus.contracts.events import KeysInvalidated as KeysInvalidated
+    from cachebus.contracts.events import NamespaceFlushed as NamespaceFlushed
+    from cachebus.contracts.events import PatternInvalidated as PatternInvalidated
+    from cachebus.contracts.factory import EventFactory as EventFactory
+    from cachebus.contracts.keys import CacheKeys as CacheKeys
+    from cachebus.contracts.keys import KeySpace as KeySpace
+    from cachebus.contracts.keys import Namespace as Namespace
+    from cachebus.contracts.keys import NamespaceRegistry as NamespaceRegistry
+    from cachebus.contracts.keys import StreamKeys as StreamKeys
+    from cachebus.contracts.keys import TTLClass as TTLClass
 
 __all__ = [
-    # events
-    "EVENT_ADAPTER",
-    "SCHEMA_VERSION",
-    "Event",
-    "EventFactory",
-    "EventKind",
-    "InvalidationEvent",
-    "KeysInvalidated",
-    "NamespaceFlushed",
-    "PatternInvalidated",
-    "Ref",
-    "flush_namespace_event",
-    "keys_invalidated",
-    "new_event_id",
-    "pattern_invalidated",
-    "validate_event",
-    # wire
-    "FIELD",
-    "DecodedEntry",
-    "decode_entries",
-    "decode_fields",
-    "encode_event",
-    "encode_payload",
     # keys
-    "DEFAULT_REGISTRY",
-    "DEFAULT_TTL_SECONDS",
     "CacheKeys",
-    "KeyRef",
     "KeySpace",
     "Namespace",
     "NamespaceRegistry",
-    "PatternRef",
     "StreamKeys",
     "TTLClass",
-    "escape_glob",
-    # errors
-    "BackendError",
-    "BackendUnavailable",
-    "CachebusError",
-    "CircuitOpenError",
-    "CodecError",
-    "ConfigError",
-    "ConsumerError",
-    "ContractError",
-    "EventDecodeError",
-    "GroupMissingError",
-    "OutboxError",
-    "PublishError",
+    # events
+    "Event",
+    "EventFactory",
+    "KeysInvalidated",
+    "NamespaceFlushed",
+    "PatternInvalidated",
+    # wire
+    "decode_entries",
+    "decode_fields",
 ]
+
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_exports(
+        globals(),
+        {
+            "cachebus.contracts.codec": (
+                "decode_entries",
+                "decode_fields",
+            ),
+            "cachebus.contracts.events": (
+                "Event",
+                "KeysInvalidated",
+                "NamespaceFlushed",
+                "PatternInvalidated",
+            ),
+            "cachebus.contracts.factory": ("EventFactory",),
+            "cachebus.contracts.keys": (
+                "CacheKeys",
+                "KeySpace",
+                "Namespace",
+                "NamespaceRegistry",
+                "StreamKeys",
+                "TTLClass",
+            ),
+        },
+    )

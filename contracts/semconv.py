@@ -10,6 +10,9 @@ hold user ids).
 
 from __future__ import annotations
 
+import functools
+from importlib import metadata
+
 __all__ = [
     "ATTR_BATCH_COUNT",
     "ATTR_CONSUMER_GROUP",
@@ -46,6 +49,7 @@ __all__ = [
     "SYSTEM",
     "TRACER_CONSUMER",
     "TRACER_PRODUCER",
+    "library_version",
 ]
 
 #: The semantic conventions version these names follow.
@@ -59,6 +63,18 @@ TRACER_CONSUMER = "cachebus.consumers"
 METER_PRODUCER = "cachebus.producers"
 METER_CONSUMER = "cachebus.consumers"
 METER_CACHE = "cachebus.cache"
+
+
+@functools.cache
+def library_version() -> str:
+    """cachebus's version, the tracers' instrumentation version: from the installed metadata,
+    so pyproject.toml is the one place it is written ("" in a checkout that was never
+    installed)."""
+    try:
+        return metadata.version("cachebus")
+    except metadata.PackageNotFoundError:
+        return ""
+
 
 # ---- messaging.* (semconv 1.28) -----------------------------------------------------------
 ATTR_SYSTEM = "messaging.system"

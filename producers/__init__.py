@@ -4,26 +4,27 @@
 the stream entry id or raises within :func:`publish_bound` of the settings.
 """
 
-from cachebus.producers._core import (
-    DEFAULT_MAXLEN,
-    DEFAULT_PUBLISH_TIMEOUT,
-    MAX_EVENTS_PER_ROUND_TRIP,
-    publish_bound,
-)
-from cachebus.producers.invalidates import AsyncInvalidates, InvalidationScope, SyncInvalidates
-from cachebus.producers.producer import AsyncBatch, Producer
-from cachebus.producers.sync import SyncBatch, SyncProducer
+from typing import TYPE_CHECKING
+
+from cachebus._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from cachebus.producers._core import publish_bound as publish_bound
+    from cachebus.producers.producer import Producer as Producer
+    from cachebus.producers.sync import SyncProducer as SyncProducer
 
 __all__ = [
-    "DEFAULT_MAXLEN",
-    "DEFAULT_PUBLISH_TIMEOUT",
-    "MAX_EVENTS_PER_ROUND_TRIP",
-    "AsyncBatch",
-    "AsyncInvalidates",
-    "InvalidationScope",
     "Producer",
-    "SyncBatch",
-    "SyncInvalidates",
     "SyncProducer",
     "publish_bound",
 ]
+
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_exports(
+        globals(),
+        {
+            "cachebus.producers._core": ("publish_bound",),
+            "cachebus.producers.producer": ("Producer",),
+            "cachebus.producers.sync": ("SyncProducer",),
+        },
+    )

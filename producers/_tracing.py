@@ -49,9 +49,9 @@ class SendTracing:
         provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        from cachebus import __version__
-
-        self._tracer = trace.get_tracer(sc.TRACER_PRODUCER, __version__, tracer_provider=provider)
+        self._tracer = trace.get_tracer(
+            sc.TRACER_PRODUCER, sc.library_version(), tracer_provider=provider
+        )
         self._metrics = SendMetrics(stream_key, address, meter_provider)
         self._name = f"{sc.OP_SEND} {stream_key}"
         self._base: dict[str, Any] = {

@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 import redis.asyncio
 
-from cachebus.consumers import Consumer, ConsumerConfig, ConsumerObserver, Delivered, RedisCacheSink
+from cachebus.consumers import Consumer, ConsumerConfig, ConsumerObserver, RedisCacheSink
+from cachebus.consumers.plan import Delivered
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache
 from cachebus.core.connection import RedisSettings, create_async_pool

@@ -35,7 +35,8 @@ import zstandard
 from cachebus.bench import bench_app
 from cachebus.bench._report import emit
 from cachebus.bench._samples import sized_json
-from cachebus.core import Dictionary, ValueCodec
+from cachebus.core import ValueCodec
+from cachebus.core.dictionary import Dictionary
 
 __all__ = ["codec"]
 

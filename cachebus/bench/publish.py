@@ -28,7 +28,8 @@ from cachebus.bench._report import emit
 from cachebus.contracts.codec import encode_payload
 from cachebus.contracts.factory import EventFactory
 from cachebus.contracts.keys import StreamKeys
-from cachebus.producers import DEFAULT_MAXLEN, Producer, SyncProducer
+from cachebus.producers import Producer, SyncProducer
+from cachebus.producers._core import DEFAULT_MAXLEN
 from cachebus.testing import RedisServer, ServerOptions
 
 __all__ = ["run"]

@@ -19,14 +19,9 @@ from typing import IO
 
 import redis.asyncio
 
-from cachebus.consumers import (
-    Consumer,
-    ConsumerConfig,
-    ConsumerObserver,
-    Delivered,
-    FlushReason,
-    RedisCacheSink,
-)
+from cachebus.consumers import Consumer, ConsumerConfig, ConsumerObserver, RedisCacheSink
+from cachebus.consumers.config import FlushReason
+from cachebus.consumers.plan import Delivered
 from cachebus.contracts.errors import ConsumerError
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache, CacheConfig

@@ -8,26 +8,24 @@
   outage into misses and skipped writes, never into a skipped invalidation.
 """
 
-from cachebus.core.breaker import BreakerState, CircuitBreaker
-from cachebus.core.cache import Cache
-from cachebus.core.codec import Compression, Decoded, ValueCodec
-from cachebus.core.config import BreakerConfig, CacheConfig
-from cachebus.core.connection import (
-    RedisSettings,
-    async_client,
-    close_shared_pools,
-    create_async_cluster,
-    create_async_pool,
-    create_sync_cluster,
-    create_sync_pool,
-    sync_client,
-)
-from cachebus.core.dictionary import Dictionary
-from cachebus.core.health import HealthReport, HealthThresholds, KeyCount, Metric, Verdict
-from cachebus.core.invalidation import PatternResult
-from cachebus.core.local import LocalCache
-from cachebus.core.stats import CacheStats
-from cachebus.core.sync import SyncCache
+from typing import TYPE_CHECKING
+
+from cachebus._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from cachebus.core.cache import Cache as Cache
+    from cachebus.core.codec import Compression as Compression
+    from cachebus.core.codec import ValueCodec as ValueCodec
+    from cachebus.core.config import BreakerConfig as BreakerConfig
+    from cachebus.core.config import CacheConfig as CacheConfig
+    from cachebus.core.connection import RedisSettings as RedisSettings
+    from cachebus.core.connection import async_client as async_client
+    from cachebus.core.connection import close_shared_pools as close_shared_pools
+    from cachebus.core.connection import sync_client as sync_client
+    from cachebus.core.health import HealthReport as HealthReport
+    from cachebus.core.health import HealthThresholds as HealthThresholds
+    from cachebus.core.local import LocalCache as LocalCache
+    from cachebus.core.sync import SyncCache as SyncCache
 
 __all__ = [
     # caches
@@ -39,27 +37,40 @@ __all__ = [
     "CacheConfig",
     "HealthThresholds",
     "RedisSettings",
-    # results and reports
-    "CacheStats",
-    "Decoded",
-    "HealthReport",
-    "KeyCount",
-    "Metric",
-    "PatternResult",
-    "Verdict",
-    # codec
-    "Compression",
-    "Dictionary",
-    "ValueCodec",
-    # breaker
-    "BreakerState",
-    "CircuitBreaker",
     # connections
     "async_client",
     "close_shared_pools",
-    "create_async_cluster",
-    "create_async_pool",
-    "create_sync_cluster",
-    "create_sync_pool",
     "sync_client",
+    # values and reports
+    "Compression",
+    "HealthReport",
+    "ValueCodec",
 ]
+
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_exports(
+        globals(),
+        {
+            "cachebus.core.cache": ("Cache",),
+            "cachebus.core.codec": (
+                "Compression",
+                "ValueCodec",
+            ),
+            "cachebus.core.config": (
+                "BreakerConfig",
+                "CacheConfig",
+            ),
+            "cachebus.core.connection": (
+                "RedisSettings",
+                "async_client",
+                "close_shared_pools",
+                "sync_client",
+            ),
+            "cachebus.core.health": (
+                "HealthReport",
+                "HealthThresholds",
+            ),
+            "cachebus.core.local": ("LocalCache",),
+            "cachebus.core.sync": ("SyncCache",),
+        },
+    )

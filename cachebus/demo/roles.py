@@ -40,12 +40,12 @@ from cachebus.consumers import (
     Consumer,
     ConsumerConfig,
     ConsumerObserver,
-    Delivered,
-    FlushReason,
     LocalCacheSink,
     RedisCacheSink,
     TracingObserver,
 )
+from cachebus.consumers.config import FlushReason
+from cachebus.consumers.plan import Delivered
 from cachebus.contracts.errors import PublishError
 from cachebus.contracts.keys import CacheKeys, KeyRef, KeySpace, StreamKeys
 from cachebus.core import Cache, CacheConfig, LocalCache

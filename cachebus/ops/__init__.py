@@ -4,11 +4,3 @@ Each reads ``CACHEBUS_*`` settings like ``cachebus consume``, prints rich tables
 and one JSON document with ``--json`` (``tail --json``: JSON Lines), and exits 0 when done,
 1 when something is wrong, 2 on a usage error.
 """
-
-from cachebus.ops.dlq import dlq_app
-from cachebus.ops.doctor import doctor
-from cachebus.ops.schema_cmd import schema
-from cachebus.ops.status import status
-from cachebus.ops.tail import tail
-
-__all__ = ["dlq_app", "doctor", "schema", "status", "tail"]

@@ -20,7 +20,7 @@ from cachebus.contracts.codec import decode_fields
 from cachebus.contracts.errors import EventDecodeError
 from cachebus.contracts.events import InvalidationEvent
 from cachebus.core.connection import map_redis_errors
-from cachebus.producers import DEFAULT_MAXLEN
+from cachebus.producers._core import DEFAULT_MAXLEN
 
 __all__ = ["DeadLetter", "ReplayResult", "purge", "read_dead_letters", "replay"]
 

@@ -4,31 +4,43 @@ Used by cachebus's own tests, benchmarks and demo, and usable by services that t
 invalidation paths against a real Redis.
 """
 
-from cachebus.testing.cluster import ClusterSlots, RedisClusterHarness, find_redis_cli
-from cachebus.testing.proxy import FaultProxy, ProxyMode
-from cachebus.testing.server import (
-    Persistence,
-    RedisServer,
-    ServerOptions,
-    TLSFiles,
-    find_redis_server,
-    free_port,
-)
-from cachebus.testing.tls import make_certificates
-from cachebus.testing.waits import eventually
+from typing import TYPE_CHECKING
+
+from cachebus._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from cachebus.testing.cluster import RedisClusterHarness as RedisClusterHarness
+    from cachebus.testing.proxy import FaultProxy as FaultProxy
+    from cachebus.testing.proxy import ProxyMode as ProxyMode
+    from cachebus.testing.server import RedisServer as RedisServer
+    from cachebus.testing.server import ServerOptions as ServerOptions
+    from cachebus.testing.tls import make_certificates as make_certificates
+    from cachebus.testing.waits import eventually as eventually
 
 __all__ = [
-    "ClusterSlots",
     "FaultProxy",
-    "Persistence",
     "ProxyMode",
     "RedisClusterHarness",
     "RedisServer",
     "ServerOptions",
-    "TLSFiles",
     "eventually",
-    "find_redis_cli",
-    "find_redis_server",
-    "free_port",
     "make_certificates",
 ]
+
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_exports(
+        globals(),
+        {
+            "cachebus.testing.cluster": ("RedisClusterHarness",),
+            "cachebus.testing.proxy": (
+                "FaultProxy",
+                "ProxyMode",
+            ),
+            "cachebus.testing.server": (
+                "RedisServer",
+                "ServerOptions",
+            ),
+            "cachebus.testing.tls": ("make_certificates",),
+            "cachebus.testing.waits": ("eventually",),
+        },
+    )

@@ -10,11 +10,17 @@ SQLite (:class:`SQLiteOutbox`, aiosqlite) is the embedded default; PostgreSQL
 (:class:`PostgresOutbox`, asyncpg) the production one. Both need ``cachebus[outbox]``.
 """
 
-from cachebus.producers.outbox.base import DEFAULT_TABLE, Claim, OutboxRow, OutboxStore
-from cachebus.producers.outbox.connect import open_store, redact_database_url
-from cachebus.producers.outbox.postgres import PostgresOutbox
-from cachebus.producers.outbox.relay import OutboxRelay, Publisher, RelayConfig, RelayStats
-from cachebus.producers.outbox.sqlite import SQLiteOutbox
+from typing import TYPE_CHECKING
+
+from cachebus._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from cachebus.producers.outbox.base import OutboxStore as OutboxStore
+    from cachebus.producers.outbox.connect import open_store as open_store
+    from cachebus.producers.outbox.postgres import PostgresOutbox as PostgresOutbox
+    from cachebus.producers.outbox.relay import OutboxRelay as OutboxRelay
+    from cachebus.producers.outbox.relay import RelayConfig as RelayConfig
+    from cachebus.producers.outbox.sqlite import SQLiteOutbox as SQLiteOutbox
 
 __all__ = [
     # stores
@@ -24,12 +30,20 @@ __all__ = [
     "open_store",
     # relay
     "OutboxRelay",
-    "Publisher",
     "RelayConfig",
-    "RelayStats",
-    # values
-    "DEFAULT_TABLE",
-    "Claim",
-    "OutboxRow",
-    "redact_database_url",
 ]
+
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_exports(
+        globals(),
+        {
+            "cachebus.producers.outbox.base": ("OutboxStore",),
+            "cachebus.producers.outbox.connect": ("open_store",),
+            "cachebus.producers.outbox.postgres": ("PostgresOutbox",),
+            "cachebus.producers.outbox.relay": (
+                "OutboxRelay",
+                "RelayConfig",
+            ),
+            "cachebus.producers.outbox.sqlite": ("SQLiteOutbox",),
+        },
+    )

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 import redis.asyncio
 
-from cachebus.testing import find_redis_server
 from cachebus.testing.cluster import RedisClusterHarness, find_redis_cli
+from cachebus.testing.server import find_redis_server
 from tests.harness.plugin import no_redis
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache
-from cachebus.testing import free_port
 from cachebus.testing.cluster import RedisClusterHarness
+from cachebus.testing.server import free_port
 from tests.consumer.test_consume_cli import probe
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

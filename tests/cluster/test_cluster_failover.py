@@ -15,13 +15,8 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio
 
-from cachebus.consumers import (
-    CallbackSink,
-    ConsumerConfig,
-    Delivered,
-    PartitionedConsumer,
-    RedisCacheSink,
-)
+from cachebus.consumers import CallbackSink, ConsumerConfig, PartitionedConsumer, RedisCacheSink
+from cachebus.consumers.plan import Delivered
 from cachebus.contracts.errors import BackendUnavailable, PublishError
 from cachebus.contracts.events import Event
 from cachebus.contracts.keys import KeySpace, StreamKeys

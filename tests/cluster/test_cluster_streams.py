@@ -13,10 +13,10 @@ from cachebus.consumers import (
     CallbackSink,
     Consumer,
     ConsumerConfig,
-    Delivered,
     PartitionedConsumer,
     RedisCacheSink,
 )
+from cachebus.consumers.plan import Delivered
 from cachebus.contracts.errors import ContractError
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache

@@ -11,7 +11,9 @@ from collections.abc import Collection
 
 import redis.asyncio
 
-from cachebus.consumers import Consumer, ConsumerConfig, FlushReason, Plan, RedisCacheSink
+from cachebus.consumers import Consumer, ConsumerConfig, RedisCacheSink
+from cachebus.consumers.config import FlushReason
+from cachebus.consumers.plan import Plan
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache
 

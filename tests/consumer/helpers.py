@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 import redis.asyncio
 
-from cachebus.consumers import CallbackSink, Consumer, ConsumerConfig, Delivered, FlushReason
+from cachebus.consumers import CallbackSink, Consumer, ConsumerConfig
+from cachebus.consumers.config import FlushReason
+from cachebus.consumers.plan import Delivered
 from cachebus.contracts.codec import encode_event
 from cachebus.contracts.events import KeysInvalidated, NamespaceFlushed, PatternInvalidated
 from cachebus.contracts.keys import StreamKeys

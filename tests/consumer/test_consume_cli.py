@@ -17,7 +17,8 @@ import redis.asyncio
 
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache
-from cachebus.testing import RedisServer, free_port
+from cachebus.testing import RedisServer
+from cachebus.testing.server import free_port
 from tests.consumer.helpers import keys_event, publish
 
 pytestmark = pytest.mark.fault

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
-from cachebus.consumers import CallbackSink, Consumer, ConsumerConfig, Delivered, FlushReason
+from cachebus.consumers import CallbackSink, Consumer, ConsumerConfig
+from cachebus.consumers.config import FlushReason
+from cachebus.consumers.plan import Delivered
 from cachebus.contracts.errors import AccessDenied
 from cachebus.contracts.keys import StreamKeys
 from cachebus.core.connection import map_redis_errors

@@ -36,7 +36,8 @@ from cachebus.consumers import Consumer, ConsumerConfig, ConsumerObserver, Redis
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache, CacheConfig
 from cachebus.core.connection import RedisSettings, create_async_pool
-from cachebus.testing import FaultProxy, RedisServer, ServerOptions, free_port
+from cachebus.testing import FaultProxy, RedisServer, ServerOptions
+from cachebus.testing.server import free_port
 from tests.consumer.helpers import NS, keys_event, publish
 
 pytestmark = pytest.mark.fault

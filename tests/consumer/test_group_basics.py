@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio
 
-from cachebus.consumers import FlushReason
+from cachebus.consumers.config import FlushReason
 from cachebus.contracts.keys import StreamKeys
 from tests.consumer.helpers import Recorder, keys_event, make_consumer, publish
 

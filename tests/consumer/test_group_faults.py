@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio
 
-from cachebus.consumers import FlushReason
+from cachebus.consumers.config import FlushReason
 from cachebus.contracts.keys import StreamKeys
 from cachebus.testing import FaultProxy, RedisServer, ServerOptions, eventually
 from tests.consumer.helpers import Recorder, keys_event, make_consumer, publish
@@ -307,8 +307,8 @@ async def test_idle_members_are_removed_only_without_pending_entries(
 
 
 async def test_retention_trims_only_what_every_group_acked(redis_server: RedisServer) -> None:
-    from cachebus.consumers import safe_min_id, trim_acknowledged
     from cachebus.consumers.entries import stream_id
+    from cachebus.consumers.retention import safe_min_id, trim_acknowledged
 
     client = client_for(redis_server.url)
     fast, slow = Recorder(), Recorder()

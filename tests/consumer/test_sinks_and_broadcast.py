@@ -13,10 +13,10 @@ from cachebus.consumers import (
     BroadcastConsumer,
     Consumer,
     ConsumerConfig,
-    FlushReason,
     LocalCacheSink,
     RedisCacheSink,
 )
+from cachebus.consumers.config import FlushReason
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache, LocalCache
 from cachebus.testing import FaultProxy, RedisServer, eventually

@@ -27,7 +27,8 @@ import pytest
 import redis
 
 from cachebus.contracts.keys import KeySpace, StreamKeys
-from cachebus.testing import FaultProxy, RedisServer, ServerOptions, find_redis_server
+from cachebus.testing import FaultProxy, RedisServer, ServerOptions
+from cachebus.testing.server import find_redis_server
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cachebus.devredis import DevRedis, DevRedisConfig, start, stop
-from cachebus.testing import find_redis_server, free_port
+from cachebus.testing.server import find_redis_server, free_port
 from tests.harness.plugin import no_redis
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cachebus.testing import find_redis_server
+from cachebus.testing.server import find_redis_server
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,8 @@ import redis.asyncio
 
 from cachebus.bench._samples import sized_json
 from cachebus.contracts.keys import KeySpace
-from cachebus.core import Cache, CacheConfig, Dictionary, ValueCodec
+from cachebus.core import Cache, CacheConfig, ValueCodec
+from cachebus.core.dictionary import Dictionary
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import pytest
 
 from cachebus.contracts.errors import BackendUnavailable, CircuitOpenError
 from cachebus.contracts.keys import KeySpace
-from cachebus.core import BreakerConfig, BreakerState, Cache, CacheConfig, RedisSettings, SyncCache
+from cachebus.core import BreakerConfig, Cache, CacheConfig, RedisSettings, SyncCache
+from cachebus.core.breaker import BreakerState
 from cachebus.testing import FaultProxy, RedisServer
 
 pytestmark = pytest.mark.fault

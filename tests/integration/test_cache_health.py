@@ -6,7 +6,8 @@ import os
 from collections.abc import Callable
 
 from cachebus.contracts.keys import KeySpace
-from cachebus.core import Cache, CacheConfig, Verdict
+from cachebus.core import Cache, CacheConfig
+from cachebus.core.health import Verdict
 from cachebus.testing import RedisServer, ServerOptions
 
 

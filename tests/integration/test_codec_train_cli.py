@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from cachebus.bench._samples import sized_json
 from cachebus.cli import app
 from cachebus.contracts.keys import KeySpace
-from cachebus.core import Dictionary, SyncCache, ValueCodec
+from cachebus.core import SyncCache, ValueCodec
+from cachebus.core.dictionary import Dictionary
 
 runner = CliRunner()
 

@@ -19,14 +19,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from cachebus.contracts import (
-    DEFAULT_REGISTRY,
     EventFactory,
-    InvalidationEvent,
     KeysInvalidated,
     PatternInvalidated,
     StreamKeys,
     decode_fields,
 )
+from cachebus.contracts.events import InvalidationEvent
+from cachebus.contracts.keys import DEFAULT_REGISTRY
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import Producer
 

@@ -9,17 +9,9 @@ import pytest
 import redis
 import redis.asyncio
 
-from cachebus.contracts import (
-    CacheKeys,
-    ConfigError,
-    ContractError,
-    DecodedEntry,
-    EventFactory,
-    KeysInvalidated,
-    PublishError,
-    StreamKeys,
-    decode_fields,
-)
+from cachebus.contracts import CacheKeys, EventFactory, KeysInvalidated, StreamKeys, decode_fields
+from cachebus.contracts.codec import DecodedEntry
+from cachebus.contracts.errors import ConfigError, ContractError, PublishError
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import Producer, SyncProducer
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cachebus.cli import app
 from cachebus.contracts import StreamKeys, decode_fields
-from cachebus.testing import free_port
+from cachebus.testing.server import free_port
 
 runner = CliRunner()
 

@@ -13,13 +13,8 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from cachebus.contracts import (
-    EventFactory,
-    KeysInvalidated,
-    PublishError,
-    StreamKeys,
-    decode_fields,
-)
+from cachebus.contracts import EventFactory, KeysInvalidated, StreamKeys, decode_fields
+from cachebus.contracts.errors import PublishError
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import Producer, SyncProducer, publish_bound
 from cachebus.testing import RedisServer, ServerOptions, eventually

@@ -12,7 +12,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
-from cachebus.contracts import PublishError, StreamKeys, decode_fields
+from cachebus.contracts import StreamKeys, decode_fields
+from cachebus.contracts.errors import PublishError
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import Producer
 

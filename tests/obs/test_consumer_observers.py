@@ -18,10 +18,10 @@ from cachebus.consumers import (
     ConsumerConfig,
     ConsumerMetrics,
     ConsumerObserver,
-    Delivered,
     TracingObserver,
-    pending_summary,
 )
+from cachebus.consumers.metrics import pending_summary
+from cachebus.consumers.plan import Delivered
 from cachebus.contracts.keys import StreamKeys
 from tests.consumer.helpers import NS, Recorder, flush_event, keys_event, publish
 from tests.obs.otel_helpers import Telemetry

@@ -14,7 +14,7 @@ from typing import IO
 import redis.asyncio
 
 from cachebus.contracts.keys import StreamKeys
-from cachebus.testing import free_port
+from cachebus.testing.server import free_port
 from tests.consumer.helpers import flush_event, keys_event, publish
 
 ROOT = Path(__file__).resolve().parents[2]

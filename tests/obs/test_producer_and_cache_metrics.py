@@ -11,9 +11,11 @@ import redis.asyncio
 
 from cachebus.consumers import CacheHealthMetrics
 from cachebus.consumers.cache_metrics import server_hit_rate
-from cachebus.contracts import PublishError, StreamKeys
+from cachebus.contracts import StreamKeys
+from cachebus.contracts.errors import PublishError
 from cachebus.contracts.keys import KeySpace
-from cachebus.core import Cache, HealthReport, HealthThresholds, Metric, Verdict
+from cachebus.core import Cache, HealthReport, HealthThresholds
+from cachebus.core.health import Metric, Verdict
 from cachebus.producers import Producer
 from tests.obs.otel_helpers import Telemetry
 

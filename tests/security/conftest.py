@@ -18,7 +18,8 @@ from cachebus.consumers import Consumer, ConsumerConfig, RedisCacheSink, Sink
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache
 from cachebus.core.connection import RedisSettings
-from cachebus.testing import RedisServer, ServerOptions, TLSFiles
+from cachebus.testing import RedisServer, ServerOptions
+from cachebus.testing.server import TLSFiles
 
 LAYOUT = AclLayout(
     services=(ServiceGrant("bot"), ServiceGrant("api"), ServiceGrant("workers", retention=True))

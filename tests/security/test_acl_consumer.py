@@ -7,7 +7,8 @@ import asyncio
 import pytest
 import redis.asyncio
 
-from cachebus.consumers import BroadcastConfig, BroadcastConsumer, FlushReason, LocalCacheSink
+from cachebus.consumers import BroadcastConfig, BroadcastConsumer, LocalCacheSink
+from cachebus.consumers.config import FlushReason
 from cachebus.contracts.codec import encode_event
 from cachebus.contracts.errors import BackendError
 from cachebus.contracts.events import KeysInvalidated

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cachebus.consumers import FlushReason
+from cachebus.consumers.config import FlushReason
 from cachebus.contracts.errors import PublishError
 from cachebus.producers import Producer
 from tests.security.conftest import Deployment, refused

@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cachebus.contracts.errors import CodecError
-from cachebus.core import Dictionary, ValueCodec
+from cachebus.core import ValueCodec
 from cachebus.core._header import LEADS, U32, Decoded, DecodeFailure, varint
+from cachebus.core.dictionary import Dictionary
 from tests.security.fuzzing import mutate, run
 
 TOTAL = 100_000

@@ -22,7 +22,7 @@ from cachebus.core import Cache, SyncCache
 from cachebus.core.connection import RedisSettings, create_async_pool, create_sync_pool
 from cachebus.producers import Producer, SyncProducer
 from cachebus.settings import CachebusSettings
-from cachebus.testing import free_port
+from cachebus.testing.server import free_port
 from tests.security.conftest import Deployment
 
 ROOT = Path(__file__).resolve().parents[2]

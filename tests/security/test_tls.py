@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
-from cachebus.consumers import FlushReason
+from cachebus.consumers.config import FlushReason
 from cachebus.contracts.errors import BackendUnavailable
 from cachebus.contracts.keys import KeySpace
 from cachebus.core import Cache
 from cachebus.core.connection import RedisSettings, create_async_pool
 from cachebus.producers import Producer, SyncProducer
-from cachebus.testing import RedisServer, TLSFiles, make_certificates
+from cachebus.testing import RedisServer, make_certificates
+from cachebus.testing.server import TLSFiles
 from tests.security.conftest import Deployment, start_deployment
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cachebus.contracts.errors import ConfigError
-from cachebus.core import BreakerConfig, BreakerState, CircuitBreaker
+from cachebus.core import BreakerConfig
+from cachebus.core.breaker import BreakerState, CircuitBreaker
 
 
 class Clock:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from cachebus.core import HealthThresholds, Verdict
-from cachebus.core.health import Observations, evaluate, overall
+from cachebus.core import HealthThresholds
+from cachebus.core.health import Observations, Verdict, evaluate, overall
 
 T = HealthThresholds()
 

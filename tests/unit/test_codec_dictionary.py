@@ -9,8 +9,9 @@ import pytest
 
 from cachebus.bench._samples import sized_json
 from cachebus.contracts.errors import ConfigError
-from cachebus.core import CacheConfig, Dictionary, ValueCodec
+from cachebus.core import CacheConfig, ValueCodec
 from cachebus.core.codec import Compression, DecodeFailure
+from cachebus.core.dictionary import Dictionary
 
 
 def _samples(kind: str, count: int, seed: int) -> list[bytes]:

@@ -9,20 +9,19 @@ import pytest
 from pydantic import ValidationError
 
 from cachebus.contracts import (
-    DEFAULT_REGISTRY,
     CacheKeys,
-    ContractError,
     EventFactory,
     KeysInvalidated,
     Namespace,
     NamespaceFlushed,
     PatternInvalidated,
     TTLClass,
-    keys_invalidated,
-    new_event_id,
-    validate_event,
 )
-from cachebus.contracts.ids import event_id_time_ms
+from cachebus.contracts.errors import ContractError
+from cachebus.contracts.events import validate_event
+from cachebus.contracts.factory import keys_invalidated
+from cachebus.contracts.ids import event_id_time_ms, new_event_id
+from cachebus.contracts.keys import DEFAULT_REGISTRY
 from cachebus.contracts.rules import MAX_KEYS_PER_EVENT
 
 BASE: dict[str, Any] = {"namespace": "positions", "producer": "api", "reason": "fill"}

@@ -7,7 +7,9 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cachebus.contracts import ContractError, EventFactory, validate_event
+from cachebus.contracts import EventFactory
+from cachebus.contracts.errors import ContractError
+from cachebus.contracts.events import validate_event
 
 FACTORY = EventFactory("api")
 

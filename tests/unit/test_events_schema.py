@@ -10,7 +10,8 @@ import pytest
 from jsonschema.validators import Draft202012Validator
 from referencing import Registry, Resource
 
-from cachebus.contracts import EventFactory, encode_event
+from cachebus.contracts import EventFactory
+from cachebus.contracts.codec import encode_event
 from cachebus.contracts.schema import SCHEMA_DIR, render, schemas
 
 

@@ -10,20 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cachebus.contracts import (
-    DEFAULT_REGISTRY,
-    FIELD,
-    ContractError,
-    DecodedEntry,
-    EventDecodeError,
-    EventFactory,
-    decode_entries,
-    decode_fields,
-    encode_event,
-)
+from cachebus.contracts import EventFactory, decode_entries, decode_fields
 from cachebus.contracts._frames import BINARY_MAGIC, build_binary_frame
+from cachebus.contracts.codec import FIELD, DecodedEntry, encode_event
+from cachebus.contracts.errors import ContractError, EventDecodeError
 from cachebus.contracts.events import Event
-from cachebus.contracts.keys import MAX_ID_LENGTH
+from cachebus.contracts.keys import DEFAULT_REGISTRY, MAX_ID_LENGTH
 
 FACTORY = EventFactory("api")
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
