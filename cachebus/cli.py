@@ -1,50 +1,169 @@
-"""The ``cachebus`` command line. Signal handling and environment reading live here only."""
+"""The ``cachebus`` command line. Signal handling and environment reading live here only.
+
+Each command is imported when it runs, never at start: ``cachebus --help`` and ``cachebus
+version`` load typer and this module alone, so they answer fast, work without any extra, and
+a command that needs an extra (the demo needs ``otel``) says so in one line and exits 2 instead
+of every command failing at import.
+"""
 
 from __future__ import annotations
 
-import typer
+import importlib
+from typing import Any
 
-from cachebus import __version__
-from cachebus.acl_cmd import acl_app
-from cachebus.bench import bench_app
-from cachebus.check_cmd import check
-from cachebus.codec_cmd import codec_app
-from cachebus.consume_cmd import consume
-from cachebus.demo_cmd import demo
-from cachebus.devredis_cmd import dev_redis_app
-from cachebus.ops.dlq import dlq_app
-from cachebus.ops.doctor import doctor
-from cachebus.ops.schema_cmd import schema
-from cachebus.ops.status import status
-from cachebus.ops.tail import tail
-from cachebus.outbox_cmd import outbox_app
-from cachebus.publish_cmd import publish
+import typer
+import typer.main
+from typer.core import TyperCommand, TyperGroup
+
+__all__ = ["COMMANDS", "EXTRA_OF", "app", "main"]
+
+#: Each command: where it lives ("module:attribute", a typer app or a command function) and the
+#: one line ``cachebus --help`` shows for it (a test checks it is the command's own).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": (
+        "cachebus.check_cmd:check",
+        "Measure consistency: stale values after quiescence, invalidations applied within 1 s.",
+    ),
+    "consume": (
+        "cachebus.consume_cmd:consume",
+        "Run the consumer of one service: its group, its cache scope, until SIGTERM.",
+    ),
+    "demo": (
+        "cachebus.demo_cmd:demo",
+        "Run the audited system in miniature under faults; exit 1 if anything was lost or stale.",
+    ),
+    "publish": (
+        "cachebus.publish_cmd:publish",
+        "Publish one invalidation: ids (--key), a pattern (--pattern) or a flush (--flush).",
+    ),
+    "status": (
+        "cachebus.ops.status:status",
+        "Per stream and consumer group: lag, pending, oldest pending, dead letters, last flush.",
+    ),
+    "tail": (
+        "cachebus.ops.tail:tail",
+        "Follow invalidation events as they are published (no consumer group involved).",
+    ),
+    "doctor": (
+        "cachebus.ops.doctor:doctor",
+        "Check the deployment (version, eviction, persistence, timeouts, groups, ACL).",
+    ),
+    "schema": (
+        "cachebus.ops.schema_cmd:schema",
+        "Print the event JSON Schema, the envelope schema, or an AsyncAPI 3.0 document.",
+    ),
+    "dlq": ("cachebus.ops.dlq:dlq_app", "Inspect and re-drive a group's dead letters."),
+    "bench": (
+        "cachebus.bench:bench_app",
+        "Benchmarks against their baselines, measured in the same run.",
+    ),
+    "codec": ("cachebus.codec_cmd:codec_app", "The cache value codec: zstd dictionaries."),
+    "acl": ("cachebus.acl_cmd:acl_app", "Least-privilege Redis ACL users."),
+    "dev-redis": (
+        "cachebus.devredis_cmd:dev_redis_app",
+        "Local stream + cache Redis instances from infra/redis/*.conf, with ACL users.",
+    ),
+    "outbox": ("cachebus.outbox_cmd:outbox_app", "The transactional outbox."),
+}
+
+#: The modules each extra of pyproject.toml brings (a missing one names its extra).
+EXTRA_OF: dict[str, str] = {
+    "opentelemetry.sdk": "otel",
+    "opentelemetry.exporter": "otel",
+    "prometheus_client": "otel",
+    "faststream": "faststream",
+    "asyncpg": "outbox",
+    "aiosqlite": "outbox",
+}
+
+
+def _extra_of(module: str | None) -> str | None:
+    for prefix, extra in EXTRA_OF.items():
+        if module is not None and (module == prefix or module.startswith(prefix + ".")):
+            return extra
+    return None
+
+
+def _to_command(target: Any, name: str) -> Any:
+    if isinstance(target, typer.Typer):
+        return typer.main.get_group(target)
+    single = typer.Typer(add_completion=False)
+    single.command(name)(target)
+    return typer.main.get_command(single)
+
+
+class _LazyCommand(TyperCommand):
+    """Stands in for a command in the listing; builds the real one when it is invoked."""
+
+    def __init__(self, name: str, target: str, short_help: str) -> None:
+        super().__init__(name=name, help=short_help, short_help=short_help)
+        self.target = target
+        self._name = name
+        self._real: Any = None
+
+    def load(self) -> Any:
+        if self._real is None:
+            module, attribute = self.target.split(":")
+            self._real = _to_command(
+                getattr(importlib.import_module(module), attribute), self._name
+            )
+        return self._real
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        # The group invokes the context's command: the real one from here on.
+        return self.load().make_context(info_name, args, parent=parent, **extra)
+
+
+class LazyGroup(TyperGroup):
+    """The root group: the commands of :data:`COMMANDS`, imported when invoked."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        own = dict(self.commands)  # `version`: the one command defined here
+        self.commands = {n: _LazyCommand(n, *entry) for n, entry in COMMANDS.items()}
+        self.commands.update(own)
+
+    def load(self, name: str) -> Any:
+        """The real command ``name`` (imports its module)."""
+        command = self.commands[name]
+        return command.load() if isinstance(command, _LazyCommand) else command
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            extra = _extra_of(exc.name)
+            if extra is None:
+                raise
+            typer.echo(
+                f"{ctx.command_path} {ctx.invoked_subcommand} needs the {extra} extra: "
+                f"pip install 'cachebus[{extra}]'",
+                err=True,
+            )
+            raise typer.Exit(2) from None
+
 
 app = typer.Typer(
+    cls=LazyGroup,
     no_args_is_help=True,
     add_completion=False,
     help="Reliable cache invalidation over Redis Streams.",
 )
-app.add_typer(bench_app, name="bench")
-app.add_typer(codec_app, name="codec")
-app.add_typer(acl_app, name="acl")
-app.add_typer(dev_redis_app, name="dev-redis")
-app.add_typer(outbox_app, name="outbox")
-app.command("check")(check)
-app.command("consume")(consume)
-app.command("demo")(demo)
-app.command("publish")(publish)
-app.command("status")(status)
-app.command("tail")(tail)
-app.add_typer(dlq_app, name="dlq")
-app.command("doctor")(doctor)
-app.command("schema")(schema)
+
+
+@app.callback()
+def _root() -> None:
+    """Reliable cache invalidation over Redis Streams."""
 
 
 @app.command()
 def version() -> None:
     """Print the cachebus version."""
-    typer.echo(__version__)
+    from cachebus.contracts.semconv import library_version
+
+    typer.echo(library_version())
 
 
 def main() -> None:

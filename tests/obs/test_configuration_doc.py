@@ -33,7 +33,7 @@ def test_every_setting_is_in_the_table_with_its_environment_variable() -> None:
 
 
 def test_every_consume_flag_in_the_table_exists_and_every_consume_option_is_documented() -> None:
-    command = typer.main.get_command(app).commands["consume"]  # type: ignore[attr-defined]
+    command = typer.main.get_command(app).load("consume")  # type: ignore[attr-defined]
     real = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
     documented = {f for cells in _rows().values() for f in re.findall(r"--[a-z-]+", cells[2])}
     assert documented <= real
