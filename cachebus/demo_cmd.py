@@ -13,6 +13,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from cachebus.contracts.errors import CachebusError
 from cachebus.demo import DemoConfig, DemoReport, run_demo
 from cachebus.demo.world import SERVICES
 
@@ -86,9 +87,21 @@ def demo(
     console = Console(stderr=json_out, width=None if sys.stdout.isatty() else 150)
     config = DemoConfig(seconds=seconds, run_dir=run_dir,
                         redis_url=redis_url or os.environ.get("REDIS_URL") or None)  # fmt: skip
+    try:
+        report = _run(config, console)
+    except CachebusError as exc:  # e.g. no redis-server, a port taken: say so, no traceback
+        typer.echo(f"cachebus demo: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _print_report(console, report)
+    if json_out:
+        print(json.dumps(report.as_dict(), default=str))
+    sys.exit(0 if report.passed else 1)
+
+
+def _run(config: DemoConfig, console: Console) -> DemoReport:
     if console.is_terminal:
         with Live(console=console, refresh_per_second=4, transient=True) as live:
-            report = run_demo(config, lambda snap: live.update(_live_table(snap)))
+            return run_demo(config, lambda snap: live.update(_live_table(snap)))
     else:
         last = [0.0]
 
@@ -103,8 +116,4 @@ def demo(
                     )
                 )
 
-        report = run_demo(config, plain)
-    _print_report(console, report)
-    if json_out:
-        print(json.dumps(report.as_dict(), default=str))
-    sys.exit(0 if report.passed else 1)
+        return run_demo(config, plain)

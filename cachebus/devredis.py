@@ -16,6 +16,7 @@ on the recorded port (a pid can be reused after a reboot). ``make demo`` uses th
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import os
 import re
 import signal
@@ -48,7 +49,11 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def _default_config_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "infra" / "redis"
+    # Package data: in a checkout, cachebus/_infra/* are links to infra/redis/ (one copy).
+    data = importlib.resources.files("cachebus") / "_infra"
+    if not isinstance(data, Path):  # a zipped install: redis-server needs real files
+        raise ConfigError("cachebus is installed as a zip: pass the directory of the configs")
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,8 @@ class DevRedisConfig:
     cache_port: int = 6381
     host: str = "127.0.0.1"
     layout: AclLayout = DEFAULT_LAYOUT
-    #: Directory holding ``stream.conf`` and ``cache.conf`` (default: this checkout's infra).
+    #: Directory holding ``stream.conf`` and ``cache.conf`` (default: the ones cachebus ships,
+    #: ``infra/redis/`` of the repository).
     config_dir: Path = field(default_factory=_default_config_dir)
     binary: str | None = None
     start_timeout: float = 10.0
@@ -181,7 +187,7 @@ def _spawn(config: DevRedisConfig, role: str, acl: Path) -> DevInstance:
         raise ConfigError("redis-server was not found on PATH (Debian: apt install redis-server)")
     conf = config.config_dir / f"{role}.conf"
     if not conf.is_file():
-        raise ConfigError(f"{conf} is missing: pass the directory holding infra/redis's configs")
+        raise ConfigError(f"{conf} is missing: pass --config-dir, a directory with {role}.conf")
     data = (config.run_dir / role).resolve()
     data.mkdir(parents=True, exist_ok=True)
     log = data / "redis.log"
