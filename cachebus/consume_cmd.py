@@ -51,6 +51,7 @@ EXIT_CONFIG = 2
 EXIT_KILLED = 130
 
 log = logging.getLogger("cachebus.cli")
+_FREEZE_AFTER_S = 1.0
 
 
 def _build(settings: CachebusSettings) -> tuple[ConsumerConfig, RedisSettings, RedisSettings]:
@@ -140,6 +141,11 @@ def _observability(
     return observers, endpoint, sampler
 
 
+def _freeze_heap() -> None:
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(settings: CachebusSettings) -> int:
     config, stream_settings, cache_settings = _build(settings)
     stream_client, stream_pool = _client(stream_settings)
@@ -204,16 +210,17 @@ async def serve(settings: CachebusSettings) -> int:
         ",".join(sorted(config.namespaces)),
         stream_settings.redacted_url,
     )
-    # Everything allocated so far lives as long as the process: keep it out of GC passes.
-    gc.collect()
-    gc.freeze()
     runner = asyncio.ensure_future(consumer.run())
     stopper = asyncio.ensure_future(stop.wait())
+    # What is allocated by then lives as long as the process: keep it out of GC passes. Once
+    # the first read is on its way, not before: a full collection takes tens of milliseconds.
+    freeze = loop.call_later(_FREEZE_AFTER_S, _freeze_heap)
     try:
         await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         await consumer.stop()
         await _surface(runner)
     finally:
+        freeze.cancel()
         stopper.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

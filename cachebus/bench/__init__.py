@@ -17,7 +17,16 @@ bench_app = typer.Typer(
 )
 
 #: Modules that register a ``cachebus bench <name>`` command (imported for their side effect).
-BENCH_MODULES: tuple[str, ...] = ("scan", "codec", "publish", "consume", "e2e", "fill", "cluster")
+BENCH_MODULES: tuple[str, ...] = (
+    "scan",
+    "codec",
+    "publish",
+    "consume",
+    "e2e",
+    "fill",
+    "cluster",
+    "startup",
+)
 
 for _name in BENCH_MODULES:
     importlib.import_module(f"cachebus.bench.{_name}")
