@@ -18,9 +18,8 @@ from cachebus.cli import COMMANDS, EXTRA_OF, app
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Nothing of these may load for `cachebus --help` or `cachebus version` (typer itself brings
-#: rich for the help and pydantic for its option parsing).
-HEAVY = ("redis", "pydantic_settings", "opentelemetry", "orjson", "zstandard", "faststream")
+#: Nothing of these may load for `cachebus --help` or `cachebus version`.
+HEAVY = ("redis", "pydantic", "pydantic_settings", "opentelemetry", "rich", "orjson", "zstandard")
 COMMAND_MODULES = sorted({target.split(":")[0] for target, _ in COMMANDS.values()})
 
 
