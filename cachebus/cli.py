@@ -8,6 +8,7 @@ of every command failing at import.
 
 from __future__ import annotations
 
+import gc
 import importlib
 from typing import Any
 
@@ -104,9 +105,14 @@ class _LazyCommand(TyperCommand):
     def load(self) -> Any:
         if self._real is None:
             module, attribute = self.target.split(":")
-            self._real = _to_command(
-                getattr(importlib.import_module(module), attribute), self._name
-            )
+            # Importing allocates only what lives on (modules, classes, pydantic schemas): the
+            # cycle collector's passes over it are wasted, about an eighth of `consume`'s start.
+            gc.disable()
+            try:
+                target = getattr(importlib.import_module(module), attribute)
+            finally:
+                gc.enable()
+            self._real = _to_command(target, self._name)
         return self._real
 
     def make_context(
