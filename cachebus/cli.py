@@ -74,7 +74,6 @@ EXTRA_OF: dict[str, str] = {
     "prometheus_client": "otel",
     "faststream": "faststream",
     "asyncpg": "outbox",
-    "aiosqlite": "outbox",
 }
 
 

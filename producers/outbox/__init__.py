@@ -7,7 +7,7 @@ moves the rows to the stream through a :class:`cachebus.producers.Producer`, kee
 cache: the row waits in the table until a relay publishes it.
 
 SQLite (:class:`SQLiteOutbox`, aiosqlite) is the embedded default; PostgreSQL
-(:class:`PostgresOutbox`, asyncpg) the production one. Both need ``cachebus[outbox]``.
+(:class:`PostgresOutbox`, asyncpg) the production one, with ``cachebus[outbox]``.
 """
 
 from typing import TYPE_CHECKING

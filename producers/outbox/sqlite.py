@@ -120,12 +120,8 @@ class SQLiteOutbox(OutboxStore):
                 raise ConfigError(
                     "this SQLiteOutbox has no database path: give SQLiteOutbox(path) to relay"
                 )
-            try:
-                import aiosqlite
-            except ImportError:  # pragma: no cover - the extra is missing
-                raise ConfigError(
-                    "the SQLite outbox needs aiosqlite: pip install 'cachebus[outbox]'"
-                ) from None
+            import aiosqlite  # a dependency; imported here so publishing never loads it
+
             # Autocommit: this module opens its transactions itself (BEGIN IMMEDIATE).
             db = await aiosqlite.connect(self.path, isolation_level=None)
             await db.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
