@@ -14,6 +14,7 @@ from cachebus.contracts.codec import DecodedEntry
 from cachebus.contracts.errors import ConfigError, ContractError, PublishError
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import Producer, SyncProducer
+from cachebus.testing import eventually
 
 
 def entries(client: redis.Redis, stream: str) -> list[tuple[str, DecodedEntry]]:
@@ -227,14 +228,23 @@ def test_a_sync_publish_to_a_wrong_type_key_raises_publish_error(
 
 
 async def test_a_producer_dropped_without_closing_leaves_no_open_connection_warning(
-    redis_url: str, stream_keys: StreamKeys
+    redis_url: str, stream_keys: StreamKeys, redis_client: redis.Redis
 ) -> None:
     import gc
 
-    producer = Producer(RedisSettings.from_url(redis_url), producer_name="api", keys=stream_keys)
+    name = f"dropped-{stream_keys.prefix}"
+
+    def held() -> int:
+        return sum(client["name"] == name for client in redis_client.client_list())
+
+    settings = RedisSettings.from_url(redis_url, client_name=name)
+    producer = Producer(settings, producer_name="api", keys=stream_keys)
     await producer.flush_namespace("prices")  # holds a connection for one-at-a-time publishes
+    assert held() == 1  # the hazard: an open connection, dropped with its producer
     del producer
     gc.collect()  # filterwarnings=error: a ResourceWarning here would fail the test
+    # ...and the finalizer closed the connection instead of leaking it.
+    await eventually(lambda: held() == 0, within=10, what="the dropped connection to close")
 
 
 async def test_concurrent_single_publishes_all_land(
