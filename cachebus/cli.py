@@ -78,10 +78,8 @@ EXTRA_OF: dict[str, str] = {
 
 
 def _extra_of(module: str | None) -> str | None:
-    for prefix, extra in EXTRA_OF.items():
-        if module is not None and (module == prefix or module.startswith(prefix + ".")):
-            return extra
-    return None
+    name = module or ""
+    return next((x for m, x in EXTRA_OF.items() if name == m or name.startswith(f"{m}.")), None)
 
 
 def _to_command(target: Any, name: str) -> Any:
@@ -137,14 +135,14 @@ class _VersionCommand(TyperCommand):
 class LazyGroup(TyperGroup):
     """The root group: the commands of :data:`COMMANDS`, imported when invoked."""
 
-    def get_help_option(self, ctx: Any) -> Any:
-        return _fast_help_option(super().get_help_option(ctx))
-
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
         own = dict(self.commands)  # `version`: the one command defined here
         self.commands = {n: _LazyCommand(n, *entry) for n, entry in COMMANDS.items()}
         self.commands.update(own)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _fast_help_option(super().get_help_option(ctx))
 
     def load(self, name: str) -> Any:
         """The real command ``name`` (imports its module)."""
