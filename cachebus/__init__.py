@@ -1,8 +1,8 @@
 """cachebus: reliable cache invalidation across services over Redis Streams.
 
-What a service needs is importable from here: ``from cachebus import Cache, Producer,
-Consumer``. The layers stay importable for the rest: ``cachebus.contracts`` (the wire
-contract, the key registry, the error tree), ``cachebus.core`` (the cache core),
+What a service needs is importable from here: ``from cachebus import Registry, Cache,
+Producer, ConsumerService``. The layers stay importable for the rest: ``cachebus.contracts``
+(the wire contract, the key registry, the error tree), ``cachebus.core`` (the cache core),
 ``cachebus.producers``, ``cachebus.consumers``; ``cachebus.testing`` is the real-Redis test
 harness and ``cachebus.cli`` the command line. Names are imported on first use (see
 :mod:`cachebus._lazy`), so ``import cachebus`` stays cheap.
@@ -29,13 +29,16 @@ if TYPE_CHECKING:
     from cachebus.contracts.errors import ConfigError as ConfigError
     from cachebus.contracts.errors import ContractError as ContractError
     from cachebus.contracts.errors import PublishError as PublishError
+    from cachebus.contracts.errors import RegistryError as RegistryError
     from cachebus.contracts.events import Event as Event
     from cachebus.contracts.factory import EventFactory as EventFactory
-    from cachebus.contracts.keys import CacheKeys as CacheKeys
+    from cachebus.contracts.keys import KeyRef as KeyRef
     from cachebus.contracts.keys import KeySpace as KeySpace
-    from cachebus.contracts.keys import Namespace as Namespace
-    from cachebus.contracts.keys import NamespaceRegistry as NamespaceRegistry
+    from cachebus.contracts.keys import PatternRef as PatternRef
     from cachebus.contracts.keys import StreamKeys as StreamKeys
+    from cachebus.contracts.registry import Namespace as Namespace
+    from cachebus.contracts.registry import Registry as Registry
+    from cachebus.contracts.templates import KeyTemplate as KeyTemplate
     from cachebus.core.cache import Cache as Cache
     from cachebus.core.config import CacheConfig as CacheConfig
     from cachebus.core.connection import RedisSettings as RedisSettings
@@ -46,11 +49,20 @@ if TYPE_CHECKING:
     from cachebus.core.sync import SyncCache as SyncCache
     from cachebus.producers.producer import Producer as Producer
     from cachebus.producers.sync import SyncProducer as SyncProducer
+    from cachebus.service import ConsumerService as ConsumerService
+    from cachebus.settings import CachebusSettings as CachebusSettings
 
     __version__: str
 
 # The README's "Public API" table lists the same names (tests/unit/test_public_api.py).
 __all__ = [
+    # the registry
+    "KeyTemplate",
+    "Namespace",
+    "Registry",
+    # running a service
+    "CachebusSettings",
+    "ConsumerService",
     # caches
     "Cache",
     "CacheConfig",
@@ -62,12 +74,11 @@ __all__ = [
     "close_shared_pools",
     "sync_client",
     # keys and events
-    "CacheKeys",
     "Event",
     "EventFactory",
+    "KeyRef",
     "KeySpace",
-    "Namespace",
-    "NamespaceRegistry",
+    "PatternRef",
     "StreamKeys",
     # publishing
     "Producer",
@@ -91,6 +102,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "PublishError",
+    "RegistryError",
 ]
 
 if not TYPE_CHECKING:
@@ -111,16 +123,13 @@ if not TYPE_CHECKING:
                 "ConfigError",
                 "ContractError",
                 "PublishError",
+                "RegistryError",
             ),
             "cachebus.contracts.events": ("Event",),
             "cachebus.contracts.factory": ("EventFactory",),
-            "cachebus.contracts.keys": (
-                "CacheKeys",
-                "KeySpace",
-                "Namespace",
-                "NamespaceRegistry",
-                "StreamKeys",
-            ),
+            "cachebus.contracts.keys": ("KeyRef", "KeySpace", "PatternRef", "StreamKeys"),
+            "cachebus.contracts.registry": ("Namespace", "Registry"),
+            "cachebus.contracts.templates": ("KeyTemplate",),
             "cachebus.core.cache": ("Cache",),
             "cachebus.core.config": ("CacheConfig",),
             "cachebus.core.connection": (
@@ -133,6 +142,8 @@ if not TYPE_CHECKING:
             "cachebus.core.sync": ("SyncCache",),
             "cachebus.producers.producer": ("Producer",),
             "cachebus.producers.sync": ("SyncProducer",),
+            "cachebus.service": ("ConsumerService",),
+            "cachebus.settings": ("CachebusSettings",),
         },
     )
 

@@ -7,11 +7,13 @@ drift from the keys the code uses (``tests/infra`` also checks the committed
 
 Roles (Redis 7.0 selectors, verified against 7.0.15 by ``tests/security``):
 
-* ``producer``: XADD on the stream, nothing else.
+* ``producer``: XADD on the stream, and HSET of the registry record beside it (which registry
+  it runs, written once per process).
 * ``svc-<service>``: the cache commands on its own scope ``{prefix}:{service}:*`` (root
   permissions), and one selector per stream-side key: group commands on the stream, its own
-  group-meta hash, XADD on its own dead-letter stream, the broadcast epoch. Without selectors
-  ``~stream`` plus ``+unlink`` would let it UNLINK the stream.
+  group-meta hash, its own counters hash, XADD on its own dead-letter stream, the broadcast
+  epoch, the registry record. Without selectors ``~stream`` plus ``+unlink`` would let it
+  UNLINK the stream.
 * ``ops``: read-only inspection (XINFO, XPENDING, XRANGE, INFO, SLOWLOG).
 * ``admin``: everything, for operators only.
 
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cachebus.contracts.errors import ConfigError
-from cachebus.contracts.keys import KeySpace, StreamKeys, glob_match, validate_name
+from cachebus.contracts.keys import StreamKeys, glob_match, scope_match, validate_name
 
 __all__ = [
     "DEFAULT_LAYOUT",
@@ -63,6 +65,8 @@ _GROUP = (
 )  # fmt: skip
 _RETENTION = ("+xtrim", "+xlen")
 _META = ("+hgetall", "+hset", "+hdel", "+hincrby")
+_COUNTERS = ("+hincrby", "+hgetall")
+_RECORD = ("+hset", "+hget")
 _INSPECT = (
     "+info", "+dbsize", "+scan", "+slowlog|get", "+latency|latest", "+latency|history",
     "+memory|stats", "+client|list",
@@ -133,7 +137,7 @@ class AclLayout:
             raise ConfigError(f"services listed twice: {', '.join(twice)}")
         stream_side = self._stream_side_keys()
         for service in self.services:
-            scope = KeySpace(self.prefix, service.name).scope_match()
+            scope = scope_match(self.prefix, service.name)
             hit = [key for key in stream_side if glob_match(scope, key)]
             if hit:
                 raise ConfigError(
@@ -147,11 +151,12 @@ class AclLayout:
 
     def _stream_side_keys(self) -> list[str]:
         keys = self.keys
-        out = [keys.stream(self.stream), keys.epoch(self.stream)]
+        out = [keys.stream(self.stream), keys.epoch(self.stream), keys.registry_record(self.stream)]
         for service in self.services:
             out += [
                 keys.group_meta(self.stream, service.name),
                 keys.dead_letter(self.stream, service.name),
+                keys.counters(self.stream, service.name),
             ]
         return out
 
@@ -173,14 +178,21 @@ class AclLayout:
             AclUser(
                 self.user_name("producer"),
                 "producer",
-                (*base, *_CONNECT, f"%W~{stream_key}", "+xadd"),
+                (
+                    *base,
+                    *_CONNECT,
+                    f"%W~{stream_key}",
+                    "+xadd",
+                    _selector(f"%W~{keys.registry_record(self.stream)}", ("+hset",)),
+                ),
             ),
         ]
-        readable = [stream_key, epoch_key]
+        readable = [stream_key, epoch_key, keys.registry_record(self.stream)]
         for service in self.services:
             readable += [
                 keys.group_meta(self.stream, service.name),
                 keys.dead_letter(self.stream, service.name),
+                keys.counters(self.stream, service.name),
             ]
         users.append(
             AclUser(
@@ -194,17 +206,21 @@ class AclLayout:
 
     def _service_user(self, service: ServiceGrant, stream_key: str, epoch_key: str) -> AclUser:
         keys = self.keys
-        scope = KeySpace(self.prefix, service.name).scope_match()
+        scope = scope_match(self.prefix, service.name)
         group = (*_GROUP, *(_RETENTION if service.retention else ()), *_SCRIPTS)
         meta = keys.group_meta(self.stream, service.name)
         dlq = keys.dead_letter(self.stream, service.name)
+        counters = keys.counters(self.stream, service.name)
+        record = keys.registry_record(self.stream)
         rules = (
             "resetkeys", "resetchannels", "-@all", *_CONNECT, "+info",
             f"~{scope}", *_CACHE, *_LEASES, *_SCRIPTS,
             _selector(f"~{stream_key}", group),
             _selector(f"~{meta}", _META),
+            _selector(f"~{counters}", _COUNTERS),
             _selector(f"%W~{dlq}", ("+xadd",)),
             _selector(f"~{epoch_key}", ("+get", "+set")),
+            _selector(f"~{record}", _RECORD),
         )  # fmt: skip
         return AclUser(self.service_user(service.name), "service", rules)
 

@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "status": (
         "cachebus.ops.status:status",
-        "Per stream and consumer group: lag, pending, oldest pending, dead letters, last flush.",
+        "Per stream and group: lag, pending, dead letters, flushes, counters, registry versions.",
     ),
     "tail": (
         "cachebus.ops.tail:tail",
@@ -47,13 +47,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "doctor": (
         "cachebus.ops.doctor:doctor",
-        "Check the deployment (version, eviction, persistence, timeouts, groups, ACL).",
+        "Check the deployment (version, eviction, persistence, timeouts, groups, ACL, registry).",
     ),
     "schema": (
         "cachebus.ops.schema_cmd:schema",
         "Print the event JSON Schema, the envelope schema, or an AsyncAPI 3.0 document.",
     ),
     "dlq": ("cachebus.ops.dlq:dlq_app", "Inspect and re-drive a group's dead letters."),
+    "registry": (
+        "cachebus.registry_cmd:registry_app",
+        "The key registry file: check, show, diff.",
+    ),
     "bench": (
         "cachebus.bench:bench_app",
         "Benchmarks against their baselines, measured in the same run.",

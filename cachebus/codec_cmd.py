@@ -19,10 +19,11 @@ import redis
 import typer
 
 from cachebus.contracts.errors import CachebusError, CodecError, ConfigError
-from cachebus.contracts.keys import DEFAULT_REGISTRY, KeySpace
+from cachebus.contracts.keys import KeySpace
 from cachebus.core import RedisSettings, ValueCodec
 from cachebus.core.connection import create_sync_pool, map_redis_errors
 from cachebus.core.dictionary import DEFAULT_DICTIONARY_SIZE, Dictionary
+from cachebus.registry_cmd import REGISTRY_OPT, load_cli_registry
 
 __all__ = ["codec_app", "read_file_samples", "read_redis_samples"]
 
@@ -120,22 +121,18 @@ def train(
     decode_with: list[Path] = typer.Option([], help="dictionaries of values already stored"),
     size: int = typer.Option(DEFAULT_DICTIONARY_SIZE, help="dictionary size in bytes"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object last"),
+    registry: Path = REGISTRY_OPT,
 ) -> None:
     """Train a zstd dictionary from sample values and write it to ``--out``."""
+    keyspace = None
+    if url:  # sampling a namespace needs the registry that declares it
+        loaded = load_cli_registry(registry, "codec train")
+        keyspace = KeySpace(prefix=prefix, scope=scope, registry=loaded)
     try:
         summary = _train(
-            out,
-            paths or [],
-            lines,
-            url,
-            namespace,
-            prefix,
-            scope,
-            sample,
-            max_scan_calls,
-            decode_with,
-            size,
-        )
+            out, paths or [], lines, url, namespace, keyspace, sample, max_scan_calls,
+            decode_with, size,
+        )  # fmt: skip
     except CachebusError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -151,7 +148,7 @@ def train(
 
 def _train(
     out: Path, paths: list[Path], lines: bool, url: str | None, namespace: str | None,
-    prefix: str, scope: str, limit: int, max_scan_calls: int, decode_with: list[Path],
+    keyspace: KeySpace | None, limit: int, max_scan_calls: int, decode_with: list[Path],
     size: int,
 ) -> dict[str, Any]:  # fmt: skip
     if bool(paths) == bool(url):
@@ -160,7 +157,7 @@ def _train(
     if url:
         if not namespace:
             raise ConfigError("--url needs --namespace: which namespace's values to sample")
-        keyspace = KeySpace(prefix=prefix, scope=scope, registry=DEFAULT_REGISTRY)
+        assert keyspace is not None
         keyspace.namespace(namespace)
         dictionaries = [Dictionary.load(p) for p in decode_with]
         samples, skipped = read_redis_samples(

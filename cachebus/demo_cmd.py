@@ -15,7 +15,7 @@ from rich.table import Table
 
 from cachebus.contracts.errors import CachebusError
 from cachebus.demo import DemoConfig, DemoReport, run_demo
-from cachebus.demo.world import SERVICES
+from cachebus.demo.registry import SERVICES
 
 __all__ = ["demo"]
 
@@ -81,11 +81,17 @@ def demo(
     redis_url: str = typer.Option(
         None, help="Use this Redis instead of starting two (env REDIS_URL); no restart fault."
     ),
+    registry: Path = typer.Option(
+        None,
+        envvar="CACHEBUS_REGISTRY",
+        help="A registry file declaring the demo's namespaces (default: the demo's own, "
+        "cachebus/demo/registry.toml). (env CACHEBUS_REGISTRY)",
+    ),
     json_out: bool = typer.Option(False, "--json", help="End with one JSON line."),
 ) -> None:
     """Run the audited system in miniature under faults; exit 1 if anything was lost or stale."""
     console = Console(stderr=json_out, width=None if sys.stdout.isatty() else 150)
-    config = DemoConfig(seconds=seconds, run_dir=run_dir,
+    config = DemoConfig(seconds=seconds, run_dir=run_dir, registry=registry,
                         redis_url=redis_url or os.environ.get("REDIS_URL") or None)  # fmt: skip
     try:
         report = _run(config, console)

@@ -6,8 +6,9 @@ registry (never the global one, so two sidecars in one process, or tests, do not
 Both come from the ``otel`` extra: ``pip install 'cachebus[otel]'``.
 
 :class:`MetricsSampler` feeds the gauges that need a Redis round trip (a gauge callback
-cannot await): the group's oldest pending entry (XPENDING) and the cache's health report
-(hit rate, memory, evictions, judged with the audit's thresholds).
+cannot await): the group's oldest pending entry (XPENDING), the group's counters kept in Redis
+(per member, surviving crashes) and the cache's health report (hit rate, memory, evictions,
+judged with the audit's thresholds).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import logging
 from typing import Any
 
 from cachebus.consumers import CacheHealthMetrics, ConsumerMetrics
+from cachebus.consumers.counters import GroupCounters, parse_counters
 from cachebus.consumers.metrics import pending_summary
 from cachebus.contracts.errors import BackendError, ConfigError
 from cachebus.core import Cache
 from cachebus.core._io import AsyncClient
 from cachebus.core._tasks import cancel_and_wait
+from cachebus.core.connection import map_redis_errors
 
 __all__ = ["MetricsSampler", "PrometheusEndpoint"]
 
@@ -76,8 +79,10 @@ class MetricsSampler:
         cache_metrics: CacheHealthMetrics | None = None,
         interval: float = 15.0,
         where: str = "Redis",
+        counters_keys: tuple[str, ...] = (),
     ) -> None:
         self._client = client
+        self._counters_keys = counters_keys
         self._stream_key = stream_key
         self._group = group
         self._consumer_metrics = consumer_metrics
@@ -106,12 +111,29 @@ class MetricsSampler:
             except BackendError as exc:  # NOGROUP before the group exists, or Redis down
                 self.failures += 1
                 log.debug("XPENDING sample failed: %s", exc)
+        if self._counters_keys:
+            try:
+                await self._sample_counters()
+            except BackendError as exc:
+                self.failures += 1
+                log.debug("counters sample failed: %s", exc)
         if self._cache is not None and self._cache_metrics is not None:
             try:
                 await self._cache_metrics.refresh(self._cache)
             except BackendError as exc:
                 self.failures += 1
                 log.debug("cache health sample failed: %s", exc)
+
+    async def _sample_counters(self) -> None:
+        merged: dict[str, dict[str, int]] = {}
+        for key in self._counters_keys:  # one hash per partition: summed per member
+            with map_redis_errors(f"HGETALL {key}", self._where):
+                raw = await self._client.hgetall(key)
+            for member, counts in parse_counters(raw).members.items():
+                mine = merged.setdefault(member, {})
+                for name, value in counts.items():
+                    mine[name] = mine.get(name, 0) + value
+        self._consumer_metrics.observe_counters(GroupCounters(merged))
 
     async def _loop(self) -> None:
         while True:

@@ -19,15 +19,18 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 import typer
 
 from cachebus.contracts.errors import CachebusError, ConfigError
 from cachebus.contracts.keys import StreamKeys
+from cachebus.contracts.registry import Registry
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import Producer
 from cachebus.producers.outbox import OutboxRelay, OutboxStore, RelayConfig, open_store
 from cachebus.producers.outbox.connect import redact_database_url
+from cachebus.registry_cmd import REGISTRY_OPT, load_cli_registry
 
 __all__ = ["outbox_app"]
 
@@ -112,19 +115,23 @@ def relay(
     ),
     claim_ttl: float = typer.Option(30.0, "--claim-ttl", help="SQLite: a dead relay's claim (s)."),
     once: bool = typer.Option(False, "--once", help="Relay what is there, then exit."),
+    registry_path: Path = REGISTRY_OPT,
     log_level: str = typer.Option("INFO", help="Logging level."),
 ) -> None:
     """Move outbox rows to the stream (same event ids) until SIGTERM, or once with --once."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    registry = load_cli_registry(registry_path, "outbox relay")
     try:
         config = RelayConfig(batch_size=batch_size, poll_interval_s=poll_interval)
         store = open_store(
-            database, table=table, stream=stream, relay_name=relay_name, claim_ttl_s=claim_ttl
-        )
+            database, table=table, stream=stream, relay_name=relay_name, claim_ttl_s=claim_ttl,
+            registry=registry,
+        )  # fmt: skip
         RedisSettings.from_url(redis_url)  # a malformed URL is a configuration error
-        code = asyncio.run(_relay(store, redis_url, stream, StreamKeys(prefix), config, once))
+        keys = StreamKeys(prefix)
+        code = asyncio.run(_relay(store, redis_url, stream, keys, config, once, registry))
     except CachebusError as exc:
         _fail(exc)
         return
@@ -133,9 +140,11 @@ def relay(
 
 async def _relay(
     store: OutboxStore, redis_url: str, stream: str, keys: StreamKeys, config: RelayConfig,
-    once: bool,
+    once: bool, registry: Registry,
 ) -> int:  # fmt: skip
-    producer = Producer.from_url(redis_url, stream, producer_name="outbox-relay", keys=keys)
+    producer = Producer.from_url(
+        redis_url, stream, producer_name="outbox-relay", keys=keys, registry=registry
+    )
     relay = OutboxRelay(store, producer, config)
     try:
         await store.open()

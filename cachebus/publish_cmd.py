@@ -1,6 +1,8 @@
 """``cachebus publish``: invalidate from the command line (ops use).
 
-Examples::
+The namespace must be declared in the registry file (``--registry`` / ``CACHEBUS_REGISTRY``,
+or a ``cachebus.toml`` here), and every ``--key`` must have the shape of its key template.
+Examples, with the demo's registry::
 
     cachebus publish positions --key 42:all --reason "manual fix of user 42"
     cachebus publish market_lists --pattern 'top:*' --reason "listing rebuilt"
@@ -14,6 +16,7 @@ something was appended, the message says which), 2 the request itself is wrong.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -21,10 +24,12 @@ import typer
 from cachebus.contracts.codec import FIELD, encode_payload
 from cachebus.contracts.errors import ConfigError, ContractError, PublishError
 from cachebus.contracts.factory import EventFactory, split_ids
-from cachebus.contracts.keys import DEFAULT_REGISTRY, StreamKeys
+from cachebus.contracts.keys import StreamKeys
+from cachebus.contracts.registry import Registry
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import SyncProducer, publish_bound
 from cachebus.producers._routing import Router
+from cachebus.registry_cmd import REGISTRY_OPT, load_cli_registry
 
 __all__ = ["publish"]
 
@@ -47,10 +52,20 @@ def _payloads(
     return [factory.flush_payload(namespace, reason)]
 
 
+def _check_shapes(registry: Registry, namespace: str, keys: list[str]) -> None:
+    """Ids that do not fit the namespace's key template invalidate nothing anyone caches."""
+    template = registry.get(namespace).key
+    for key in keys:
+        if not template.matches(key):
+            raise ContractError(
+                f"key {key!r} does not have the shape of namespace {namespace!r}'s key template "
+                f"{template.text!r} (from {registry.source})",
+                rule="key.shape",
+            )
+
+
 def publish(
-    namespace: str = typer.Argument(
-        ..., help=f"A registered namespace: {', '.join(DEFAULT_REGISTRY.names)}."
-    ),
+    namespace: str = typer.Argument(..., help="A namespace of the registry."),
     key: list[str] = typer.Option(
         [], "--key", "-k", help="A namespace-relative id to invalidate (repeat for more)."
     ),
@@ -72,6 +87,7 @@ def publish(
         False, "--cluster", envvar="CACHEBUS_CLUSTER", help="--url names a Redis Cluster node."
     ),
     producer: str = typer.Option("ops-cli", "--producer", help="Producer name on the events."),
+    registry_path: Path = REGISTRY_OPT,
     timeout: float = typer.Option(2.0, "--timeout", help="Connect and reply timeout (s)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the entries, send nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per entry."),
@@ -85,9 +101,11 @@ def publish(
             f"--flush drops everything cached in {namespace!r} by every service; add --yes",
             EXIT_USAGE,
         )
+    registry = load_cli_registry(registry_path, "publish")
     try:
         keys = StreamKeys(prefix, partitions=partitions)
-        factory = EventFactory(producer)
+        factory = EventFactory(producer, registry)
+        _check_shapes(registry, namespace, key)
         payloads = _payloads(factory, namespace, key, pattern, reason)
         settings = RedisSettings.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, pool_timeout=timeout,
@@ -110,7 +128,7 @@ def publish(
         return
     try:
         with SyncProducer.from_url(
-            settings.url, stream, producer_name=producer, keys=keys,
+            settings.url, stream, producer_name=producer, keys=keys, registry=registry,
             socket_timeout=timeout, socket_connect_timeout=timeout, pool_timeout=timeout,
             cluster=cluster,
         ) as sync_producer:  # fmt: skip

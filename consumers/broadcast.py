@@ -121,7 +121,7 @@ class BroadcastConsumer:
             pipe.execute_command(
                 "XREAD" if clustered else b"XREAD",
                 "COUNT",
-                self.config.count,
+                self.config.read_count,
                 "BLOCK",
                 block_ms,
                 "STREAMS",

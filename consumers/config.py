@@ -10,7 +10,19 @@ from enum import StrEnum
 from cachebus.contracts.errors import ConfigError
 from cachebus.contracts.keys import validate_name
 
-__all__ = ["BroadcastConfig", "ConsumerConfig", "FlushReason", "default_consumer_name"]
+__all__ = [
+    "MAX_CLAIM_INTERVAL_S",
+    "BroadcastConfig",
+    "ConsumerConfig",
+    "FlushReason",
+    "default_claim_interval",
+    "default_consumer_name",
+]
+
+#: The derived claim interval never exceeds this: a dead member's entries are applied by a
+#: live member within ``min_idle_ms`` plus at most about one second (the claim round, then
+#: the batch's apply and ack).
+MAX_CLAIM_INTERVAL_S = 0.5
 
 
 class FlushReason(StrEnum):
@@ -39,13 +51,24 @@ def default_consumer_name(group: str) -> str:
     return f"{group}-{host}-{ordinal}"
 
 
+def default_claim_interval(min_idle_ms: int) -> float:
+    """The claim interval derived from ``min_idle_ms``: half of it, at most 0.5 s."""
+    return min(MAX_CLAIM_INTERVAL_S, min_idle_ms / 2000.0)
+
+
 @dataclass(frozen=True, slots=True)
 class ConsumerConfig:
     """A service's consumer group on one invalidation stream.
 
-    Timing defaults are chosen so that ``socket_timeout`` of the stream client (set it above
-    ``block_ms``) never fires during a blocking read, and a member that died is taken over
-    after ``min_idle_ms`` plus at most one ``claim_interval_s``.
+    Timing defaults follow from each other: ``socket_timeout`` of the stream client (set it
+    above ``block_ms``) never fires during a blocking read; a read never blocks past the next
+    claim round, and the claim interval is derived from ``min_idle_ms`` unless given, so a
+    member that died has its entries applied by a live one within ``min_idle_ms`` plus
+    ``claim_interval_s`` (0.5 s at most by default) plus one batch.
+
+    The command line and :class:`cachebus.settings.CachebusSettings` name every field the
+    same way (``claim_interval_s`` is ``--claim-interval-s`` and ``CACHEBUS_CLAIM_INTERVAL_S``);
+    ``group`` is the settings' ``service``.
     """
 
     #: Logical stream name (the Redis key is built by :class:`cachebus.contracts.keys.StreamKeys`).
@@ -57,13 +80,17 @@ class ConsumerConfig:
     #: Namespaces this service caches; events for others are acked and ignored.
     namespaces: frozenset[str] = frozenset()
     #: Entries per XREADGROUP.
-    count: int = 500
+    read_count: int = 500
     #: How long a read blocks waiting for new entries (milliseconds).
     block_ms: int = 1000
     #: Entries idle longer than this in another member's pending list are claimed (milliseconds).
     min_idle_ms: int = 30_000
-    #: How often the claimer runs XAUTOCLAIM, and housekeeping checks run (seconds).
-    claim_interval_s: float = 5.0
+    #: How often the claimer runs XAUTOCLAIM (seconds); None: derived from ``min_idle_ms``
+    #: (:func:`default_claim_interval`). At most ``min_idle_ms`` / 1000.
+    claim_interval_s: float | None = None
+    #: How often housekeeping runs: the server's run_id check, idle-member removal, the
+    #: registry record, retention (seconds).
+    housekeeping_interval_s: float = 5.0
     #: Entries per XAUTOCLAIM call.
     claim_count: int = 200
     #: An entry that fails this many times is dead-lettered and its scope flushed.
@@ -103,16 +130,48 @@ class ConsumerConfig:
                 f"consumer group {self.group!r} guards no namespace: pass the namespaces it caches"
             )
         object.__setattr__(self, "namespaces", frozenset(self.namespaces))
-        if self.count < 1 or self.claim_count < 1:
-            raise ConfigError("count and claim_count must be at least 1")
-        if self.block_ms < 1:
-            raise ConfigError("block_ms must be at least 1 (0 would block forever)")
-        if self.max_deliveries < 1:
-            raise ConfigError("max_deliveries must be at least 1")
-        if self.min_idle_ms < self.block_ms:
-            raise ConfigError("min_idle_ms must exceed block_ms, or live members get claimed")
-        if self.hard_deadline_s < self.grace_period_s:
-            raise ConfigError("hard_deadline_s must not be shorter than grace_period_s")
+        if self.claim_interval_s is None:
+            object.__setattr__(self, "claim_interval_s", default_claim_interval(self.min_idle_ms))
+        wrong = [rule for rule, ok in self._rules().items() if not ok]
+        if wrong:
+            raise ConfigError(f"consumer configuration: {'; '.join(wrong)}")
+
+    def _rules(self) -> dict[str, bool]:
+        claim = self.claim_every_s
+        min_idle_s = self.min_idle_ms / 1000.0
+        return {
+            "read_count must be at least 1": self.read_count >= 1,
+            "claim_count must be at least 1": self.claim_count >= 1,
+            "block_ms must be at least 1 (0 would block forever)": self.block_ms >= 1,
+            "max_deliveries must be at least 1": self.max_deliveries >= 1,
+            f"min_idle_ms ({self.min_idle_ms}) must exceed block_ms ({self.block_ms}), or live "
+            "members get claimed": self.min_idle_ms >= self.block_ms,
+            "claim_interval_s must be positive": claim > 0,
+            f"claim_interval_s ({claim}) must not exceed min_idle_ms / 1000 ({min_idle_s}): a "
+            f"dead member's entries would wait up to {min_idle_s + claim:g} s; leave it unset "
+            f"to derive {default_claim_interval(self.min_idle_ms):g}": claim <= min_idle_s,
+            "housekeeping_interval_s must be positive": self.housekeeping_interval_s > 0,
+            "hard_deadline_s must not be shorter than grace_period_s": self.hard_deadline_s
+            >= self.grace_period_s,
+            "backoff_base_s must be positive and at most backoff_cap_s": 0
+            < self.backoff_base_s
+            <= self.backoff_cap_s,
+            "dedupe_window must be at least 1": self.dedupe_window >= 1,
+            "retention_interval_s must be positive": self.retention_interval_s > 0,
+            "max_stream_length must be at least 1": self.max_stream_length >= 1,
+        }
+
+    @property
+    def claim_every_s(self) -> float:
+        """``claim_interval_s`` as set or derived (never None once built)."""
+        claim = self.claim_interval_s
+        return default_claim_interval(self.min_idle_ms) if claim is None else claim
+
+    @property
+    def claim_bound_s(self) -> float:
+        """A dead member's entries are applied within this long after their last delivery
+        (plus one batch's apply and ack)."""
+        return self.min_idle_ms / 1000.0 + self.claim_every_s
 
     @property
     def socket_timeout_floor(self) -> float:
@@ -126,7 +185,7 @@ class BroadcastConfig:
 
     stream: str
     namespaces: frozenset[str] = field(default_factory=frozenset)
-    count: int = 500
+    read_count: int = 500
     block_ms: int = 1000
     #: Disconnected longer than this, the L1 is flushed and bypassed until caught up (seconds).
     max_staleness_s: float = 5.0

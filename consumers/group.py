@@ -3,11 +3,14 @@
 Besides the stream and its group, a small hash beside the stream (``StreamKeys.group_meta``)
 records the group's *epoch* (a random token rotated before the group is (re)created), the
 epoch the service's cache scope was last *synced* to, the trimmed-gap *deficit* already
-covered by a flush, and the last flush with its reason (for ``cachebus status``).
+covered by a flush, and the last flush with its reason (for ``cachebus status``). The member's
+counters (:mod:`cachebus.consumers.counters`) ride along with the acks, dead letters and
+flush records, in the same round trips.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -35,6 +38,8 @@ from cachebus.core.connection import is_loss_reply, map_redis_errors
 from cachebus.core.once import execute_once
 
 __all__ = ["GroupMeta", "ReadResult", "StreamGroup", "is_group_lost"]
+
+log = logging.getLogger("cachebus.consumer")
 
 #: Remove a member only if it still has no pending entries and is still idle: checked and done
 #: atomically, because XGROUP DELCONSUMER silently discards a member's pending entries.
@@ -105,9 +110,13 @@ class StreamGroup:
         self.stream = keys.stream(stream)
         self.meta_key = keys.group_meta(stream, group)
         self.dlq = keys.dead_letter(stream, group)
+        self.counters_key = keys.counters(stream, group)
+        self.registry_key = keys.registry_record(stream)
         self.group = group
         self.consumer = consumer
         self.where = where
+        #: False once Redis refused a counter write (an ACL from before counters existed).
+        self.counting = True
 
     # ---- reading ------------------------------------------------------------------------
     async def read(
@@ -191,11 +200,38 @@ class StreamGroup:
                 raise reply
 
     # ---- settling -----------------------------------------------------------------------
-    async def ack(self, ids: Sequence[str]) -> int:
+    async def ack(self, ids: Sequence[str], counts: Sequence[tuple[str, int]] = ()) -> int:
+        """XACK ``ids``; ``counts`` (counter field, increment) go in the same round trip."""
         if not ids:
             return 0
+        if not counts or not self.counting:
+            with map_redis_errors(f"XACK {self.stream}", self.where):
+                return int(await self.client.xack(self.stream, self.group, *ids))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xack(self.stream, self.group, *ids)
+        for name, increment in counts:
+            pipe.hincrby(self.counters_key, name, increment)
         with map_redis_errors(f"XACK {self.stream}", self.where):
-            return int(await self.client.xack(self.stream, self.group, *ids))
+            acked, *rest = await pipe.execute(raise_on_error=False)
+            if isinstance(acked, Exception):
+                raise acked
+        self._counted(rest)
+        return int(acked)
+
+    def _counted(self, replies: Sequence[Any]) -> None:
+        error = next((r for r in replies if isinstance(r, Exception)), None)
+        if error is not None and self.counting:
+            self.counting = False  # acks go on without counters; the ACL needs regenerating
+            log.warning(
+                "Redis refused the counters of group %s (%s): acks go on without them; "
+                "regenerate the ACL (cachebus acl render) to keep them",
+                self.group,
+                error,
+            )
+
+    def _count(self, pipe: Any, counter: str) -> None:
+        if self.counting:
+            pipe.hincrby(self.counters_key, f"{counter}:{self.consumer}", 1)
 
     async def dead_letter(
         self, entry: Entry, *, reason: str, error: str, deliveries: int, maxlen: int = 100_000
@@ -218,8 +254,13 @@ class StreamGroup:
         pipe = self.client.pipeline(transaction=False)
         pipe.xadd(self.dlq, fields, maxlen=maxlen, approximate=True)
         pipe.xack(self.stream, self.group, entry.id)
+        self._count(pipe, "dead_lettered")
         with map_redis_errors(f"XADD {self.dlq}", self.where):
-            dlq_id, _ = await pipe.execute()
+            dlq_id, acked, *rest = await pipe.execute(raise_on_error=False)
+            for reply in (dlq_id, acked):
+                if isinstance(reply, Exception):
+                    raise reply
+        self._counted(rest)
         return text(dlq_id)
 
     # ---- the group's life ---------------------------------------------------------------
@@ -281,8 +322,17 @@ class StreamGroup:
         pipe.hset(self.meta_key, mapping=mapping)
         if reason is not None:
             pipe.hincrby(self.meta_key, f"flushes:{reason}", 1)
+            self._count(pipe, f"flushes.{reason}")
         with map_redis_errors(f"HSET {self.meta_key}", self.where):
-            await pipe.execute()
+            replies = await pipe.execute(raise_on_error=False)
+            if isinstance(replies[0], Exception):
+                raise replies[0]
+        self._counted(replies[2:])
+
+    async def record_registry(self, fields: Mapping[str, bytes]) -> None:
+        """HSET this member's registry record beside the stream (see registry_record)."""
+        with map_redis_errors(f"HSET {self.registry_key}", self.where):
+            await self.client.hset(self.registry_key, mapping=dict(fields))  # type: ignore[arg-type]
 
     async def remove_idle_member(self, name: str, idle_ms: int) -> bool:
         """Delete member ``name`` only if it has no pending entries and is idle ``idle_ms``."""

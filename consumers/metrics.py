@@ -3,13 +3,15 @@ where they go; without one every instrument is a no-op).
 
 Counters, per consumer group: entries consumed (semconv ``messaging.client.consumed.messages``),
 events applied (by namespace and kind), redelivered, claimed, acked, dead-lettered (by reason),
-flushes (by reason), backend errors (by error type). Histograms: the publish→apply delay of
-each event (now minus its ``created_at_ms``: clocks of producer and consumer hosts must agree,
-NTP-close is enough at these scales; up to :data:`DELAY_SAMPLES` events per batch, spread
-over it) and the duration of each batch apply. Gauges: the group's
-lag and pending count (from the ``XINFO GROUPS`` the runtime reads anyway) and the age of the
-group's oldest pending entry (from :func:`pending_summary`, sampled by whoever runs the
-consumer, since a gauge callback cannot await Redis).
+flushes (by reason), backend errors (by error type), registry drift (by namespace and
+producer); and the group's counters kept in Redis (:mod:`cachebus.consumers.counters`), per
+member, as sampled by whoever runs the consumer (they survive the members' crashes).
+Histograms: the publish→apply delay of each event (now minus its ``created_at_ms``: clocks of
+producer and consumer hosts must agree, NTP-close is enough at these scales; up to
+:data:`DELAY_SAMPLES` events per batch, spread over it) and the duration of each batch apply.
+Gauges: the group's lag and pending count (from the ``XINFO GROUPS`` the runtime reads anyway)
+and the age of the group's oldest pending entry (from :func:`pending_summary`, sampled by
+whoever runs the consumer, since a gauge callback cannot await Redis).
 
 Labels are low-cardinality by construction: stream, group, namespace (registered names only),
 kind, reason. Never keys, patterns or entry ids.
@@ -28,6 +30,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from cachebus.consumers.config import ConsumerConfig, FlushReason
+from cachebus.consumers.counters import GroupCounters
 from cachebus.consumers.entries import StreamState, stream_id, text
 from cachebus.consumers.observe import ConsumerObserver, ReadSource
 from cachebus.consumers.plan import Delivered
@@ -120,6 +123,7 @@ class ConsumerMetrics(ConsumerObserver):
         self._lag: int | None = None
         self._pending: int | None = None
         self._oldest: PendingSummary | None = None
+        self._kept: GroupCounters | None = None
 
         def counter(name: str, unit: str, description: str) -> Any:
             return meter.create_counter(name, unit=unit, description=description)
@@ -143,6 +147,17 @@ class ConsumerMetrics(ConsumerObserver):
         )
         self._errors = counter(
             "cachebus.consumer.backend_errors", "{error}", "Redis unreachable while consuming"
+        )
+        self._drift = counter(
+            "cachebus.consumer.drift",
+            "{event}",
+            "Events whose producer's registry fingerprint differs from this consumer's",
+        )
+        meter.create_observable_counter(
+            "cachebus.group.events",
+            [self._observe_kept],
+            unit="{event}",
+            description="The group's counters kept in Redis, per member (survive crashes)",
         )
         self._delay = meter.create_histogram(
             "cachebus.consumer.publish_to_apply",
@@ -190,6 +205,10 @@ class ConsumerMetrics(ConsumerObserver):
         """Record an ``XPENDING`` sample (see :func:`pending_summary`)."""
         self._oldest = summary
         self._pending = summary.count
+
+    def observe_counters(self, counters: GroupCounters) -> None:
+        """Record a sample of the group's counters hash (see ``cachebus.consumers.counters``)."""
+        self._kept = counters
 
     # ---- hooks ------------------------------------------------------------------------------
     def on_read(self, source: ReadSource, count: int, state: StreamState | None) -> None:
@@ -253,12 +272,30 @@ class ConsumerMetrics(ConsumerObserver):
     def on_backend_error(self, error: Exception) -> None:
         self._errors.add(1, {**self._base, sc.ATTR_ERROR_TYPE: type(error).__qualname__})
 
+    def on_drift(self, producer: str, namespace: str, theirs: str, ours: str) -> None:
+        self._drift.add(
+            1, {**self._base, sc.ATTR_NAMESPACE: namespace, "cachebus.producer": producer}
+        )
+
     # ---- gauges -----------------------------------------------------------------------------
     def _observe_lag(self, options: CallbackOptions) -> Iterable[Observation]:
         return [] if self._lag is None else [Observation(self._lag, self._base)]
 
     def _observe_pending(self, options: CallbackOptions) -> Iterable[Observation]:
         return [] if self._pending is None else [Observation(self._pending, self._base)]
+
+    def _observe_kept(self, options: CallbackOptions) -> Iterable[Observation]:
+        if self._kept is None:
+            return []
+        out = []
+        for member, counts in self._kept.members.items():
+            for name, value in counts.items():
+                counter, _, reason = name.partition(".")
+                attributes = {**self._base, "cachebus.member": member, "cachebus.counter": counter}
+                if reason:
+                    attributes[sc.ATTR_FLUSH_REASON] = reason
+                out.append(Observation(value, attributes))
+        return out
 
     def _observe_oldest(self, options: CallbackOptions) -> Iterable[Observation]:
         if self._oldest is None:

@@ -42,6 +42,8 @@ class ConsumerStats:
     last_flush_at: float | None = None
     members_removed: int = 0
     trimmed_by_retention: int = 0
+    #: Events whose producer's registry fingerprint differs from ours (see drift.py).
+    drifted: int = 0
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -95,6 +97,10 @@ class ConsumerObserver:
 
     def on_backend_error(self, error: Exception) -> None: ...
 
+    def on_drift(self, producer: str, namespace: str, theirs: str, ours: str) -> None:
+        """An event of ``producer`` carried fingerprint ``theirs`` for ``namespace``; this
+        consumer's registry has ``ours`` (called per event; the log line comes once)."""
+
 
 class CompositeObserver(ConsumerObserver):
     """Several observers as one (tracing and metrics, say), called in order.
@@ -139,6 +145,10 @@ class CompositeObserver(ConsumerObserver):
     def on_backend_error(self, error: Exception) -> None:
         for observer in self.observers:
             safe_call(observer, "on_backend_error", error)
+
+    def on_drift(self, producer: str, namespace: str, theirs: str, ours: str) -> None:
+        for observer in self.observers:
+            safe_call(observer, "on_drift", producer, namespace, theirs, ours)
 
 
 def safe_call(observer: ConsumerObserver, hook: str, *args: object) -> None:

@@ -25,6 +25,7 @@ from cachebus.consumers.runtime import Consumer
 from cachebus.consumers.sinks import Sink
 from cachebus.contracts.errors import ConsumerError
 from cachebus.contracts.keys import StreamKeys
+from cachebus.contracts.registry import Registry
 from cachebus.core._io import AsyncClient
 
 __all__ = ["PartitionedConsumer"]
@@ -41,6 +42,7 @@ class PartitionedConsumer:
         *,
         keys: StreamKeys,
         observer: ConsumerObserver | None = None,
+        registry: Registry | None = None,
         where: str = "stream Redis",
     ) -> None:
         if keys.partition is not None:
@@ -57,6 +59,7 @@ class PartitionedConsumer:
                 sinks,
                 keys=part,
                 observer=observer,
+                registry=registry,
                 where=f"{where} (partition {i} of {keys.partitions})",
             )
             for i, part in enumerate(keys.all_partitions())

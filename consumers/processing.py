@@ -11,7 +11,11 @@ Failure policy, in one place:
   still fails after ``max_deliveries`` attempts (Redis redeliveries included) is
   dead-lettered and its namespace flushed, because skipping an invalidation would leave stale data;
 * acks go out in one XACK per batch, shielded from cancellation, and only for entries that were
-  applied, ignored as foreign, or dead-lettered.
+  applied, ignored as foreign, or dead-lettered; the member's counters (applied, duplicates,
+  claimed: :mod:`cachebus.consumers.counters`) go in the same round trip.
+
+Events whose registry fingerprint differs from this member's are reported as drift
+(:mod:`cachebus.consumers.drift`) and applied as usual.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Any, TypeVar
 import orjson
 
 from cachebus.consumers.config import ConsumerConfig, FlushReason
+from cachebus.consumers.counters import Tally
+from cachebus.consumers.drift import DriftMonitor
 from cachebus.consumers.entries import Entry, stream_id
 from cachebus.consumers.group import StreamGroup
 from cachebus.consumers.observe import (
@@ -76,6 +82,8 @@ class BatchProcessor:
         flush: FlushFn,
         stopping: Callable[[], bool],
         link: Link | None = None,
+        *,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self.group = group
         self.config = config
@@ -85,6 +93,9 @@ class BatchProcessor:
         self.flush = flush
         self.stopping = stopping
         self.link = link or Link()
+        self.drift = drift
+        #: Counts since the last ack, sent to Redis with the next one.
+        self.tally = Tally(config.dedupe_window)
         self.max_seen: tuple[int, int] = (0, 0)
         self._acks: set[asyncio.Task[Any]] = set()
 
@@ -104,6 +115,8 @@ class BatchProcessor:
         self.stats.read += len(entries)
         if source != "new":
             self.stats.redelivered += sum(1 for e in entries if e.deliveries > 1)
+            if source == "claimed":
+                self.tally.claimed += len(entries)
         last = stream_id(entries[-1].id)
         if last > self.max_seen:
             self.max_seen = last
@@ -137,6 +150,8 @@ class BatchProcessor:
             )
         started, ended = read or (monotonic(), monotonic())
         safe_call(self.observer, "on_received", source, len(entries), delivered, started, ended)
+        if self.drift is not None and delivered:
+            await self.drift.check(delivered)
         for entry, error in undecodable:
             self.stats.decode_errors += 1
             await self._dead_letter(
@@ -151,9 +166,19 @@ class BatchProcessor:
                         d, "max_deliveries", "delivered too many times"
                     )
             fresh = [d for d in delivered if d.deliveries <= limit]
-        settled += await self._apply(fresh)
+        settled += await self._apply_counted(fresh)
         await self.ack(settled)
         return len(settled)
+
+    async def _apply_counted(self, fresh: list[Delivered]) -> list[str]:
+        """Apply, and count what was applied for the next ack's counters."""
+        applied = await self._apply(fresh)
+        if applied:
+            if len(applied) < len(fresh):
+                done = set(applied)
+                fresh = [d for d in fresh if d.entry_id in done]
+            self.tally.add_applied(fresh)
+        return applied
 
     # ---- applying ---------------------------------------------------------------------
     async def _apply(self, delivered: list[Delivered]) -> list[str]:
@@ -269,14 +294,16 @@ class BatchProcessor:
 
     # ---- acks --------------------------------------------------------------------------
     async def ack(self, ids: Sequence[str]) -> None:
-        """One XACK for the batch; shielded, and retried while Redis is briefly unreachable."""
+        """One XACK for the batch, with the counts since the last one; shielded, and retried
+        while Redis is briefly unreachable."""
         if not ids:
             return
         started = monotonic()
         delay = self.config.backoff_base_s
+        counts = self.tally.take(self.group.consumer)
         while True:
             try:
-                acked = await _shielded(self.group.ack(list(ids)), self._acks)
+                acked = await _shielded(self.group.ack(list(ids), counts), self._acks)
             except BackendUnavailable as exc:
                 self.stats.backend_errors += 1
                 safe_call(self.observer, "on_backend_error", exc)

@@ -11,12 +11,12 @@ Each read is one round trip that also returns the group meta and the stream's st
 were just before it, so the checks that turn a loss into a flush (NOGROUP, epoch, trimmed
 entries) run on every read at no extra round trip.
 
-On a Redis Cluster, replication is asynchronous: a promoted replica may lack entries its
-primary had acknowledged to producers, and nobody ever reads them. So a change of the node
-serving the stream's slot (its run_id differs from the one recorded in the group meta) is a
-possible gap: the scope is flushed (``FlushReason.FAILOVER``). It is checked at every
-housekeeping round, at once after an outage, and whenever the client's slot map starts
-routing the stream to another node.
+Entries idle past ``min_idle_ms`` in another member's pending list are claimed every
+``claim_interval_s``, and a read never blocks past the next claim round, so a dead member's
+entries are applied within ``min_idle_ms`` + ``claim_interval_s`` + one batch. The server's
+run_id, a cluster failover, idle members, the registry record and retention are
+:mod:`cachebus.consumers.housekeeping`'s, on their own interval. Given the system's registry,
+the member reports registry drift (:mod:`cachebus.consumers.drift`).
 
 No reply of Redis ends :meth:`Consumer.run` except :class:`~cachebus.contracts.errors.AccessDenied`
 (a configuration error: NOPERM, WRONGPASS). A lost group or stream (NOGROUP, UNBLOCKED) is
@@ -31,13 +31,14 @@ import logging
 from collections.abc import Collection, Sequence
 
 from cachebus.consumers.config import ConsumerConfig, FlushReason
+from cachebus.consumers.drift import DriftMonitor
 from cachebus.consumers.entries import StreamState, stream_id
 from cachebus.consumers.gaps import check_gap
 from cachebus.consumers.group import ReadResult, StreamGroup
+from cachebus.consumers.housekeeping import Housekeeper
 from cachebus.consumers.observe import ConsumerObserver, ConsumerStats, Health, monotonic, safe_call
 from cachebus.consumers.processing import BatchProcessor, Link
 from cachebus.consumers.replay import ReplayDue
-from cachebus.consumers.retention import trim_acknowledged
 from cachebus.consumers.sinks import Sink
 from cachebus.contracts.errors import (
     AccessDenied,
@@ -48,6 +49,7 @@ from cachebus.contracts.errors import (
     NotPrimary,
 )
 from cachebus.contracts.keys import StreamKeys
+from cachebus.contracts.registry import Registry
 from cachebus.core._io import AsyncClient
 from cachebus.core._tasks import cancel_and_wait
 from cachebus.core.connection import drop_connections
@@ -58,6 +60,9 @@ log = logging.getLogger("cachebus.consumer")
 
 
 class Consumer:
+    """One member of a service's consumer group. ``registry``: the system's registry, to
+    report drift and record which registry this member runs (None: neither)."""
+
     def __init__(
         self,
         client: AsyncClient,
@@ -66,6 +71,7 @@ class Consumer:
         *,
         keys: StreamKeys | None = None,
         observer: ConsumerObserver | None = None,
+        registry: Registry | None = None,
         where: str = "stream Redis",
     ) -> None:
         if not sinks:
@@ -78,6 +84,11 @@ class Consumer:
             client, self.keys, config.stream, config.group, config.consumer, where=where
         )
         self.sinks = tuple(sinks)
+        drift = (
+            DriftMonitor(registry, self.group, self.stats, self.observer)
+            if registry is not None
+            else None
+        )
         self.processor = BatchProcessor(
             self.group,
             config,
@@ -87,6 +98,16 @@ class Consumer:
             self._flush,
             lambda: self._stopping,
             _RuntimeLink(self),
+            drift=drift,
+        )
+        self.housekeeping = Housekeeper(
+            self.group,
+            config,
+            self.stats,
+            self._flush,
+            server_restarted=lambda: self.replay.owe("server restarted"),
+            max_seen=lambda: self.processor.max_seen,
+            drift=drift,
         )
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -101,11 +122,7 @@ class Consumer:
         #: Own pending entries to replay (id 0) before reading new ones (>).
         self.replay = ReplayDue()
         self._state: StreamState | None = None
-        self._run_id: str | None = None
-        self._serving: str | None = None
         self._next_claim = 0.0
-        self._next_housekeeping = 0.0
-        self._next_retention = 0.0
 
     # ---- lifecycle ----------------------------------------------------------------------
     async def run(self, *, until_idle: bool = False) -> None:
@@ -170,19 +187,17 @@ class Consumer:
 
     # ---- the loop -------------------------------------------------------------------------
     async def _iteration(self, block_ms: int) -> bool:
-        serving = self.group.serving_node()
-        if serving != self._serving:
-            self._next_housekeeping = 0.0  # routed to another node: check it now
         now = monotonic()
         progressed = False
         if now >= self._next_claim:
             progressed = await self._claim_round() > 0
-            self._next_claim = monotonic() + self.config.claim_interval_s
-        if now >= self._next_housekeeping:
-            await self._housekeeping()
-            self._next_housekeeping = monotonic() + self.config.claim_interval_s
+            self._next_claim = monotonic() + self.config.claim_every_s
+        if self.housekeeping.due(now):
+            await self.housekeeping.run()
         started = monotonic()
-        result = await self.group.read(count=self.config.count, block_ms=block_ms)
+        # Never block past the next claim round: it bounds how long a dead member's entries wait.
+        block = max(1, min(block_ms, int((self._next_claim - started) * 1000)))
+        result = await self.group.read(count=self.config.read_count, block_ms=block)
         self.replay.read_new()
         read = (started, monotonic())
         await self._after_read(result, "new")
@@ -197,7 +212,7 @@ class Consumer:
         while not self._stopping:
             started = monotonic()
             result = await self.group.read(
-                count=self.config.count, block_ms=None, pending=True, start_id=start
+                count=self.config.read_count, block_ms=None, pending=True, start_id=start
             )
             await self._after_read(result, "pending")
             entries = [e for e in result.entries if stream_id(e.id) > stream_id(start)]
@@ -278,63 +293,6 @@ class Consumer:
                 break
         return claimed
 
-    async def _housekeeping(self) -> None:
-        self._serving = self.group.serving_node()
-        run_id = await self.group.run_id()
-        if self.group.clustered:
-            await self._check_failover(run_id)
-        elif self._run_id is not None and run_id != self._run_id:
-            self.replay.owe("server restarted")
-            await self._server_changed()
-        self._run_id = run_id
-        if self.config.remove_idle_members_after_s > 0:
-            idle_ms = int(self.config.remove_idle_members_after_s * 1000)
-            for member in await self.group.members():
-                name = str(member.get("name"))
-                if (
-                    name != self.config.consumer
-                    and int(member.get("pending", 0)) == 0
-                    and int(member.get("idle", 0)) >= idle_ms
-                    and await self.group.remove_idle_member(name, idle_ms)
-                ):
-                    self.stats.members_removed += 1
-                    log.info("removed idle member %s of group %s", name, self.config.group)
-        if self.config.retention and monotonic() >= self._next_retention:
-            self._next_retention = monotonic() + self.config.retention_interval_s
-            trimmed = await trim_acknowledged(
-                self.group.client,
-                self.group.stream,
-                max_length=self.config.max_stream_length,
-                where=self.group.where,
-            )
-            self.stats.trimmed_by_retention += trimmed.removed
-
-    async def _check_failover(self, run_id: str) -> None:
-        """Cluster: flush when another node serves the partition than the one recorded."""
-        recorded = await self.group.served_by()
-        if recorded == run_id:
-            return
-        if recorded is not None:
-            await self._flush(
-                self.config.namespaces,
-                FlushReason.FAILOVER,
-                f"{self.group.stream} is served by another node now (run_id {recorded[:8]} -> "
-                f"{run_id[:8]}); entries it had not replicated may be lost",
-            )
-        await self.group.mark_served_by(run_id)
-
-    async def _server_changed(self) -> None:
-        """The server restarted: writes we saw may be gone (AOF everysec loses up to 1 s)."""
-        state = await self.group.stream_state()
-        if state is None:
-            return  # the stream is gone: the next read sees NOGROUP and recovers
-        if stream_id(state.last_generated_id) < self.processor.max_seen:
-            await self._flush(
-                self.config.namespaces,
-                FlushReason.SERVER_CHANGED,
-                "server restarted and lost entries this member had seen",
-            )
-
     # ---- flushing -------------------------------------------------------------------------
     async def _flush(self, namespaces: Collection[str], reason: FlushReason, detail: str) -> None:
         scope = frozenset(namespaces)
@@ -398,7 +356,7 @@ class Consumer:
         never left for them, and the caller owes a replay of our pending entries.
         """
         self.stats.backend_errors += 1
-        self._next_housekeeping = 0.0  # after an outage, check the server first
+        self.housekeeping.run_soon()  # after an outage, check the server first
         safe_call(self.observer, "on_backend_error", exc)
         self._mark_disconnected(exc)
         if isinstance(exc, NotPrimary):

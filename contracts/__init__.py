@@ -15,21 +15,26 @@ if TYPE_CHECKING:
     from cachebus.contracts.events import NamespaceFlushed as NamespaceFlushed
     from cachebus.contracts.events import PatternInvalidated as PatternInvalidated
     from cachebus.contracts.factory import EventFactory as EventFactory
-    from cachebus.contracts.keys import CacheKeys as CacheKeys
+    from cachebus.contracts.keys import KeyRef as KeyRef
     from cachebus.contracts.keys import KeySpace as KeySpace
-    from cachebus.contracts.keys import Namespace as Namespace
-    from cachebus.contracts.keys import NamespaceRegistry as NamespaceRegistry
+    from cachebus.contracts.keys import PatternRef as PatternRef
     from cachebus.contracts.keys import StreamKeys as StreamKeys
-    from cachebus.contracts.keys import TTLClass as TTLClass
+    from cachebus.contracts.registry import Compression as Compression
+    from cachebus.contracts.registry import Namespace as Namespace
+    from cachebus.contracts.registry import Registry as Registry
+    from cachebus.contracts.templates import KeyTemplate as KeyTemplate
 
 __all__ = [
-    # keys
-    "CacheKeys",
-    "KeySpace",
+    # the registry
+    "Compression",
+    "KeyTemplate",
     "Namespace",
-    "NamespaceRegistry",
+    "Registry",
+    # keys
+    "KeyRef",
+    "KeySpace",
+    "PatternRef",
     "StreamKeys",
-    "TTLClass",
     # events
     "Event",
     "EventFactory",
@@ -56,13 +61,8 @@ if not TYPE_CHECKING:
                 "PatternInvalidated",
             ),
             "cachebus.contracts.factory": ("EventFactory",),
-            "cachebus.contracts.keys": (
-                "CacheKeys",
-                "KeySpace",
-                "Namespace",
-                "NamespaceRegistry",
-                "StreamKeys",
-                "TTLClass",
-            ),
+            "cachebus.contracts.keys": ("KeyRef", "KeySpace", "PatternRef", "StreamKeys"),
+            "cachebus.contracts.registry": ("Compression", "Namespace", "Registry"),
+            "cachebus.contracts.templates": ("KeyTemplate",),
         },
     )

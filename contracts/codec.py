@@ -34,12 +34,13 @@ from cachebus.contracts._frames import (
 )
 from cachebus.contracts.errors import ContractError, EventDecodeError
 from cachebus.contracts.events import EVENT_ADAPTER, Event, InvalidationEvent, decode_error
-from cachebus.contracts.keys import NamespaceRegistry
+from cachebus.contracts.registry import Registry
 from cachebus.contracts.rules import MAX_ENTRY_BYTES
 
 __all__ = [
     "CONTENT_TYPE",
     "FIELD",
+    "FINGERPRINT_HEADER",
     "DecodedEntry",
     "build_binary_frame",
     "decode_entries",
@@ -48,10 +49,15 @@ __all__ = [
     "encode_headers",
     "encode_payload",
     "encode_payloads",
+    "fingerprint_headers",
 ]
 
 FIELD = "__data__"
 CONTENT_TYPE = "application/json"
+#: Envelope header holding the producer's registry fingerprint of the event's namespace
+#: (:attr:`cachebus.contracts.registry.Namespace.fingerprint`): consumers compare it with their
+#: own to detect registry drift. Optional: events without it (other producers) are not judged.
+FINGERPRINT_HEADER = "cachebus-fingerprint"
 _FIELD_B = FIELD.encode()
 _ENVELOPE = (
     b'{"data":%b,"headers":{"content-type":"' + CONTENT_TYPE.encode()
@@ -78,6 +84,11 @@ class DecodedEntry(NamedTuple):
     event: Event
     headers: Mapping[str, str] = _NO_HEADERS
     entry_id: str | None = None
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The producer's registry fingerprint of the namespace, if it sent one."""
+        return self.headers.get(FINGERPRINT_HEADER)
 
     @property
     def traceparent(self) -> str | None:
@@ -135,12 +146,25 @@ def encode_payload(payload: Mapping[str, Any], headers: Mapping[str, str] | None
     return _envelope(payload, encode_headers(headers))
 
 
+def fingerprint_headers(registry: Registry) -> dict[str, bytes]:
+    """Namespace -> its fingerprint header, serialized once for :func:`encode_payloads`."""
+    return {
+        ns.name: b',"' + FINGERPRINT_HEADER.encode() + b'":"' + ns.fingerprint.encode() + b'"'
+        for ns in registry
+    }
+
+
 def encode_payloads(
-    payloads: Iterable[Mapping[str, Any]], headers: Mapping[str, str] | None = None
+    payloads: Iterable[Mapping[str, Any]],
+    headers: Mapping[str, str] | None = None,
+    fingerprints: Mapping[str, bytes] | None = None,
 ) -> list[bytes]:
-    """``__data__`` values for many payloads sharing the same extra headers."""
+    """``__data__`` values for many payloads sharing the same extra headers; ``fingerprints``
+    (from :func:`fingerprint_headers`) adds each namespace's registry fingerprint."""
     extra = encode_headers(headers)
-    return [_envelope(p, extra) for p in payloads]
+    if not fingerprints:
+        return [_envelope(p, extra) for p in payloads]
+    return [_envelope(p, extra + fingerprints.get(p["namespace"], b"")) for p in payloads]
 
 
 def encode_event(event: Event, headers: Mapping[str, str] | None = None) -> dict[str, bytes]:
@@ -275,7 +299,7 @@ def decode_fields(
     fields: Mapping[bytes | str, bytes | str] | None,
     *,
     entry_id: str | bytes | None = None,
-    registry: NamespaceRegistry | None = None,
+    registry: Registry | None = None,
 ) -> DecodedEntry:
     """Decode one entry's fields. ``registry=None`` checks the namespace's syntax only.
 
@@ -305,7 +329,7 @@ _ENVELOPE_BATCH: TypeAdapter[list[_WireEnvelope]] = TypeAdapter(list[_WireEnvelo
 
 def _decode_batch_fast(
     entries: list[tuple[str | bytes, Mapping[bytes | str, bytes | str] | None]],
-    registry: NamespaceRegistry | None,
+    registry: Registry | None,
 ) -> list[DecodedEntry | EventDecodeError] | None:
     """Every entry in our JSON envelope and valid: one pydantic call parses and validates all.
 
@@ -341,7 +365,7 @@ def _decode_batch_fast(
 def _decode_one(
     entry_id: str | bytes,
     fields: Mapping[bytes | str, bytes | str] | None,
-    registry: NamespaceRegistry | None,
+    registry: Registry | None,
 ) -> DecodedEntry | EventDecodeError:
     try:
         return decode_fields(fields, entry_id=entry_id, registry=registry)
@@ -352,7 +376,7 @@ def _decode_one(
 def decode_entries(
     entries: Iterable[tuple[str | bytes, Mapping[bytes | str, bytes | str] | None]],
     *,
-    registry: NamespaceRegistry | None = None,
+    registry: Registry | None = None,
 ) -> list[DecodedEntry | EventDecodeError]:
     """Decode a batch (as XREADGROUP returns it): one result per entry, errors in place.
 

@@ -7,7 +7,8 @@ boundary each and chained as ``__cause__``::
     CachebusError
     ├── ConfigError               a wrong URL or setting; fix the configuration
     ├── ContractError             an event broke a contract rule (``.rule`` names it)
-    │   └── EventDecodeError      a stream entry could not be read as an event
+    │   ├── EventDecodeError      a stream entry could not be read as an event
+    │   └── RegistryError         the registry file is wrong (``.path``, ``.line``, ``.rule``)
     ├── CodecError                a cache value is corrupt, truncated or oversize
     ├── BackendError              Redis answered with an error (OOM, WRONGTYPE, ...)
     │   ├── AccessDenied          NOPERM, WRONGPASS: the credentials or the ACL; fix them
@@ -40,6 +41,7 @@ __all__ = [
     "NotPrimary",
     "OutboxError",
     "PublishError",
+    "RegistryError",
 ]
 
 
@@ -69,6 +71,24 @@ class EventDecodeError(ContractError):
     def __init__(self, message: str, *, rule: str = "decode", entry_id: str | None = None) -> None:
         super().__init__(message, rule=rule)
         self.entry_id = entry_id
+
+
+class RegistryError(ContractError):
+    """The registry file (or a registry given in code) breaks a rule.
+
+    ``str()`` reads ``cachebus.toml:12: namespace 'positions': key template '{user_id' has an
+    unclosed '{' (rule registry.template)``: the file, the line (when known), what is wrong and
+    the rule, so an editor jumps to it and a test can match the rule.
+    """
+
+    def __init__(
+        self, message: str, *, rule: str, path: str | None = None, line: int | None = None
+    ) -> None:
+        where = f"{path}:{line}: " if path and line else f"{path}: " if path else ""
+        super().__init__(f"{where}{message} (rule {rule})", rule=rule)
+        self.path = path
+        self.line = line
+        self.detail = message
 
 
 class CodecError(CachebusError):

@@ -8,10 +8,11 @@ context travels beside the event, in the envelope headers (see :mod:`cachebus.co
 where FastStream and OpenTelemetry propagators look for it.
 
 Construction enforces :mod:`cachebus.contracts.rules` and raises :class:`ContractError` whose
-``rule`` names the broken rule. The namespace is checked against :data:`DEFAULT_REGISTRY`, or
-against the registry of an :class:`EventFactory`, or the ``registry`` in the validation context
-(``None`` there means "syntax only"). Unknown fields are ignored, so events from newer
-producers of the same ``schema_version`` still read.
+``rule`` names the broken rule. The namespace is checked against the registry of an
+:class:`EventFactory`, or the ``registry`` in the validation context; without one (a model
+built directly, a decoder given no registry) only its syntax is checked: the library knows no
+namespace of its own. Unknown fields are ignored, so events from newer producers of the same
+``schema_version`` still read.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pydantic import (
 
 from cachebus.contracts.errors import ContractError, EventDecodeError
 from cachebus.contracts.ids import new_event_id
-from cachebus.contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry
+from cachebus.contracts.registry import Registry
 from cachebus.contracts.rules import (
     EVENT_ID_PATTERN,
     KEY_ID_PATTERN,
@@ -79,13 +80,13 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _registry(info: ValidationInfo) -> NamespaceRegistry | None:
+def _registry(info: ValidationInfo) -> Registry | None:
     ctx = info.context
     # type() first: an ABC isinstance check costs a microsecond per decoded event.
     if (type(ctx) is dict or isinstance(ctx, Mapping)) and "registry" in ctx:
-        registry: NamespaceRegistry | None = ctx["registry"]
+        registry: Registry | None = ctx["registry"]
         return registry
-    return DEFAULT_REGISTRY
+    return None
 
 
 _ALWAYS_FITS = MAX_KEYS_TOTAL_CHARS // MAX_ID_LENGTH
@@ -196,7 +197,7 @@ class PatternInvalidated(_Event):
         namespace = info.data.get("namespace")
         if namespace is None:  # the namespace itself was refused; that error is reported
             return value
-        return check_pattern(namespace, value)
+        return check_pattern(namespace, value, _registry(info))
 
 
 class NamespaceFlushed(_Event):
@@ -247,10 +248,11 @@ def _rule_of(error: Mapping[str, Any]) -> str:
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return "event.type"
     loc = [part for part in error["loc"] if isinstance(part, str)]
-    if loc and loc[0] in _KINDS and len(loc) > 1:
+    tagged = bool(loc and loc[0] in _KINDS and len(loc) > 1)
+    if tagged:
         loc = loc[1:]  # a discriminated union puts the tag first
     field = loc[0] if loc else "event"
-    if field == "keys" and len(error["loc"]) > len(loc):
+    if field == "keys" and len(error["loc"]) - tagged > len(loc):
         # an item of keys: the same rules as cachebus.contracts.keys.validate_id
         return _ID_RULES.get(kind, "id.control_char" if "pattern" in kind else f"id.{kind}")
     if field == "keys" and kind in ("too_short", "too_long"):
@@ -287,9 +289,7 @@ def decode_error(exc: ValidationError, entry_id: str | None = None) -> EventDeco
     return EventDecodeError(where + message, rule=rule, entry_id=entry_id)
 
 
-def validate_event(
-    data: Mapping[str, Any], *, registry: NamespaceRegistry | None = DEFAULT_REGISTRY
-) -> Event:
+def validate_event(data: Mapping[str, Any], *, registry: Registry | None = None) -> Event:
     """An event from a mapping (such as parsed JSON); raises :class:`ContractError`."""
     try:
         return EVENT_ADAPTER.validate_python(data, context={"registry": registry})

@@ -25,7 +25,8 @@ from cachebus.contracts.events import (
     contract_error,
 )
 from cachebus.contracts.ids import next_event_id
-from cachebus.contracts.keys import DEFAULT_REGISTRY, KeyRef, NamespaceRegistry, PatternRef
+from cachebus.contracts.names import KeyRef, PatternRef
+from cachebus.contracts.registry import Registry
 from cachebus.contracts.rules import (
     MAX_KEYS_PER_EVENT,
     MAX_KEYS_TOTAL_CHARS,
@@ -78,7 +79,7 @@ class EventFactory:
     """Builds the events of one producing service, checked against one registry."""
 
     producer: str
-    registry: NamespaceRegistry = field(default=DEFAULT_REGISTRY)
+    registry: Registry
     # Registered namespaces, and reasons already checked: one lookup on the publish path.
     _namespaces: frozenset[str] = field(init=False, repr=False, compare=False)
     _reasons: dict[str, None] = field(init=False, repr=False, compare=False)
@@ -136,7 +137,7 @@ class EventFactory:
             else:
                 raise ContractError(
                     f"cannot invalidate {ref!r}: give KeyRef, PatternRef or an event "
-                    "(build them with cachebus.contracts.CacheKeys)",
+                    "(build them with registry[namespace].ref(...) / .prefix(...))",
                     rule="ref.type",
                 )
         for namespace, ids in by_namespace.items():
@@ -192,7 +193,7 @@ class EventFactory:
 
     def pattern_payload(self, namespace: str, pattern: str, reason: str = "") -> dict[str, Any]:
         payload = self._head("pattern", namespace, reason)
-        payload["pattern"] = check_pattern(namespace, pattern)
+        payload["pattern"] = check_pattern(namespace, pattern, self.registry)
         return payload
 
     def flush_payload(self, namespace: str, reason: str = "") -> dict[str, Any]:
@@ -205,7 +206,7 @@ def keys_invalidated(
     *,
     producer: str,
     reason: str = "",
-    registry: NamespaceRegistry = DEFAULT_REGISTRY,
+    registry: Registry,
 ) -> KeysInvalidated:
     return EventFactory(producer, registry).keys_event(namespace, ids, reason=reason)
 
@@ -216,7 +217,7 @@ def pattern_invalidated(
     *,
     producer: str,
     reason: str = "",
-    registry: NamespaceRegistry = DEFAULT_REGISTRY,
+    registry: Registry,
 ) -> PatternInvalidated:
     return EventFactory(producer, registry).pattern(namespace, pattern, reason=reason)
 
@@ -226,6 +227,6 @@ def flush_namespace_event(
     *,
     producer: str,
     reason: str = "",
-    registry: NamespaceRegistry = DEFAULT_REGISTRY,
+    registry: Registry,
 ) -> NamespaceFlushed:
     return EventFactory(producer, registry).flush(namespace, reason=reason)

@@ -1,355 +1,63 @@
-"""The key registry: the only place where Redis key strings and patterns are built.
+"""Redis key names: the only place where key strings and patterns are built.
 
-The audit found the same data cached under drifting names (``api:positions:{id}`` vs
-``positions:{id}:*``, ``market:`` vs ``market_detail:``). Here every kind of cached data is a
-*namespace* declared once with its TTL class, and every key is ``(namespace, id)``:
+The audit that started cachebus found the same data cached under drifting names
+(``api:positions:{id}`` vs ``positions:{id}:*``). Here every kind of cached data is a
+*namespace* of the system's registry (:mod:`cachebus.contracts.registry`), every key is
+``(namespace, id)``, and:
 
 * services publish invalidations as namespace-relative ids or globs (:class:`KeyRef`,
   :class:`PatternRef`), never as full Redis keys;
 * each service's cache lives in its own *scope*, and :class:`KeySpace` turns a reference into
-  that scope's Redis key: ``{prefix}:{scope}:{namespace}:{id}``.
+  that scope's Redis key: ``{prefix}:{scope}:{namespace}:{id}``;
+* :class:`StreamKeys` names the stream-side keys (stream, epoch, group meta, dead letters,
+  counters, registry records).
 
-Ids are data, not patterns: glob characters in ids are escaped whenever an id is put inside a
-pattern, so ``user 4*2`` can never match ``user 4002``.
+The syntax rules (names, ids, globs) live in :mod:`cachebus.contracts.names`; they are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from types import MappingProxyType
 
 from cachebus.contracts.errors import ContractError
+from cachebus.contracts.names import (
+    MAX_ID_LENGTH,
+    MAX_PARTITIONS,
+    MAX_PATTERN_LENGTH,
+    KeyRef,
+    PatternRef,
+    escape_glob,
+    glob_match,
+    validate_id,
+    validate_name,
+    validate_pattern,
+)
 from cachebus.contracts.partitions import hashed_part, home_partition, partition_of, partition_tag
+from cachebus.contracts.registry import Namespace, Registry
 
 __all__ = [
-    "DEFAULT_REGISTRY",
-    "DEFAULT_TTL_SECONDS",
     "MAX_ID_LENGTH",
     "MAX_PARTITIONS",
     "MAX_PATTERN_LENGTH",
-    "CacheKeys",
     "KeyRef",
     "KeySpace",
-    "Namespace",
-    "NamespaceRegistry",
     "PatternRef",
     "StreamKeys",
-    "TTLClass",
     "escape_glob",
     "glob_match",
+    "scope_match",
     "validate_id",
     "validate_name",
     "validate_pattern",
 ]
 
-#: Longest id accepted inside a key (characters).
-MAX_ID_LENGTH = 512
-#: Longest namespace-relative glob accepted in a pattern invalidation (characters).
-MAX_PATTERN_LENGTH = 256
-#: Most partitions a stream may be split into.
-MAX_PARTITIONS = 256
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-_GLOB_SPECIAL = frozenset("*?[]\\")
-
-
-class TTLClass(StrEnum):
-    """How long a kind of data may be served from cache. Values from the audit's settings."""
-
-    PRICES = "prices"
-    POSITIONS = "positions"
-    MARKETS = "markets"
-    USER_DATA = "user_data"
-
-
-#: The audit's TTLs (``RedisSettings.ttl_*``), in seconds. Deployments override them in settings.
-DEFAULT_TTL_SECONDS: Mapping[TTLClass, int] = MappingProxyType(
-    {
-        TTLClass.PRICES: 20,
-        TTLClass.POSITIONS: 30,
-        TTLClass.MARKETS: 300,
-        TTLClass.USER_DATA: 3600,
-    }
-)
-
-
-def validate_name(value: str, what: str) -> str:
-    """Check a prefix, scope, namespace or stream name: no separators, no glob characters."""
-    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
-        raise ContractError(
-            f"{what} {value!r} is not a valid name: use 1-64 characters from "
-            "letters, digits, '_', '.', '-', starting with a letter or digit",
-            rule=f"{what}.invalid",
-        )
-    return value
-
-
-def validate_id(value: str | int) -> str:
-    """Return the id as a string, or raise :class:`ContractError` saying what is wrong."""
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(text, str):
-        raise ContractError(
-            f"key id must be a str or int, not {type(value).__name__}", rule="id.type"
-        )
-    if not text:
-        raise ContractError("key id must not be empty", rule="id.empty")
-    if len(text) > MAX_ID_LENGTH:
-        raise ContractError(
-            f"key id is {len(text)} characters long; the limit is {MAX_ID_LENGTH}",
-            rule="id.too_long",
-        )
-    # Three substring tests are ~10x faster than a per-character scan on the publish path.
-    if "\x00" in text or "\r" in text or "\n" in text:
-        raise ContractError("key id must not contain NUL, CR or LF", rule="id.control_char")
-    return text
-
-
-def escape_glob(text: str) -> str:
-    """Escape Redis glob metacharacters (``* ? [ ] \\``) so ``text`` only matches itself."""
-    if not any(ch in _GLOB_SPECIAL for ch in text):
-        return text
-    return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)
-
-
-@functools.lru_cache(maxsize=1024)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out: list[str] = []
-    i = 0
-    n = len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < n:
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-        elif ch == "*":
-            out.append(".*")
-            i += 1
-        elif ch == "?":
-            out.append(".")
-            i += 1
-        elif ch == "[":
-            close = pattern.find("]", i + 2)
-            if close == -1:
-                out.append(re.escape(ch))
-                i += 1
-                continue
-            body = pattern[i + 1 : close]
-            negate = body.startswith("^")
-            if negate:
-                body = body[1:]
-            members = "".join("\\" + c if c in "\\]^[" else c for c in body)
-            out.append(f"[{'^' if negate else ''}{members}]")
-            i = close + 1
-        else:
-            out.append(re.escape(ch))
-            i += 1
-    return re.compile("".join(out), re.DOTALL)
-
-
-def glob_match(pattern: str, text: str) -> bool:
-    """Whether ``text`` matches the Redis glob ``pattern`` (same rules as SCAN MATCH)."""
-    return _glob_regex(pattern).fullmatch(text) is not None
-
-
-def _glob_literal_count(pattern: str) -> int:
-    """Count characters of ``pattern`` that match literally, checking bracket balance."""
-    literal = 0
-    i = 0
-    n = len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\":
-            if i + 1 >= n:
-                raise ContractError("pattern ends with a lone backslash", rule="pattern.syntax")
-            literal += 1
-            i += 2
-            continue
-        if ch == "[":
-            close = pattern.find("]", i + 2)
-            if close == -1:
-                raise ContractError("pattern has an unclosed '['", rule="pattern.syntax")
-            i = close + 1
-            continue
-        if ch == "]":
-            raise ContractError("pattern has an unmatched ']'", rule="pattern.syntax")
-        if ch not in "*?":
-            literal += 1
-        i += 1
-    return literal
-
-
-def validate_pattern(pattern: str) -> str:
-    """Check a namespace-relative glob from an event.
-
-    A pattern must name something narrower than the whole namespace: a bare ``*`` (or any
-    pattern without a literal character, such as ``**`` or ``?*``) is refused; flushing a
-    namespace is its own, explicit, operation.
-    """
-    if not isinstance(pattern, str) or not pattern:
-        raise ContractError("pattern must be a non-empty string", rule="pattern.empty")
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        raise ContractError(
-            f"pattern is {len(pattern)} characters long; the limit is {MAX_PATTERN_LENGTH}",
-            rule="pattern.too_long",
-        )
-    if "\x00" in pattern or "\r" in pattern or "\n" in pattern:
-        raise ContractError("pattern must not contain NUL, CR or LF", rule="pattern.control_char")
-    if _glob_literal_count(pattern) == 0:
-        raise ContractError(
-            f"pattern {pattern!r} matches the whole namespace; use flush_namespace() for that",
-            rule="pattern.bare_star",
-        )
-    return pattern
-
-
-@dataclass(frozen=True, slots=True)
-class Namespace:
-    """A kind of cached data, declared once with its TTL class."""
-
-    name: str
-    ttl_class: TTLClass
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        validate_name(self.name, "namespace")
-        if self.name.startswith("__"):
-            raise ContractError(
-                "namespace names starting with '__' are reserved", rule="namespace.reserved"
-            )
-
-
-class NamespaceRegistry:
-    """The set of namespaces a deployment knows. Events naming any other namespace are refused."""
-
-    __slots__ = ("_by_name",)
-
-    def __init__(self, namespaces: Iterable[Namespace]) -> None:
-        by_name: dict[str, Namespace] = {}
-        for ns in namespaces:
-            if ns.name in by_name:
-                raise ContractError(
-                    f"namespace {ns.name!r} declared twice", rule="namespace.duplicate"
-                )
-            by_name[ns.name] = ns
-        self._by_name: Mapping[str, Namespace] = MappingProxyType(by_name)
-
-    def get(self, name: str) -> Namespace:
-        try:
-            return self._by_name[name]
-        except KeyError:
-            known = ", ".join(sorted(self._by_name)) or "none"
-            raise ContractError(
-                f"namespace {name!r} is not registered (known: {known})", rule="namespace.unknown"
-            ) from None
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._by_name
-
-    def __iter__(self) -> Iterator[Namespace]:
-        return iter(self._by_name.values())
-
-    def __len__(self) -> int:
-        return len(self._by_name)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(sorted(self._by_name))
-
-    def with_namespaces(self, *extra: Namespace) -> NamespaceRegistry:
-        return NamespaceRegistry([*self, *extra])
-
-    def __repr__(self) -> str:
-        return f"NamespaceRegistry({list(self.names)!r})"
-
-
-#: The audit's data (section 4): one namespace per kind, no more ``api:`` vs bare prefixes.
-DEFAULT_REGISTRY = NamespaceRegistry(
-    [
-        Namespace("positions", TTLClass.POSITIONS, "a user's open positions; ids '{user}:...'"),
-        Namespace("user", TTLClass.USER_DATA, "a user's profile; ids '{telegram_id}:profile'"),
-        Namespace("market", TTLClass.MARKETS, "one market: '{id}:summary' and '{id}:detail'"),
-        Namespace("market_by_condition", TTLClass.MARKETS, "market lookup by condition id"),
-        Namespace("market_lists", TTLClass.MARKETS, "paginated market listings"),
-        Namespace("prices", TTLClass.PRICES, "latest price of a market"),
-    ]
-)
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRef:
-    """One cached item: a namespace and a namespace-relative id."""
-
-    namespace: str
-    id: str
-
-
-@dataclass(frozen=True, slots=True)
-class PatternRef:
-    """Every item of a namespace whose id matches ``pattern`` (a glob; ids inside it escaped)."""
-
-    namespace: str
-    pattern: str
-
-
-class CacheKeys:
-    """Typed builders for the audit's data: the only place its key shapes are written.
-
-    Every group of keys that is invalidated together shares a prefix ending in ``:``, so one
-    pattern covers the group and nothing else (``{user}:*`` can never match user ``{user}0``).
-    """
-
-    @staticmethod
-    def user_positions(user_id: str | int) -> KeyRef:
-        """The position list the API client caches (was ``api:positions:{user_id}``)."""
-        return KeyRef("positions", f"{validate_id(user_id)}:all")
-
-    @staticmethod
-    def user_position(user_id: str | int, position_id: str | int) -> KeyRef:
-        return KeyRef("positions", f"{validate_id(user_id)}:{validate_id(position_id)}")
-
-    @staticmethod
-    def user_positions_all(user_id: str | int) -> PatternRef:
-        """Everything cached about one user's positions (was ``positions:{user_id}:*``)."""
-        return PatternRef("positions", f"{escape_glob(validate_id(user_id))}:*")
-
-    @staticmethod
-    def user_profile(telegram_user_id: str | int) -> KeyRef:
-        return KeyRef("user", f"{validate_id(telegram_user_id)}:profile")
-
-    @staticmethod
-    def market(market_id: str) -> KeyRef:
-        """The market summary (was ``market:{id}``)."""
-        return KeyRef("market", f"{validate_id(market_id)}:summary")
-
-    @staticmethod
-    def market_detail(market_id: str) -> KeyRef:
-        """The market detail (was ``market_detail:{id}``, a second name for the same market)."""
-        return KeyRef("market", f"{validate_id(market_id)}:detail")
-
-    @staticmethod
-    def market_all(market_id: str) -> tuple[KeyRef, KeyRef]:
-        """Both cached views of one market: invalidate them together, without a SCAN."""
-        return (CacheKeys.market(market_id), CacheKeys.market_detail(market_id))
-
-    @staticmethod
-    def market_by_condition(condition_id: str) -> KeyRef:
-        return KeyRef("market_by_condition", validate_id(condition_id))
-
-    @staticmethod
-    def market_list(list_name: str, page: int = 0) -> KeyRef:
-        return KeyRef("market_lists", f"{validate_id(list_name)}:{validate_id(page)}")
-
-    @staticmethod
-    def market_list_pages(list_name: str) -> PatternRef:
-        return PatternRef("market_lists", f"{escape_glob(validate_id(list_name))}:*")
-
-    @staticmethod
-    def price(market_id: str) -> KeyRef:
-        return KeyRef("prices", validate_id(market_id))
+def scope_match(prefix: str, scope: str) -> str:
+    """A SCAN MATCH pattern (and ACL key pattern) for every key of one cache scope."""
+    prefix, scope = validate_name(prefix, "prefix"), validate_name(scope, "scope")
+    return f"{escape_glob(prefix)}:{escape_glob(scope)}:*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +72,8 @@ class KeySpace:
 
     prefix: str = "cb"
     scope: str = "shared"
-    registry: NamespaceRegistry = field(default=DEFAULT_REGISTRY, compare=False)
+    #: The system's registry (required: the library knows no namespace of its own).
+    registry: Registry = field(compare=False, kw_only=True)
 
     def __post_init__(self) -> None:
         validate_name(self.prefix, "prefix")
@@ -377,7 +86,7 @@ class KeySpace:
 
     def scope_match(self) -> str:
         """A SCAN MATCH pattern for every key of the scope, reserved keys included."""
-        return f"{escape_glob(self.prefix)}:{escape_glob(self.scope)}:*"
+        return scope_match(self.prefix, self.scope)
 
     def namespace(self, name: str) -> Namespace:
         return self.registry.get(name)
@@ -544,6 +253,16 @@ class StreamKeys:
 
     def dead_letter(self, name: str, group: str) -> str:
         return f"{self.prefix}:dlq:{self._name(name)}:{validate_name(group, 'group')}"
+
+    def counters(self, name: str, group: str) -> str:
+        """A hash beside the stream: what each member of the group applied, dead-lettered...,
+        incremented in the ack's round trip (see :mod:`cachebus.consumers.counters`)."""
+        return f"{self.prefix}:counters:{self._name(name)}:{validate_name(group, 'group')}"
+
+    def registry_record(self, name: str) -> str:
+        """A hash per logical stream: which registry version each producer and member runs,
+        and the definitions behind each fingerprint seen (one key for every partition)."""
+        return f"{self.prefix}:registry:{validate_name(name, 'stream')}"
 
     # ---- partitions ---------------------------------------------------------------------
     def for_partition(self, index: int) -> StreamKeys:

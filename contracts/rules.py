@@ -12,14 +12,14 @@ import re
 from collections.abc import Iterable
 
 from cachebus.contracts.errors import ContractError
-from cachebus.contracts.keys import (
+from cachebus.contracts.names import (
     MAX_ID_LENGTH,
     MAX_PATTERN_LENGTH,
-    NamespaceRegistry,
     validate_id,
     validate_name,
     validate_pattern,
 )
+from cachebus.contracts.registry import Registry
 
 __all__ = [
     "EVENT_ID_PATTERN",
@@ -67,7 +67,7 @@ _EVENT_ID_RE = re.compile(EVENT_ID_PATTERN)
 _REASON_BAD_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def check_namespace(namespace: str, registry: NamespaceRegistry | None) -> str:
+def check_namespace(namespace: str, registry: Registry | None) -> str:
     """A registered namespace (``registry=None``: syntax only, for readers of foreign streams)."""
     if registry is not None and namespace in registry:
         return namespace
@@ -130,14 +130,21 @@ def check_key_ids(ids: Iterable[str | int]) -> tuple[str, ...]:
     return out
 
 
-def check_pattern(namespace: str, pattern: str) -> str:
+def check_pattern(namespace: str, pattern: str, registry: Registry | None = None) -> str:
     """A namespace-relative glob that names less than the whole namespace.
 
     Patterns are relative to their namespace (``42:*`` in ``positions``), so one that starts
     with the namespace's own name is an absolute pattern written out of habit
-    (``positions:42:*``): it would match nothing, silently, and is refused.
+    (``positions:42:*``): it would match nothing, silently, and is refused. With a registry,
+    the namespace must allow patterns (``patterns = true``, the default).
     """
     validate_pattern(pattern)
+    if registry is not None and namespace in registry and not registry.get(namespace).patterns:
+        raise ContractError(
+            f"namespace {namespace!r} does not allow pattern invalidations (patterns = false "
+            "in the registry): invalidate ids, or flush the namespace",
+            rule="pattern.not_allowed",
+        )
     if pattern.startswith(namespace + ":"):
         raise ContractError(
             f"pattern {pattern!r} starts with its namespace {namespace!r}; patterns are "

@@ -8,6 +8,7 @@ replies are turned into entry ids or a :class:`PublishError` here, once for both
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,16 +16,20 @@ from typing import Any
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from cachebus.contracts.codec import FIELD, encode_payloads
+from cachebus.contracts.codec import FIELD, encode_payloads, fingerprint_headers
 from cachebus.contracts.errors import BackendError, BackendUnavailable, ContractError, PublishError
 from cachebus.contracts.events import Event
 from cachebus.contracts.factory import EventFactory, Ref, split_ids
-from cachebus.contracts.keys import NamespaceRegistry, StreamKeys, validate_id
+from cachebus.contracts.keys import StreamKeys, validate_id
+from cachebus.contracts.registry import Registry
+from cachebus.contracts.registry_record import producer_field, record_fields
 from cachebus.contracts.rules import MAX_ID_LENGTH, MAX_KEYS_TOTAL_CHARS, check_namespace
 from cachebus.core._io import Batch, Step
 from cachebus.core.connection import RedisSettings
 from cachebus.producers._routing import Router
 from cachebus.producers._tracing import Send, SendTracing
+
+log = logging.getLogger("cachebus.producer")
 
 __all__ = [
     "DEFAULT_MAXLEN",
@@ -99,7 +104,7 @@ class ProducerCore:
         stream: str,
         keys: StreamKeys,
         producer_name: str,
-        registry: NamespaceRegistry,
+        registry: Registry,
         maxlen: int | None,
         timeout: float,
         address: tuple[str, int],
@@ -115,8 +120,20 @@ class ProducerCore:
         if timeout <= 0:
             raise ContractError("publish timeout must be positive", rule="producer.timeout")
         self.factory = EventFactory(producer_name, registry)
+        # Each event carries its namespace's registry fingerprint (drift detection).
+        self.fingerprints = fingerprint_headers(registry)
         #: Set when the stream has several partitions (``keys.partitions > 1``).
         self.router = Router(keys, stream, maxlen) if keys.partitions > 1 else None
+        # Our registry, recorded beside the stream with the first publish (once per producer).
+        self._record: tuple[Any, ...] | None = (
+            "HSET",
+            keys.registry_record(stream),
+            *(
+                x
+                for kv in record_fields(registry, producer_field(producer_name)).items()
+                for x in kv
+            ),
+        )
         # A partitioned stream is named by its unpartitioned key in spans and messages.
         named = StreamKeys(keys.prefix) if self.router is not None else keys
         self.config = ProducerConfig(named.stream(stream), maxlen, timeout, address)
@@ -137,17 +154,40 @@ class ProducerCore:
         return event.__dict__
 
     def prepare(self, payloads: Sequence[Payload]) -> tuple[Send, list[tuple[Any, ...]]]:
-        """The span of this round trip and its XADD commands (context injected)."""
+        """The span of this round trip and its XADD commands (context injected); the first
+        round trip of the producer also records its registry (:meth:`recorded`)."""
         span, headers = self.tracing.start(payloads)
         prefix = self._xadd_prefix
         try:
             if self.router is not None:
-                return span, self.router.calls(payloads, headers)
-            calls = [(*prefix, blob) for blob in encode_payloads(payloads, headers)]
+                calls = self.router.calls(payloads, headers, self.fingerprints)
+            else:
+                blobs = encode_payloads(payloads, headers, self.fingerprints)
+                calls = [(*prefix, blob) for blob in blobs]
         except BaseException as exc:
             self.tracing.failed(span, exc)
             raise
+        if self._record is not None:
+            calls.append(self._record)
         return span, calls
+
+    def recorded(self, calls: Sequence[tuple[Any, ...]], replies: list[Any]) -> list[Any]:
+        """The replies of the XADDs alone. When ``calls`` carried the registry record (the
+        first round trips of the producer, concurrent ones alike: HSET is idempotent), its
+        reply is checked here: recorded, or refused (an ACL without the right: logged once,
+        not tried again); unreachable keeps it for the next round trip."""
+        if not calls or calls[-1][0] != "HSET":
+            return replies
+        reply = replies[-1]
+        if self._record is not None and not isinstance(reply, BackendUnavailable):
+            self._record = None
+            if isinstance(reply, BaseException):
+                log.warning(
+                    "could not record this producer's registry beside the stream (%s); "
+                    "`cachebus status` will not show it",
+                    reply,
+                )
+        return replies[:-1]
 
     # ---- the step (shared by both edges) -----------------------------------------------
     def step(self, calls: list[tuple[Any, ...]]) -> Step[list[Any]]:

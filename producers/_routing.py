@@ -78,10 +78,13 @@ class Router:
         return out
 
     def calls(
-        self, payloads: Sequence[Payload], headers: Mapping[str, str]
+        self,
+        payloads: Sequence[Payload],
+        headers: Mapping[str, str],
+        fingerprints: Mapping[str, bytes] | None = None,
     ) -> list[tuple[Any, ...]]:
         pieces = self.pieces(payloads)
-        blobs = encode_payloads((p for _, p in pieces), headers)
+        blobs = encode_payloads((p for _, p in pieces), headers, fingerprints)
         return [
             (*self._prefixes[part], blob) for (part, _), blob in zip(pieces, blobs, strict=True)
         ]

@@ -26,7 +26,8 @@ from opentelemetry.trace import TracerProvider
 from cachebus.contracts.errors import CachebusError, PublishError
 from cachebus.contracts.events import Event
 from cachebus.contracts.factory import EventFactory, Ref
-from cachebus.contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry, StreamKeys
+from cachebus.contracts.keys import StreamKeys
+from cachebus.contracts.registry import Registry
 from cachebus.core._io import AsyncClient, run_async
 from cachebus.core.connection import (
     RedisSettings,
@@ -83,7 +84,7 @@ class Producer:
         *,
         producer_name: str,
         keys: StreamKeys | None = None,
-        registry: NamespaceRegistry = DEFAULT_REGISTRY,
+        registry: Registry,
         maxlen: int | None = DEFAULT_MAXLEN,
         publish_timeout: float | None = None,
         tracer_provider: TracerProvider | None = None,
@@ -244,7 +245,7 @@ class Producer:
                 raise error from error.__cause__
             core.tracing.failed(span, exc)  # cancelled, or a bug: the entry may exist
             raise
-        return core.entry_ids(payloads, replies, span)
+        return core.entry_ids(payloads, core.recorded(calls, replies), span)
 
     async def aclose(self) -> None:
         """Give back the held connection; close the pool if this producer owns it."""

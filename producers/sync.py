@@ -21,7 +21,8 @@ from opentelemetry.trace import TracerProvider
 from cachebus.contracts.errors import CachebusError, PublishError
 from cachebus.contracts.events import Event
 from cachebus.contracts.factory import EventFactory, Ref
-from cachebus.contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry, StreamKeys
+from cachebus.contracts.keys import StreamKeys
+from cachebus.contracts.registry import Registry
 from cachebus.core._io import SyncClient, run_sync
 from cachebus.core.connection import (
     RedisSettings,
@@ -55,7 +56,7 @@ class SyncProducer:
         *,
         producer_name: str,
         keys: StreamKeys | None = None,
-        registry: NamespaceRegistry = DEFAULT_REGISTRY,
+        registry: Registry,
         maxlen: int | None = DEFAULT_MAXLEN,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
@@ -159,7 +160,7 @@ class SyncProducer:
         except BaseException as exc:
             core.tracing.failed(span, exc)
             raise
-        return core.entry_ids(payloads, replies, span)
+        return core.entry_ids(payloads, core.recorded(calls, replies), span)
 
     def close(self) -> None:
         """Close the pool if this producer owns it (made by :meth:`from_url`)."""

@@ -19,15 +19,16 @@ from collections.abc import Sequence
 
 import orjson
 
-from cachebus.consumers import Consumer, ConsumerConfig, ConsumerObserver, RedisCacheSink
+from cachebus.bench.registry import bench_registry
+from cachebus.consumers import ConsumerObserver
 from cachebus.contracts.keys import KeySpace, StreamKeys
-from cachebus.core import Cache
 from cachebus.core.connection import RedisSettings, create_async_cluster
 from cachebus.producers import Producer
+from cachebus.service import ConsumerService
 
 PREFIX = "bench"
-SPACE = KeySpace(prefix=PREFIX, scope="bot")
 GROUP = "bot"
+SPACE = KeySpace(prefix=PREFIX, scope=GROUP, registry=bench_registry())
 
 
 def streams(partitions: int) -> StreamKeys:
@@ -52,45 +53,34 @@ async def _ready_then_wait() -> int:
 
 async def publish(url: str, partitions: int, first: int, count: int, batch: int) -> None:
     client = create_async_cluster(RedisSettings.from_url(url, cluster=True, socket_timeout=30))
-    producer = Producer(client, producer_name="bench", keys=streams(partitions))
+    producer = Producer(
+        client, producer_name="bench", keys=streams(partitions), registry=bench_registry()
+    )
     await client.initialize()
     start = await _ready_then_wait()
     for base in range(first, first + count, batch):
         async with producer.batch() as sending:
             for i in range(base, min(base + batch, first + count)):
-                sending.invalidate_keys("prices", [f"k{i}"])
+                sending.invalidate_keys("items", [f"k{i}"])
     end = time.time_ns()
     print(orjson.dumps({"start_ns": start, "end_ns": end}).decode(), flush=True)
     await client.aclose()
 
 
 async def consume(url: str, partitions: int, partition: int, entries: int, count: int) -> None:
-    client = create_async_cluster(RedisSettings.from_url(url, cluster=True, socket_timeout=30))
-    await client.initialize()
-    config = ConsumerConfig(
-        stream="inval",
-        group=GROUP,
-        consumer=f"bot-{partition}",
-        namespaces=frozenset({"prices"}),
-        count=count,
-        block_ms=100,
-    )
     acked = _Acked(entries)
-    consumer = Consumer(
-        client,
-        config,
-        [RedisCacheSink(Cache(client, SPACE))],
-        keys=streams(partitions).for_partition(partition),
-        observer=acked,
-    )
+    # The consumer of one partition, as a service runs it (one process per partition).
+    service = ConsumerService.from_url(
+        url, registry=bench_registry(), service=GROUP, namespaces=["items"], observers=[acked],
+        settings={"prefix": PREFIX, "cluster": True, "partitions": partitions,
+                  "partition": partition, "consumer": f"bot-{partition}", "read_count": count,
+                  "block_ms": 100, "socket_timeout": 30.0, "traces": False, "metrics": False},
+    )  # fmt: skip
     start = await _ready_then_wait()
-    task = asyncio.ensure_future(consumer.run())
-    await acked.done.wait()
-    end = time.time_ns()
-    await consumer.stop()
-    await task
+    async with service:
+        await acked.done.wait()
+        end = time.time_ns()
     print(orjson.dumps({"start_ns": start, "end_ns": end}).decode(), flush=True)
-    await client.aclose()
 
 
 def main(argv: Sequence[str]) -> None:

@@ -16,14 +16,14 @@ from typing import Any
 import orjson
 import redis.asyncio
 
-from cachebus.consumers import Consumer, ConsumerConfig, ConsumerObserver, RedisCacheSink
+from cachebus.bench.registry import bench_registry
+from cachebus.consumers import ConsumerObserver
 from cachebus.consumers.plan import Delivered
 from cachebus.contracts.keys import KeySpace, StreamKeys
-from cachebus.core import Cache
-from cachebus.core.connection import RedisSettings, create_async_pool
+from cachebus.service import ConsumerService
 
 PREFIX = "e2e"
-SPACE = KeySpace(prefix=PREFIX, scope="bot")
+SPACE = KeySpace(prefix=PREFIX, scope="bot", registry=bench_registry())
 STREAMS = StreamKeys(PREFIX)
 
 
@@ -42,28 +42,17 @@ class _Stamp(ConsumerObserver):
 
 
 async def ours(url: str, events: int) -> dict[str, int]:
-    pool = create_async_pool(RedisSettings.from_url(url, socket_timeout=5))
-    client = redis.asyncio.Redis(connection_pool=pool)
     stamp = _Stamp(events)
-    config = ConsumerConfig(
-        stream="inval",
-        group="bot",
-        consumer="bot-1",
-        namespaces=frozenset({"prices"}),
-        count=100,
-        block_ms=1000,
-    )
-    consumer = Consumer(
-        client, config, [RedisCacheSink(Cache(client, SPACE))], keys=STREAMS, observer=stamp
-    )
-    task = asyncio.ensure_future(consumer.run())
-    while not consumer.health().ready:  # noqa: ASYNC110 - readiness has no event to wait on
-        await asyncio.sleep(0.01)
-    print("ready", flush=True)
-    await stamp.done.wait()
-    await consumer.stop()
-    await task
-    await pool.aclose()
+    service = ConsumerService.from_url(
+        url, registry=bench_registry(), service="bot", namespaces=["items"], observers=[stamp],
+        settings={"prefix": PREFIX, "consumer": "bot-1", "read_count": 100, "block_ms": 1000,
+                  "socket_timeout": 5.0, "traces": False, "metrics": False},
+    )  # fmt: skip
+    async with service:
+        if not await service.wait_ready(30.0):
+            raise RuntimeError(f"the consumer did not become ready: {service.health().reasons}")
+        print("ready", flush=True)
+        await stamp.done.wait()
     return stamp.applied
 
 

@@ -52,14 +52,14 @@ def _prepare(client: redis.cluster.RedisCluster, partitions: int, events: int) -
     for part in streams(partitions).all_partitions():
         client.xgroup_create(part.stream("inval"), GROUP, id="0", mkstream=True)
     for base in range(0, events, 5000):
-        batch = {SPACE.key("prices", f"k{i}"): b"v" for i in range(base, min(base + 5000, events))}
+        batch = {SPACE.key("items", f"k{i}"): b"v" for i in range(base, min(base + 5000, events))}
         client.mset_nonatomic(batch)
 
 
 def _remaining(client: redis.cluster.RedisCluster, events: int) -> int:
     left = 0
     for base in range(0, events, 5000):
-        names = [SPACE.key("prices", f"k{i}") for i in range(base, min(base + 5000, events))]
+        names = [SPACE.key("items", f"k{i}") for i in range(base, min(base + 5000, events))]
         left += int(client.exists(*names))
     return left
 

@@ -38,54 +38,49 @@ from rich.progress import Progress
 
 from cachebus.bench import bench_app
 from cachebus.bench._report import emit
-from cachebus.consumers import (
-    CompositeObserver,
-    Consumer,
-    ConsumerConfig,
-    ConsumerMetrics,
-    ConsumerObserver,
-    RedisCacheSink,
-    TracingObserver,
-)
+from cachebus.bench.registry import bench_registry
+from cachebus.consumers import ConsumerObserver
 from cachebus.contracts.codec import encode_event
 from cachebus.contracts.events import KeysInvalidated
 from cachebus.contracts.keys import KeySpace, StreamKeys
-from cachebus.core import Cache
-from cachebus.core.connection import RedisSettings, create_async_pool
+from cachebus.service import ConsumerService
 from cachebus.testing import RedisServer
 
 __all__ = ["consume"]
 
 PREFIX = "bench"
-SPACE = KeySpace(prefix=PREFIX, scope="bot")
 STREAMS = StreamKeys(PREFIX)
 STREAM = STREAMS.stream("inval")
+NAMESPACE = "items"
+
+
+def _space(group: str) -> KeySpace:
+    """The cache scope of a contender's group (a service's scope is its group)."""
+    return KeySpace(prefix=PREFIX, scope=group, registry=bench_registry())
 
 
 async def _load_backlog(client: redis.asyncio.Redis, events: int) -> None:
     for base in range(0, events, 2000):
         pipe = client.pipeline(transaction=False)
         for i in range(base, min(base + 2000, events)):
-            event = KeysInvalidated(namespace="prices", keys=(f"k{i}",), producer="bench")
+            event = KeysInvalidated(namespace=NAMESPACE, keys=(f"k{i}",), producer="bench")
             pipe.xadd(STREAM, encode_event(event))  # type: ignore[arg-type]
         await pipe.execute()
 
 
-async def _cache_every_key(client: redis.asyncio.Redis, events: int) -> None:
+def _names(space: KeySpace, base: int, events: int) -> list[str]:
+    return [space.key(NAMESPACE, f"k{i}") for i in range(base, min(base + 5000, events))]
+
+
+async def _cache_every_key(client: redis.asyncio.Redis, space: KeySpace, events: int) -> None:
     for base in range(0, events, 5000):
-        await client.mset(
-            {SPACE.key("prices", f"k{i}"): b"v" for i in range(base, min(base + 5000, events))}
-        )
+        await client.mset(dict.fromkeys(_names(space, base, events), b"v"))
 
 
-async def _remaining(client: redis.asyncio.Redis, events: int) -> int:
+async def _remaining(client: redis.asyncio.Redis, space: KeySpace, events: int) -> int:
     left = 0
     for base in range(0, events, 5000):
-        left += int(
-            await client.exists(
-                *[SPACE.key("prices", f"k{i}") for i in range(base, min(base + 5000, events))]
-            )
-        )
+        left += int(await client.exists(*_names(space, base, events)))
     return left
 
 
@@ -99,62 +94,53 @@ class _Done(ConsumerObserver):
             self.done.set()
 
 
-def _observers(config: ConsumerConfig, telemetry: str) -> list[ConsumerObserver]:
-    """The tracing and metrics observers: on the bare API, or on a recording SDK."""
+def _telemetry(telemetry: str) -> dict[str, Any]:
+    """The root's tracing and metrics: off, on the bare API, or on a recording SDK."""
     if telemetry == "none":
-        return []
-    tracer_provider: Any = None
-    meter_provider: Any = None
-    if telemetry == "sdk":
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
+        return {"settings": {"traces": False, "metrics": False}}
+    if telemetry == "api":
+        return {"settings": {"traces": True, "metrics": True}}
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 
-        class _Drop(SpanExporter):
-            def export(self, spans: Any) -> Any:
-                from opentelemetry.sdk.trace.export import SpanExportResult
+    class _Drop(SpanExporter):
+        def export(self, spans: Any) -> Any:
+            from opentelemetry.sdk.trace.export import SpanExportResult
 
-                return SpanExportResult.SUCCESS
+            return SpanExportResult.SUCCESS
 
-        tracer_provider = TracerProvider()
-        tracer_provider.add_span_processor(SimpleSpanProcessor(_Drop()))
-        meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    return [
-        TracingObserver.for_consumer(config, keys=STREAMS, tracer_provider=tracer_provider),
-        ConsumerMetrics.for_consumer(config, keys=STREAMS, meter_provider=meter_provider),
-    ]
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(_Drop()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return {
+        "settings": {"traces": True, "metrics": True},
+        "tracer_provider": tracer_provider,
+        "meter_provider": meter_provider,
+    }
 
 
 async def _ours(url: str, group: str, events: int, count: int, telemetry: str = "none") -> float:
-    # Our runtime on our own pool (explicit timeouts, hiredis command packing).
-    settings = RedisSettings.from_url(url, socket_timeout=30)
-    pool = create_async_pool(settings)
-    client = redis.asyncio.Redis(connection_pool=pool)
-    cache = Cache(client, SPACE)
-    config = ConsumerConfig(
-        stream="inval",
-        group=group,
-        consumer="c",
-        namespaces=frozenset({"prices"}),
-        count=count,
-        block_ms=100,
-    )
+    # Our runtime as a service runs it: the composition root, its own pool (explicit
+    # timeouts, hiredis command packing), the group's cache scope.
     done = _Done(events)
-    extra = _observers(config, telemetry)
-    observer = CompositeObserver(done, *extra) if extra else done
-    consumer = Consumer(client, config, [RedisCacheSink(cache)], keys=STREAMS, observer=observer)
+    options = _telemetry(telemetry)
+    settings = {"prefix": PREFIX, "consumer": "c", "read_count": count, "block_ms": 100,
+                "socket_timeout": 30.0, **options.pop("settings")}  # fmt: skip
+    service = ConsumerService.from_url(
+        url, registry=bench_registry(), service=group, namespaces=[NAMESPACE],
+        observers=[done], settings=settings, **options,
+    )  # fmt: skip
     started = time.perf_counter()
-    task = asyncio.ensure_future(consumer.run())
-    await done.done.wait()
-    elapsed = time.perf_counter() - started
-    await consumer.stop()
-    await task
-    await pool.aclose()
+    async with service:
+        await done.done.wait()
+        elapsed = time.perf_counter() - started
     return elapsed
 
 
 async def _raw(client: redis.asyncio.Redis, group: str, events: int, count: int) -> float:
+    root = _space(group).root
     started = time.perf_counter()
     done = 0
     while done < events:
@@ -167,7 +153,7 @@ async def _raw(client: redis.asyncio.Redis, group: str, events: int, count: int)
         for entry_id, fields in entries:
             payload = orjson.loads(orjson.loads(fields[b"__data__"])["data"])
             for ident in payload["keys"]:
-                pipe.unlink(f"{SPACE.root}prices:{ident}")
+                pipe.unlink(f"{root}{NAMESPACE}:{ident}")
             ids.append(entry_id)
         pipe.xack(STREAM, group, *ids)
         await pipe.execute()
@@ -181,6 +167,7 @@ async def _faststream(
     from faststream.redis import RedisBroker, StreamSub
 
     broker = RedisBroker(url, logger=None)  # type: ignore[arg-type]
+    root = _space(group).root
     finished = asyncio.Event()
     seen = 0
 
@@ -189,7 +176,7 @@ async def _faststream(
         pipe = client.pipeline(transaction=False)
         for ids in keys:
             for ident in ids:
-                pipe.unlink(f"{SPACE.root}prices:{ident}")
+                pipe.unlink(f"{root}{NAMESPACE}:{ident}")
         await pipe.execute()
         seen += len(keys)
         if seen >= events:
@@ -257,13 +244,13 @@ async def _bench(
                 progress.advance(task)
                 run += 1
                 group = f"{name.replace('+', '.')}-{run}"
-                await _cache_every_key(client, events)
+                await _cache_every_key(client, _space(group), events)
                 await client.xgroup_create(STREAM, group, id="0")
                 # The same heap for every contender: earlier runs' garbage out, the rest frozen.
                 gc.collect()
                 gc.freeze()
                 elapsed = await contenders[name](group)
-                left = await _remaining(client, events)
+                left = await _remaining(client, _space(group), events)
                 if left:
                     raise RuntimeError(f"{name} left {left} of {events} keys in the cache")
                 results[name].append(events / elapsed)

@@ -27,6 +27,7 @@ import typer
 
 from cachebus.bench import bench_app
 from cachebus.bench._report import emit, percentile
+from cachebus.bench.registry import bench_registry
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import SyncProducer
@@ -35,7 +36,7 @@ from cachebus.testing import RedisServer
 __all__ = ["e2e"]
 
 PREFIX = "e2e"  # the same names as cachebus.bench._e2e_consumer (not imported: it runs with -m)
-SPACE = KeySpace(prefix=PREFIX, scope="bot")
+SPACE = KeySpace(prefix=PREFIX, scope="bot", registry=bench_registry())
 STREAMS = StreamKeys(PREFIX)
 
 
@@ -68,11 +69,12 @@ def _run_mode(mode: str, url: str, rate: int, seconds: float) -> tuple[list[floa
                 raise RuntimeError(f"the {mode} consumer did not start")
             if mode == "cachebus":
                 producer = SyncProducer(
-                    RedisSettings.from_url(url), producer_name="api", keys=STREAMS
-                )
+                    RedisSettings.from_url(url), producer_name="api", keys=STREAMS,
+                    registry=bench_registry(),
+                )  # fmt: skip
 
                 def send(i: int) -> str:
-                    return producer.invalidate_keys("prices", [f"k{i}"])
+                    return producer.invalidate_keys("items", [f"k{i}"])
 
                 sent = _paced(rate, seconds, send)
             else:
@@ -80,12 +82,12 @@ def _run_mode(mode: str, url: str, rate: int, seconds: float) -> tuple[list[floa
                 if mode == "raw-stream":
 
                     def send(i: int) -> str:
-                        client.xadd(f"{PREFIX}:raw", {"i": i, "key": SPACE.key("prices", f"k{i}")})
+                        client.xadd(f"{PREFIX}:raw", {"i": i, "key": SPACE.key("items", f"k{i}")})
                         return str(i)
                 else:
 
                     def send(i: int) -> str:
-                        client.publish(f"{PREFIX}:pubsub", f"{i} {SPACE.key('prices', f'k{i}')}")
+                        client.publish(f"{PREFIX}:pubsub", f"{i} {SPACE.key('items', f'k{i}')}")
                         return str(i)
 
                 sent = _paced(rate, seconds, send)

@@ -24,6 +24,7 @@ import typer
 
 from cachebus.bench import bench_app
 from cachebus.bench._report import emit
+from cachebus.bench.registry import bench_registry
 from cachebus.contracts.keys import KeySpace
 from cachebus.core import Cache
 from cachebus.testing import RedisServer, ServerOptions
@@ -42,7 +43,7 @@ async def _cache_aside(client: redis.asyncio.Redis, keys: KeySpace, idents: list
 
     started = time.perf_counter()
     for ident in idents:
-        key = keys.key("positions", ident)
+        key = keys.key("docs", ident)
         if await client.get(key) is None:
             value = await _load()
             await client.set(key, orjson.dumps(value), px=30_000)
@@ -52,7 +53,7 @@ async def _cache_aside(client: redis.asyncio.Redis, keys: KeySpace, idents: list
 async def _ours(cache: Cache, idents: list[str]) -> float:
     started = time.perf_counter()
     for ident in idents:
-        await cache.get_or_set("positions", ident, _load)
+        await cache.get_or_set("docs", ident, _load)
     return (time.perf_counter() - started) / len(idents) * 1e6
 
 
@@ -60,8 +61,8 @@ async def run(fills: int, repeats: int) -> dict[str, Any]:
     server = await asyncio.to_thread(RedisServer(ServerOptions()).start)
     try:
         client = redis.asyncio.Redis.from_url(server.url)
-        raw_keys = KeySpace(prefix="bench", scope="raw")
-        cache = Cache(client, KeySpace(prefix="bench", scope="ours"))
+        raw_keys = KeySpace(prefix="bench", scope="raw", registry=bench_registry())
+        cache = Cache(client, KeySpace(prefix="bench", scope="ours", registry=bench_registry()))
         await _ours(cache, ["warm"])  # scripts loaded, generation created
         raw_us: list[float] = []
         ours_us: list[float] = []

@@ -25,6 +25,7 @@ import typer
 
 from cachebus.bench import bench_app
 from cachebus.bench._report import emit
+from cachebus.bench.registry import bench_registry
 from cachebus.contracts.codec import encode_payload
 from cachebus.contracts.factory import EventFactory
 from cachebus.contracts.keys import StreamKeys
@@ -34,7 +35,7 @@ from cachebus.testing import RedisServer, ServerOptions
 
 __all__ = ["run"]
 
-NAMESPACE = "positions"
+NAMESPACE = "docs"
 REASON = "bench"
 Case = tuple[str, str, str, int]  # (api, side, mode, batch size)
 CASES: list[Case] = [
@@ -50,7 +51,7 @@ def _ids(count: int) -> list[str]:
 
 
 def _fields(count: int) -> list[dict[str, bytes]]:
-    factory = EventFactory("bench")
+    factory = EventFactory("bench", bench_registry())
     return [
         {"__data__": encode_payload(factory.keys_payload(NAMESPACE, [i], REASON))}
         for i in _ids(count)

@@ -30,6 +30,7 @@ import typer
 from cachebus.bench import bench_app
 from cachebus.bench._pinger import read_samples
 from cachebus.bench._report import emit, percentile
+from cachebus.bench.registry import bench_registry
 from cachebus.contracts.keys import KeySpace
 from cachebus.core import Cache, CacheConfig
 from cachebus.testing import RedisServer, ServerOptions
@@ -99,21 +100,21 @@ async def _ours(url: str, ks: KeySpace, match: int, flushes: int) -> dict[str, A
     """Runs our two methods; the KEYS baseline runs synchronously around it."""
     config = CacheConfig(pattern_max_keys=max(match * 2, 1))
     async with Cache.from_url(url, ks, config) as cache:
-        await cache.get("user", "warmup:profile")  # opens the connection (no such key)
+        await cache.get("bystanders", "warmup:0")  # opens the connection (no such key)
         started = time.monotonic_ns()
-        result = await cache.invalidate_pattern("positions", "0x*")
+        result = await cache.invalidate_pattern("scanned", "0x*")
         ended = time.monotonic_ns()
         return {"window": (started, ended), "result": result}
 
 
 async def _flushes(url: str, ks: KeySpace, count: int) -> tuple[list[float], tuple[int, int]]:
     async with Cache.from_url(url, ks) as cache:
-        await cache.flush_namespace("market")  # warm: connection and script
+        await cache.flush_namespace("bystanders")  # warm: connection and script
         durations = []
         first = time.monotonic_ns()
         for _ in range(count):
             started = time.perf_counter()
-            await cache.flush_namespace("positions")
+            await cache.flush_namespace("scanned")
             durations.append((time.perf_counter() - started) * 1000.0)
         return durations, (first, time.monotonic_ns())
 
@@ -132,7 +133,7 @@ def scan(
     """KEYS+DEL vs SCAN+UNLINK vs generation flush on a scratch redis-server."""
     if not 0 < match < keys:
         raise typer.BadParameter("need 0 < --match < --keys")
-    ks = KeySpace(prefix="bench", scope="scan")
+    ks = KeySpace(prefix="bench", scope="scan", registry=bench_registry())
     others = keys - match
     options = ServerOptions(
         extra=(("slowlog-log-slower-than", "0"), ("slowlog-max-len", "1000000"))
@@ -144,9 +145,9 @@ def scan(
         client = server.client(socket_timeout=60)
         positions = _ids(match)
         load_started = time.perf_counter()
-        _load(client, ks, "market", [f"{i}:summary" for i in range(others // 2)])
-        _load(client, ks, "prices", [str(i) for i in range(others - others // 2)])
-        _load(client, ks, "positions", positions)
+        _load(client, ks, "bystanders", [f"market:{i}" for i in range(others // 2)])
+        _load(client, ks, "bystanders", [f"price:{i}" for i in range(others - others // 2)])
+        _load(client, ks, "scanned", positions)
         load_s = time.perf_counter() - load_started
         out = Path(tmp) / "pings.bin"
         pinger = subprocess.Popen(
@@ -169,7 +170,7 @@ def scan(
 def _run_methods(
     client: redis.Redis, url: str, ks: KeySpace, positions: list[str], match: int, flushes: int
 ) -> dict[str, Any]:
-    pattern = ks.match("positions", "0x*")
+    pattern = ks.match("scanned", "0x*")
     before = int(client.dbsize())
     _reset(client)
     started = time.monotonic_ns()
@@ -180,7 +181,7 @@ def _run_methods(
         "keys+del", (ended - started) / 1e6, *_observe(client), (started, ended), removed
     )
 
-    _load(client, ks, "positions", positions)
+    _load(client, ks, "scanned", positions)
     _reset(client)
     ours = asyncio.run(_ours(url, ks, match, flushes))
     window = ours["window"]
@@ -192,7 +193,7 @@ def _run_methods(
     if int(client.dbsize()) != before - match:
         raise RuntimeError(f"SCAN+UNLINK removed {before - int(client.dbsize())} keys, not {match}")
 
-    _load(client, ks, "positions", positions)
+    _load(client, ks, "scanned", positions)
     _reset(client)
     durations, window = asyncio.run(_flushes(url, ks, flushes))
     longest, name, busy, calls = _observe(client)

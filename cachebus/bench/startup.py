@@ -4,8 +4,9 @@ Each round runs, in turn (so a busy moment of the machine touches all alike):
 
 * ``python -c pass``: the interpreter alone, the baseline;
 * ``cachebus --help`` and ``cachebus version``: exec to exit;
-* ``cachebus consume``: exec to **consume ready**, the moment the server receives the sidecar's
-  first ``XREADGROUP`` (the MONITOR timestamp of that command on a scratch redis-server, on the
+* ``cachebus consume``: exec to **consume ready** (its settings parsed and checked, the
+  benchmarks' registry file loaded), the moment the server receives the sidecar's first
+  ``XREADGROUP`` (the MONITOR timestamp of that command on a scratch redis-server, on the
   same clock as the wall time taken just before the exec). Until then a restarted member holds
   nothing; the sidecar is then stopped with SIGTERM.
 
@@ -35,6 +36,7 @@ import typer
 
 from cachebus.bench import bench_app
 from cachebus.bench._report import emit
+from cachebus.bench.registry import bench_registry_path
 from cachebus.contracts.errors import ConfigError
 from cachebus.testing import RedisServer, ServerOptions
 
@@ -107,7 +109,8 @@ def _monitor(port: int) -> Iterator[Callable[[str, float], float]]:
 
 def _consume_ready(url: str, group: str, wait: Callable[[str, float], float]) -> float:
     argv = [*_cachebus(), "consume", "--redis-url", url, "--service", group,
-            "--namespaces", "prices", "--health-port", "0", "--log-level", "WARNING"]  # fmt: skip
+            "--registry", str(bench_registry_path()), "--namespaces", "items",
+            "--health-port", "0", "--log-level", "WARNING"]  # fmt: skip
     started = time.time()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -19,6 +19,7 @@ from typing import IO
 
 import redis.asyncio
 
+from cachebus.consistency.registry import CHECK_REGISTRY
 from cachebus.consumers import Consumer, ConsumerConfig, ConsumerObserver, RedisCacheSink
 from cachebus.consumers.config import FlushReason
 from cachebus.consumers.plan import Delivered
@@ -68,7 +69,6 @@ def consumer_config(scope: str, namespace: str) -> ConsumerConfig:
         namespaces=frozenset({namespace}),
         block_ms=100,
         min_idle_ms=1000,
-        claim_interval_s=0.5,
         backoff_base_s=0.02,
         backoff_cap_s=0.5,
         grace_period_s=1.0,
@@ -84,13 +84,15 @@ def build(url: str, prefix: str, scope: str, namespace: str, log_path: Path) -> 
     # No circuit breaker on the sink: an invalidation is never skipped anyway (it is retried
     # while entries stay pending), and an open breaker would hold every retry back for its
     # whole cooldown after Redis is back (5 s by default) instead of the consumer's backoff.
-    cache = Cache(client, KeySpace(prefix=prefix, scope=scope), CacheConfig(breaker=None))
+    space = KeySpace(prefix=prefix, scope=scope, registry=CHECK_REGISTRY)
+    cache = Cache(client, space, CacheConfig(breaker=None))
     return Consumer(
         client,
         consumer_config(scope, namespace),
         [RedisCacheSink(cache)],
         keys=StreamKeys(prefix),
         observer=LoggingObserver(log),
+        registry=CHECK_REGISTRY,
         where=settings.redacted_url,
     )
 

@@ -37,8 +37,9 @@ from cachebus.consistency.ledger import (
     lag_percentiles,
     share_within,
 )
+from cachebus.consistency.registry import CHECK_REGISTRY, NAMESPACE
 from cachebus.consistency.sources import MemorySource, Source, SQLiteSource
-from cachebus.consistency.workload import NAMESPACE, Workload
+from cachebus.consistency.workload import Workload
 from cachebus.contracts.errors import ConsumerError
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache, CacheConfig
@@ -85,7 +86,7 @@ class _Run:
         self.log = ApplyLog(tmp / "applied.log")
         # A fresh prefix per run: checks sharing an external Redis never see each other's keys.
         self.prefix = f"{config.prefix}{secrets.token_hex(3)}"
-        self.keyspace = KeySpace(prefix=self.prefix, scope=SCOPE)
+        self.keyspace = KeySpace(prefix=self.prefix, scope=SCOPE, registry=CHECK_REGISTRY)
         self.started_ms = 0
 
     async def go(self) -> Report:
@@ -96,6 +97,7 @@ class _Run:
             self.url,
             producer_name="check-writer",
             keys=StreamKeys(self.prefix),
+            registry=CHECK_REGISTRY,
             socket_timeout=1.0,
             socket_connect_timeout=1.0,
         )
@@ -131,6 +133,8 @@ class _Run:
             streams.epoch(STREAM),
             streams.group_meta(STREAM, SCOPE),
             streams.dead_letter(STREAM, SCOPE),
+            streams.counters(STREAM, SCOPE),
+            streams.registry_record(STREAM),
         ]
         client = redis.asyncio.Redis.from_url(self.url, socket_timeout=5.0)
         try:

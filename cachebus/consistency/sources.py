@@ -107,7 +107,9 @@ class SQLiteSource(Source):
     def __init__(self, ledger: Ledger, producer: Producer, namespace: str, path: Path) -> None:
         super().__init__(ledger, producer, namespace)
         self.path = path
-        self.outbox = SQLiteOutbox(path, table="outbox", relay_name="check-relay")
+        self.outbox = SQLiteOutbox(
+            path, table="outbox", relay_name="check-relay", registry=producer.factory.registry
+        )
         self.relay = OutboxRelay(self.outbox, producer, RelayConfig(poll_interval_s=0.01))
         self._writers: list[Any] = []
         self._reader: Any = None

@@ -18,13 +18,12 @@ from typing import Any
 
 from cachebus.consistency.config import CheckConfig
 from cachebus.consistency.ledger import Ledger
+from cachebus.consistency.registry import NAMESPACE
 from cachebus.consistency.sources import Source
 from cachebus.contracts.keys import KeyRef, PatternRef
 from cachebus.core import Cache
 
-__all__ = ["NAMESPACE", "Workload"]
-
-NAMESPACE = "positions"
+__all__ = ["Workload"]
 
 
 class Workload:

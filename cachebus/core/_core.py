@@ -28,6 +28,7 @@ from cachebus.core._io import Batch, Script, Step
 from cachebus.core.breaker import CircuitBreaker
 from cachebus.core.codec import DecodeFailure, Prepared, ValueCodec
 from cachebus.core.config import CacheConfig
+from cachebus.core.dictionary import Dictionary, registry_dictionaries
 from cachebus.core.ratelimit import DeleteRateLimiter
 from cachebus.core.stats import CacheStats, LatencyWindow
 
@@ -71,17 +72,26 @@ _MISS_OF = {"corrupt", "oversize", "unknown_codec", "unknown_dictionary"}
 
 class CacheCore:
     def __init__(self, keyspace: KeySpace, config: CacheConfig, where: str = "Redis") -> None:
+        registry = keyspace.registry
+        config.check_against(registry)
         self.keyspace = keyspace
         self.config = config
         self.where = where
+        dictionaries: dict[str | None, Dictionary] = {}
+        dictionaries.update(registry_dictionaries(registry))
+        dictionaries.update(config.dictionaries)
         self.codec = ValueCodec(
             compress_threshold=config.compress_threshold,
             level=config.compression_level,
             max_value_bytes=config.max_value_bytes,
-            dictionaries=config.dictionaries,
+            dictionaries=dictionaries,
             decode_only=config.decode_dictionaries,
             dictionary_max_bytes=config.dictionary_max_bytes,
+            uncompressed=frozenset(ns.name for ns in registry if ns.compression == "none"),
         )
+        #: Per namespace: TTL in seconds, and whether hits restore it (adaptive TTL).
+        self._ttls = {ns.name: config.ttl_for(ns) for ns in registry}
+        self._adaptive = {ns.name: config.adaptive(ns.name) for ns in registry}
         self.stats = CacheStats(latency=LatencyWindow(config.latency_window))
         self.breaker = CircuitBreaker(config.breaker, name=where) if config.breaker else None
         self._generations: dict[str, tuple[int, float]] = {}
@@ -154,7 +164,10 @@ class CacheCore:
             if ttl <= 0:
                 raise ConfigError(f"ttl must be a positive number of seconds, got {ttl!r}")
             return float(ttl)
-        return float(self.config.ttl_for(self.keyspace.namespace(namespace).ttl_class))
+        ttl_s = self._ttls.get(namespace)
+        if ttl_s is None:
+            self.keyspace.namespace(namespace)  # raises namespace.unknown
+        return float(self._ttls[namespace])
 
     def known_generation(self, namespace: str) -> int | None:
         seen = self._generations.get(namespace)
@@ -207,10 +220,10 @@ class CacheCore:
     ) -> Step[list[Read]]:
         keys = [self.keyspace.key(namespace, i) for i in ids]  # validates before any I/O
         gen_key = self.keyspace.generation_key(namespace)
-        ttl_class = self.keyspace.namespace(namespace).ttl_class
-        ttl = self.config.ttl_for(ttl_class)
-        adaptive = ttl_class in self.config.adaptive_ttl
-        return self._read(namespace, gen_key, keys, ttl if adaptive else None, count)
+        ttl = self._ttls[namespace]  # keys were checked by keyspace.key() above
+        return self._read(
+            namespace, gen_key, keys, ttl if self._adaptive[namespace] else None, count
+        )
 
     def _read(
         self, namespace: str, gen_key: str, keys: list[str], adaptive_ttl: int | None, count: bool

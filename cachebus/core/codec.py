@@ -56,7 +56,8 @@ class ValueCodec:
 
     ``dictionaries`` maps a namespace to the dictionary its values are compressed with
     (``None`` key: the default for every other namespace); ``decode_only`` dictionaries are
-    accepted when reading, for rolling a new dictionary out.
+    accepted when reading, for rolling a new dictionary out. Values of the ``uncompressed``
+    namespaces (``compression = "none"`` in the registry) are stored raw.
     """
 
     def __init__(
@@ -69,8 +70,10 @@ class ValueCodec:
         decode_only: tuple[Dictionary, ...] = (),
         dictionary_min_bytes: int = 64,
         dictionary_max_bytes: int = 4096,
+        uncompressed: frozenset[str] = frozenset(),
     ) -> None:
         self.compress_threshold = compress_threshold
+        self.uncompressed = uncompressed
         self.level = level
         self.max_value_bytes = max_value_bytes
         self.dictionary_min_bytes = dictionary_min_bytes
@@ -167,12 +170,14 @@ class ValueCodec:
                 f"value is {size} bytes; the cache's cap is {self.max_value_bytes} "
                 "(CacheConfig.max_value_bytes): raise it or do not cache this value"
             )
+        flag = int(is_json)
+        if self.uncompressed and namespace in self.uncompressed:
+            return Prepared(LEADS[Compression.RAW, flag], payload, size)
         dictionary = (
             self._for_namespace.get(namespace, self._default)
             if self._for_namespace
             else self._default
         )
-        flag = int(is_json)
         if dictionary is not None and self.dictionary_min_bytes <= size < self.dictionary_max_bytes:
             packed = self._compressor(dictionary, size).compress(payload)
             if len(packed) + 4 < size:

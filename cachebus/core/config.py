@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from cachebus.contracts.errors import ConfigError
-from cachebus.contracts.keys import DEFAULT_TTL_SECONDS, TTLClass
+from cachebus.contracts.registry import Namespace, Registry
 from cachebus.core.dictionary import Dictionary
 from cachebus.core.health import HealthThresholds
 
 __all__ = ["BreakerConfig", "CacheConfig"]
 
 _EMPTY: Mapping[str, Dictionary] = MappingProxyType({})
+_NO_TTLS: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +33,20 @@ class BreakerConfig:
 
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
-    """How a :class:`~cachebus.core.Cache` stores, expires, guards and invalidates values."""
+    """How a :class:`~cachebus.core.Cache` stores, expires, guards and invalidates values.
 
-    #: Seconds per TTL class; every class must be present. The audit's values by default.
-    ttls: Mapping[TTLClass, int] = field(default_factory=lambda: DEFAULT_TTL_SECONDS)
-    #: Classes whose hits restore the full class TTL (GETEX PX, atomic, in the read's round
-    #: trip; a superset of the audit's "extend when in the last half"). It also overrides a
-    #: shorter per-call ``ttl`` on the first hit: leave a class out for short-lived entries.
-    adaptive_ttl: frozenset[TTLClass] = frozenset(TTLClass)
+    TTLs and compression are the registry's, per namespace (``ttl_s``, ``compression``,
+    ``dictionary``); this object only overrides them for one cache (a test, a tighter service).
+    """
+
+    #: Per-namespace TTL overrides (whole seconds) over the registry's ``ttl_s``; every name
+    #: must be a namespace of the cache's registry (checked when the cache is built).
+    ttls: Mapping[str, int] = field(default_factory=lambda: _NO_TTLS)
+    #: Namespaces whose hits restore their full TTL (GETEX PX, atomic, in the read's round
+    #: trip; a superset of the audit's "extend when in the last half"): ``True`` every
+    #: namespace, ``False`` none, or a set of names. It also overrides a shorter per-call
+    #: ``ttl`` on the first hit: leave a namespace out for short-lived entries.
+    adaptive_ttl: bool | frozenset[str] = True
     #: A value is a miss once older than this many TTLs since written, however often it is
     #: hit: adaptive TTL keeps hot keys, it must not keep them forever.
     adaptive_max_age: float = 4.0
@@ -53,7 +60,7 @@ class CacheConfig:
     #: there and costs ~1.5x the time).
     dictionary: Dictionary | None = None
     dictionary_max_bytes: int = 4096
-    #: Per-namespace dictionaries, over the default.
+    #: Per-namespace dictionaries, over the registry's ``dictionary`` files and the default.
     namespace_dictionaries: Mapping[str, Dictionary] = field(default_factory=lambda: _EMPTY)
     #: Dictionaries accepted when reading only (values written before a dictionary rollout).
     decode_dictionaries: tuple[Dictionary, ...] = ()
@@ -85,17 +92,21 @@ class CacheConfig:
     latency_window: int = 2048
 
     def __post_init__(self) -> None:
-        missing = [cls.value for cls in TTLClass if cls not in self.ttls]
-        if missing:
-            raise ConfigError(f"CacheConfig.ttls lacks a TTL for {', '.join(missing)}")
-        bad = {str(k): v for k, v in self.ttls.items() if not isinstance(v, int) or v < 1}
+        bad = {
+            str(k): v
+            for k, v in self.ttls.items()
+            if type(v) is not int or v < 1 or not isinstance(k, str)
+        }
         if bad:
-            raise ConfigError(f"CacheConfig.ttls must be whole seconds >= 1, got {bad}")
+            raise ConfigError(
+                f"CacheConfig.ttls maps namespace names to whole seconds >= 1, got {bad}"
+            )
         object.__setattr__(self, "ttls", MappingProxyType(dict(self.ttls)))
         object.__setattr__(
             self, "namespace_dictionaries", MappingProxyType(dict(self.namespace_dictionaries))
         )
-        object.__setattr__(self, "adaptive_ttl", frozenset(self.adaptive_ttl))
+        if not isinstance(self.adaptive_ttl, bool):
+            object.__setattr__(self, "adaptive_ttl", frozenset(self.adaptive_ttl))
         checks = {
             "compress_threshold >= 1": self.compress_threshold >= 1,
             "compression_level between 1 and 22": 1 <= self.compression_level <= 22,
@@ -128,8 +139,26 @@ class CacheConfig:
             return self.delete_burst
         return max(1, int(self.max_deletes_per_second or 1))
 
-    def ttl_for(self, ttl_class: TTLClass) -> int:
-        return self.ttls[ttl_class]
+    def ttl_for(self, namespace: Namespace) -> int:
+        """The namespace's TTL: this config's override, else the registry's ``ttl_s``."""
+        return self.ttls.get(namespace.name, namespace.ttl_s)
+
+    def adaptive(self, namespace: str) -> bool:
+        if isinstance(self.adaptive_ttl, bool):
+            return self.adaptive_ttl
+        return namespace in self.adaptive_ttl
+
+    def check_against(self, registry: Registry) -> None:
+        """Every namespace this config names must be registered (ConfigError otherwise)."""
+        named = {*self.ttls, *self.namespace_dictionaries}
+        if not isinstance(self.adaptive_ttl, bool):
+            named |= self.adaptive_ttl
+        unknown = sorted(n for n in named if n not in registry)
+        if unknown:
+            raise ConfigError(
+                f"CacheConfig names namespaces the registry lacks: {', '.join(unknown)} "
+                f"(known: {', '.join(registry.names)})"
+            )
 
     @property
     def dictionaries(self) -> Mapping[str | None, Dictionary]:

@@ -17,8 +17,14 @@ from pathlib import Path
 import zstandard
 
 from cachebus.contracts.errors import ConfigError
+from cachebus.contracts.registry import Registry
 
-__all__ = ["DEFAULT_DICTIONARY_SIZE", "MIN_TRAINING_SAMPLES", "Dictionary"]
+__all__ = [
+    "DEFAULT_DICTIONARY_SIZE",
+    "MIN_TRAINING_SAMPLES",
+    "Dictionary",
+    "registry_dictionaries",
+]
 
 #: 16 KB: what perf-baseline.md §e measured (3.1-3.8x on ~1 KB values).
 DEFAULT_DICTIONARY_SIZE = 16 * 1024
@@ -93,3 +99,16 @@ class Dictionary:
     @property
     def zstd(self) -> zstandard.ZstdCompressionDict:
         return self._zstd
+
+
+def registry_dictionaries(registry: Registry) -> dict[str, Dictionary]:
+    """The dictionaries the registry names (``dictionary = "..."``), loaded, by namespace."""
+    out: dict[str, Dictionary] = {}
+    for ns in registry:
+        path = registry.dictionary_path(ns.name)
+        if path is not None:
+            try:
+                out[ns.name] = Dictionary.load(path)
+            except ConfigError as exc:
+                raise ConfigError(f"namespace {ns.name!r} of the registry: {exc}") from None
+    return out

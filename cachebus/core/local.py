@@ -6,7 +6,8 @@ covering its namespace) in between voids the token and the late fill is refused.
 reader that loaded an old value just before an invalidation would put it back just after.
 
 One bounded TLRU cache per registered namespace (``maxsize`` entries each), an entry living
-for its namespace's TTL class (or the ``ttl`` given to :meth:`LocalCache.set`). A broadcast
+for its namespace's ``ttl_s`` (or the override in ``ttls``, or the ``ttl`` given to
+:meth:`LocalCache.set`). A broadcast
 consumer applies the stream's invalidations to it and calls :meth:`LocalCache.flush` when it
 cannot prove it saw every event. Synchronous and thread-safe (one lock; every operation is
 in-memory and short).
@@ -22,16 +23,8 @@ from typing import Any, NamedTuple
 from cachetools import LRUCache, TLRUCache
 
 from cachebus.contracts.errors import ConfigError, ContractError
-from cachebus.contracts.keys import (
-    DEFAULT_REGISTRY,
-    DEFAULT_TTL_SECONDS,
-    KeyRef,
-    NamespaceRegistry,
-    TTLClass,
-    glob_match,
-    validate_id,
-    validate_pattern,
-)
+from cachebus.contracts.names import KeyRef, glob_match, validate_id, validate_pattern
+from cachebus.contracts.registry import Registry
 
 __all__ = ["LocalCache"]
 
@@ -64,20 +57,24 @@ class LocalCache:
 
     def __init__(
         self,
-        registry: NamespaceRegistry = DEFAULT_REGISTRY,
+        registry: Registry,
         *,
         maxsize: int = 10_000,
-        ttls: Mapping[TTLClass, int] = DEFAULT_TTL_SECONDS,
+        ttls: Mapping[str, float] | None = None,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         if maxsize < 1:
             raise ConfigError(f"LocalCache maxsize must be at least 1, got {maxsize}")
-        missing = [cls.value for cls in TTLClass if cls not in ttls]
-        if missing:
-            raise ConfigError(f"LocalCache ttls lacks a TTL for {', '.join(missing)}")
+        overrides = dict(ttls or {})
+        unknown = sorted(n for n in overrides if n not in registry)
+        if unknown:
+            raise ConfigError(f"LocalCache ttls name unregistered namespaces: {', '.join(unknown)}")
+        bad = {n: v for n, v in overrides.items() if not isinstance(v, int | float) or v <= 0}
+        if bad:
+            raise ConfigError(f"LocalCache ttls must be positive seconds, got {bad}")
         self.registry = registry
         self.maxsize = maxsize
-        self._ttl = {ns.name: float(ttls[ns.ttl_class]) for ns in registry}
+        self._ttl = {ns.name: float(overrides.get(ns.name, ns.ttl_s)) for ns in registry}
         self._caches: dict[str, TLRUCache[str, _Entry]] = {
             ns.name: TLRUCache(maxsize, ttu=_time_to_use, timer=timer) for ns in registry
         }

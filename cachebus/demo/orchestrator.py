@@ -31,9 +31,10 @@ from cachebus import devredis
 from cachebus.acl import DEFAULT_LAYOUT
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import SyncCache
+from cachebus.demo.registry import SERVICES, demo_registry, services_of
 from cachebus.demo.spec import SPEC_ENV, Spec
 from cachebus.demo.tracefile import read_spans
-from cachebus.demo.world import SERVICES, World, WorldShape
+from cachebus.demo.world import World
 from cachebus.producers.outbox import SQLiteOutbox
 from cachebus.testing.server import free_port
 
@@ -51,6 +52,9 @@ class DemoConfig:
     redis_url: str | None = None
     spec: dict[str, Any] = field(default_factory=dict)
     quiesce_timeout_s: float = 60.0
+    #: A registry file to run on instead of the demo's own (it must declare the namespaces
+    #: the demo uses).
+    registry: Path | None = None
 
 
 @dataclass(slots=True)
@@ -125,8 +129,11 @@ class _Cluster:
         self.prefix = "cb"
         if config.redis_url:
             self.prefix = f"demo{secrets.token_hex(3)}"  # a shared Redis: keep to our own keys
-        self.spec = Spec(run_dir=str(root), prefix=self.prefix, **config.spec)
+        registry = str(config.registry) if config.registry else ""
+        self.spec = Spec(run_dir=str(root), prefix=self.prefix, registry=registry, **config.spec)
         self.keys = StreamKeys(self.prefix)
+        self.registry = demo_registry(config.registry)
+        self.services = services_of(self.registry)
 
     # ---- Redis -------------------------------------------------------------------------
     def start_redis(self) -> None:
@@ -245,7 +252,7 @@ def run_demo(
     run = _Cluster(config, root)
     try:
         run.start_redis()
-        World(run.spec.world_path, WorldShape(run.spec.users, run.spec.markets)).create()
+        World(run.spec.world_path, run.spec.shape()).create()
         asyncio.run(_create_outbox(run.spec))
         started = time.monotonic()
 
@@ -321,7 +328,7 @@ def _restart_stream(run: _Cluster) -> str:
 
 
 async def _create_outbox(spec: Spec) -> None:
-    outbox = SQLiteOutbox(spec.world_path, stream=spec.stream)
+    outbox = SQLiteOutbox(spec.world_path, stream=spec.stream, registry=spec.load_registry())
     await outbox.create_schema()
     await outbox.close()
 
@@ -380,12 +387,13 @@ def _verify(run: _Cluster, report: DemoReport) -> None:
         (run.root / f"verify-{name}.json").unlink(missing_ok=True)
         run.signal(name, signal.SIGUSR1)
     truth = World(run.spec.world_path).versions()
-    shape = WorldShape(run.spec.users, run.spec.markets)
+    shape = run.spec.shape()
     client = run.admin("cache")
     try:
-        for name, namespaces in SERVICES.items():
+        for name, namespaces in run.services.items():
             result = report.services.setdefault(name, ServiceResult())
-            cache = SyncCache(client, KeySpace(prefix=run.prefix, scope=name))
+            space = KeySpace(prefix=run.prefix, scope=name, registry=run.registry)
+            cache = SyncCache(client, space)
             for ref in shape.refs_of(namespaces):
                 value = cache.get(ref.namespace, ref.id)
                 if value is None:
@@ -429,7 +437,7 @@ def _collect(run: _Cluster, report: DemoReport) -> None:
     report.published["workers"] = len(published) - report.published["api"]
     client = run.admin("stream")
     try:
-        for name, namespaces in SERVICES.items():
+        for name, namespaces in run.services.items():
             result = report.services.setdefault(name, ServiceResult())
             expected = {eid for eid, ns in published.items() if ns in namespaces}
             seen: list[str] = []

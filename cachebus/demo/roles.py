@@ -27,35 +27,25 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
-import redis.asyncio
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from cachebus.consumers import (
-    BroadcastConfig,
-    BroadcastConsumer,
-    CompositeObserver,
-    Consumer,
-    ConsumerConfig,
-    ConsumerObserver,
-    LocalCacheSink,
-    RedisCacheSink,
-    TracingObserver,
-)
+from cachebus.consumers import ConsumerObserver
 from cachebus.consumers.config import FlushReason
 from cachebus.consumers.plan import Delivered
 from cachebus.contracts.errors import PublishError
-from cachebus.contracts.keys import CacheKeys, KeyRef, KeySpace, StreamKeys
-from cachebus.core import Cache, CacheConfig, LocalCache
+from cachebus.contracts.keys import KeyRef, StreamKeys
+from cachebus.core import Cache
 from cachebus.core._tasks import cancel_and_wait
-from cachebus.core.connection import RedisSettings, create_async_pool
+from cachebus.demo.registry import SERVICES
 from cachebus.demo.spec import Spec, write_stats
 from cachebus.demo.tracefile import JsonLinesSpanExporter
-from cachebus.demo.world import SERVICES, WorldShape
 from cachebus.producers import Producer
 from cachebus.producers.outbox import OutboxRelay, RelayConfig, SQLiteOutbox
+from cachebus.service import ConsumerService
+from cachebus.settings import CachebusSettings
 
 __all__ = ["main"]
 
@@ -96,14 +86,14 @@ async def _paced(rate: float, stop: asyncio.Event, step: Any) -> None:
 # ---- writers ------------------------------------------------------------------------------
 async def api(spec: Spec) -> None:
     stop = _stop_event()
-    shape = WorldShape(spec.users, spec.markets)
+    shape = spec.shape()
     provider = _tracer(spec, "api")
     producer = Producer.from_url(
         os.environ["CACHEBUS_REDIS_URL"], spec.stream, producer_name="api",
-        keys=StreamKeys(spec.prefix), tracer_provider=provider,
+        keys=StreamKeys(spec.prefix), registry=shape.registry, tracer_provider=provider,
     )  # fmt: skip
     outbox = SQLiteOutbox(spec.world_path, stream=spec.stream, producer_name="api",
-                          relay_name="api-relay")  # fmt: skip
+                          relay_name="api-relay", registry=shape.registry)  # fmt: skip
     relay = OutboxRelay(outbox, producer, RelayConfig(batch_size=200, poll_interval_s=0.01))
     relay_task = asyncio.ensure_future(relay.run())
     db = await aiosqlite.connect(spec.world_path, isolation_level=None)
@@ -119,7 +109,7 @@ async def api(spec: Spec) -> None:
             ref = shape.user_positions(user)
             rows = [ref]
             # Now and then the position list is invalidated by pattern (every view of the user).
-            refs = [CacheKeys.user_positions_all(f"u{user}")] if rng.random() < 0.1 else rows
+            refs = [shape.user_positions_all(user)] if rng.random() < 0.1 else rows
         else:
             rows = list(shape.market_views(rng.randrange(shape.markets)))
             refs = rows
@@ -162,11 +152,12 @@ async def api(spec: Spec) -> None:
 
 async def workers(spec: Spec) -> None:
     stop = _stop_event()
-    shape = WorldShape(spec.users, spec.markets)
+    shape = spec.shape()
     provider = _tracer(spec, "workers")
     producer = Producer.from_url(
         os.environ["CACHEBUS_REDIS_URL"], spec.stream, producer_name="workers",
-        keys=StreamKeys(spec.prefix), tracer_provider=provider, socket_timeout=1.0,
+        keys=StreamKeys(spec.prefix), registry=shape.registry, tracer_provider=provider,
+        socket_timeout=1.0,
     )  # fmt: skip
     db = await aiosqlite.connect(spec.world_path, isolation_level=None)
     await db.execute("PRAGMA busy_timeout=5000")
@@ -238,41 +229,27 @@ async def service(spec: Spec, name: str) -> None:
     stop = _stop_event()
     verify = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, verify.set)
-    shape = WorldShape(spec.users, spec.markets)
-    namespaces = SERVICES[name]
-    refs = shape.refs_of(namespaces)
+    shape = spec.shape()
     provider = _tracer(spec, name)
-    keys = StreamKeys(spec.prefix)
-    stream_settings = RedisSettings.from_url(
-        os.environ["CACHEBUS_REDIS_URL"], socket_timeout=3.0, client_name=f"{name}-1"
-    )
-    cache_settings = RedisSettings.from_url(os.environ["CACHEBUS_CACHE_URL"], socket_timeout=2.0)
-    stream_pool, cache_pool = create_async_pool(stream_settings), create_async_pool(cache_settings)
-    stream = redis.asyncio.Redis(connection_pool=stream_pool)
-    cache_client = redis.asyncio.Redis(connection_pool=cache_pool)
-    space = KeySpace(prefix=spec.prefix, scope=name)
-    # Invalidations never wait for a breaker's cool-down; readers do degrade through one.
-    sink_cache = Cache(cache_client, space, CacheConfig(breaker=None))
-    reader_cache = Cache(cache_client, space)
-    l1 = LocalCache(maxsize=5000)
     applied = _AppliedLog(spec.root / f"applied-{name}.log")
-    tracing = TracingObserver.for_consumer(
-        ConsumerConfig(stream=spec.stream, group=name, consumer=f"{name}-1", namespaces=namespaces),
-        keys=keys, server=stream_settings.address, tracer_provider=provider,
+    # The composition root: group consumer (L2), broadcast consumer (L1), clients and pools.
+    # Its namespaces are those whose readers name the service in the registry.
+    consumers = ConsumerService(
+        CachebusSettings(
+            prefix=spec.prefix, stream=spec.stream, service=name, consumer=f"{name}-1",
+            block_ms=500, min_idle_ms=5000, max_staleness_s=3.0, socket_timeout=2.0,
+            broadcast=True, local_maxsize=5000, metrics=False, health_port=0,
+        ),  # the URLs come from CACHEBUS_REDIS_URL / CACHEBUS_CACHE_URL
+        registry=shape.registry, observers=[applied], tracer_provider=provider,
     )  # fmt: skip
-    group = Consumer(
-        stream,
-        ConsumerConfig(stream=spec.stream, group=name, consumer=f"{name}-1", namespaces=namespaces,
-                       block_ms=500, min_idle_ms=5000, claim_interval_s=1.0, max_staleness_s=3.0),
-        [RedisCacheSink(sink_cache)], keys=keys,
-        observer=CompositeObserver(applied, tracing), where=stream_settings.redacted_url,
-    )  # fmt: skip
-    broadcast = BroadcastConsumer(
-        stream, BroadcastConfig(stream=spec.stream, namespaces=namespaces, block_ms=500,
-                                max_staleness_s=3.0),
-        [RedisCacheSink(sink_cache), LocalCacheSink(l1)], keys=keys,
-        where=stream_settings.redacted_url,
-    )  # fmt: skip
+    refs = shape.refs_of(consumers.config.namespaces)
+    await consumers.start()
+    group, broadcast = consumers.consumer, consumers.broadcast
+    l1, sink_cache = consumers.local, consumers.cache
+    assert group is not None and broadcast is not None and l1 is not None
+    assert sink_cache is not None and consumers.cache_client is not None
+    # Readers degrade through a circuit breaker; the invalidation path never waits for one.
+    reader_cache = Cache(consumers.cache_client, sink_cache.keyspace)
     db = await aiosqlite.connect(spec.world_path)
     await db.execute("PRAGMA busy_timeout=5000")
     reads = l1_hits = 0
@@ -349,19 +326,13 @@ async def service(spec: Spec, name: str) -> None:
         )  # fmt: skip
         write_stats(spec.root / f"verify-{name}.json", {"l1_entries": len(l1), "l1_stale": stale})
 
-    tasks = [asyncio.ensure_future(t) for t in
-             (group.run(), broadcast.run(), readers(), report(), verifier())]  # fmt: skip
+    tasks = [asyncio.ensure_future(t) for t in (readers(), report(), verifier())]
     await stop.wait()
-    await group.stop()
-    await broadcast.stop()
+    await consumers.stop()
     for task in tasks:
         await cancel_and_wait(task, within=5.0)
     applied.file.close()
     await db.close()
-    await stream.aclose()
-    await cache_client.aclose()
-    await stream_pool.aclose()
-    await cache_pool.aclose()
     provider.shutdown()
 
 

@@ -11,6 +11,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cachebus.contracts.registry import Registry
+    from cachebus.demo.world import WorldShape
 
 __all__ = ["SPEC_ENV", "Spec", "write_stats"]
 
@@ -33,11 +38,24 @@ class Spec:
     trace_ratio: float = 0.02
     #: How slow a load from the source is (seconds): wide enough for fills to race.
     load_delay_s: float = 0.005
+    #: A registry file to use instead of the demo's own ("": the demo's).
+    registry: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
         return Path(self.run_dir)
+
+    def load_registry(self) -> Registry:
+        """The registry every process of the run loads."""
+        from cachebus.demo.registry import demo_registry
+
+        return demo_registry(self.registry or None)
+
+    def shape(self) -> WorldShape:
+        from cachebus.demo.world import WorldShape
+
+        return WorldShape(self.users, self.markets, self.load_registry())
 
     @property
     def world_path(self) -> Path:

@@ -9,33 +9,41 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cachebus.contracts.keys import CacheKeys, KeyRef
+from cachebus.contracts.keys import KeyRef, PatternRef
+from cachebus.contracts.registry import Registry
+from cachebus.demo.registry import demo_registry
 
-__all__ = ["SERVICES", "World", "WorldShape"]
-
-#: The consuming services and the namespaces each caches (its group's scope).
-SERVICES: dict[str, frozenset[str]] = {
-    "bot": frozenset({"positions", "prices"}),
-    "indexer": frozenset({"market", "prices"}),
-}
+__all__ = ["World", "WorldShape"]
 
 
 @dataclass(frozen=True, slots=True)
 class WorldShape:
+    """The items of the world, as references built from the registry's key templates."""
+
     users: int = 200
     markets: int = 100
+    registry: Registry = field(default_factory=demo_registry, compare=False)
 
     def user_positions(self, user: int) -> KeyRef:
-        return CacheKeys.user_positions(f"u{user}")
+        """The position list the API caches."""
+        return self.registry["positions"].ref(user_id=f"u{user}", view="all")
+
+    def user_positions_all(self, user: int) -> PatternRef:
+        """Everything cached about one user's positions."""
+        return self.registry["positions"].prefix(user_id=f"u{user}")
 
     def market_views(self, market: int) -> tuple[KeyRef, KeyRef]:
-        return CacheKeys.market_all(f"m{market}")
+        """Both cached views of one market: invalidated together, without a SCAN."""
+        ns = self.registry["market"]
+        return ns.ref(market_id=f"m{market}", view="summary"), ns.ref(
+            market_id=f"m{market}", view="detail"
+        )
 
     def price(self, market: int) -> KeyRef:
-        return CacheKeys.price(f"m{market}")
+        return self.registry["prices"].ref(market_id=f"m{market}")
 
     def refs(self) -> Iterator[KeyRef]:
         for user in range(self.users):

@@ -2,10 +2,10 @@
 
 A role is the list of commands cachebus runs for it, with the keys it runs them on:
 
-* ``producer``: XADD to the stream;
+* ``producer``: XADD to the stream, HSET of the registry record;
 * ``consumer``: reading, acking, claiming and dead-lettering on the stream, the group meta
-  hash, the epoch, retention trims; and, on the cache's instance, UNLINK/SCAN/EVALSHA/INFO
-  on the service's cache scope.
+  and counters hashes, the registry record, the epoch, retention trims; and, on the cache's
+  instance, UNLINK/SCAN/EVALSHA/INFO on the service's cache scope.
 
 DRYRUN simulates without executing, so the check is harmless. It needs the connected user to
 be allowed ``ACL DRYRUN``; when it is not, the check is skipped and says so.
@@ -21,6 +21,7 @@ from cachebus.consumers.config import default_consumer_name
 from cachebus.consumers.entries import text
 from cachebus.contracts.errors import BackendError
 from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.contracts.registry import Namespace, Registry
 from cachebus.core.connection import map_redis_errors
 from cachebus.ops._checks import Check, Level
 from cachebus.settings import CachebusSettings
@@ -34,11 +35,16 @@ _SHA = "0" * 40  # DRYRUN checks the right to EVALSHA, never the script's existe
 def _stream_commands(settings: CachebusSettings, role: str) -> list[tuple[str, ...]]:
     keys = StreamKeys(settings.prefix)
     stream = keys.stream(settings.stream)
+    record = keys.registry_record(settings.stream)
     if role == "producer":
-        return [("XADD", stream, "MAXLEN", "~", "1000000", "*", "__data__", "{}")]
+        return [
+            ("XADD", stream, "MAXLEN", "~", "1000000", "*", "__data__", "{}"),
+            ("HSET", record, "producer:doctor", "{}"),
+        ]
     group = settings.service or "cachebus-doctor"
-    member = settings.consumer_name or default_consumer_name(group)
+    member = settings.consumer or default_consumer_name(group)
     meta = keys.group_meta(settings.stream, group)
+    counters = keys.counters(settings.stream, group)
     return [
         ("XREADGROUP", "GROUP", group, member, "COUNT", "1", "STREAMS", stream, ">"),
         ("XACK", stream, group, "0-1"),
@@ -56,14 +62,19 @@ def _stream_commands(settings: CachebusSettings, role: str) -> list[tuple[str, .
         ("HSET", meta, "synced", "x"),
         ("HINCRBY", meta, "flushes:manual", "1"),
         ("HDEL", meta, "fallback_mark"),
+        ("HINCRBY", counters, f"applied:{member}", "1"),
+        ("HSET", record, f"member:{group}/{member}", "{}"),
+        ("HGET", record, "def:0"),
         ("EVALSHA", _SHA, "1", stream, group, member, "0"),
         ("INFO", "server"),
     ]
 
 
 def _cache_commands(settings: CachebusSettings) -> list[tuple[str, ...]]:
-    space = KeySpace(prefix=settings.prefix, scope=settings.service or "cachebus-doctor")
-    ns = (settings.namespaces or list(space.registry.names))[0]
+    # Any namespace shows the rights on the scope; without a registry, a stand-in.
+    registry = settings.registry_or_none() or Registry([Namespace("doctor", "{id}", 60)])
+    space = KeySpace(settings.prefix, settings.service or "cachebus-doctor", registry=registry)
+    ns = (settings.namespaces or list(registry.names))[0]
     return [
         ("UNLINK", space.key(ns, "doctor"), space.lease_key(ns, "doctor")),
         ("SCAN", "0", "MATCH", space.namespace_match(ns), "COUNT", "100"),
@@ -93,10 +104,18 @@ def _parse_users(specs: Sequence[str]) -> list[tuple[str, str]]:
     return users
 
 
+def _bookkeeping(settings: CachebusSettings) -> frozenset[str]:
+    """Keys whose commands are bookkeeping only: refused, cachebus goes on without them (the
+    registry record, the counters), so a refusal there is a warning, not an error."""
+    keys = StreamKeys(settings.prefix)
+    group = settings.service or "cachebus-doctor"
+    return frozenset({keys.registry_record(settings.stream), keys.counters(settings.stream, group)})
+
+
 async def _dryrun(
     client: redis.asyncio.Redis, user: str, commands: Sequence[tuple[str, ...]]
-) -> list[str]:
-    """Refusals, as ``COMMAND: why``; empty when every command is allowed."""
+) -> list[tuple[tuple[str, ...], str]]:
+    """Refusals, as ``(command, why)``; empty when every command is allowed."""
     pipe = client.pipeline(transaction=False)
     for command in commands:
         pipe.execute_command("ACL", "DRYRUN", user, *command)
@@ -107,7 +126,7 @@ async def _dryrun(
         if isinstance(reply, Exception):  # no such user, DRYRUN refused or unknown (< 7.0)
             raise BackendError(f"ACL DRYRUN {user}: {reply}") from reply
         if text(reply) != "OK":
-            refused.append(f"{' '.join(command[:2])}: {text(reply)}")
+            refused.append((command, text(reply)))
     return refused
 
 
@@ -148,11 +167,16 @@ async def acl_checks(
                 "--acl-user role:name",
             ))  # fmt: skip
             continue
+        optional = _bookkeeping(settings)
+        required = [r for r in refused if not optional & set(r[0])]
+        shown = [f"{' '.join(c[:2])}: {why}" for c, why in required or refused]
         if refused:
             checks.append(Check(
-                name, Level.ERROR,
-                f"user {user!r} ({role}) is refused {len(refused)} of {len(commands)} commands: "
-                + "; ".join(refused[:6]) + (" ..." if len(refused) > 6 else ""),
+                name, Level.ERROR if required else Level.WARN,
+                f"user {user!r} ({role}) is refused {len(shown)} of {len(commands)} commands"
+                + ("" if required else " (bookkeeping only: status will miss its registry "
+                   "record or counters)") + ": "
+                + "; ".join(shown[:6]) + (" ..." if len(shown) > 6 else ""),
                 f"grant {user!r} these commands on keys {settings.prefix}:* "
                 f"(ACL SETUSER {user} ...), or use the {role} user of infra/",
             ))  # fmt: skip

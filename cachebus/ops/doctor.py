@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio
@@ -43,7 +44,9 @@ from cachebus.ops._common import (
     run,
 )
 from cachebus.ops.acl import acl_checks
+from cachebus.ops.registry_status import RegistryStatus
 from cachebus.ops.status import collect_status
+from cachebus.registry_cmd import REGISTRY_OPT
 from cachebus.settings import CachebusSettings
 
 __all__ = ["Check", "Level", "diagnose", "doctor"]
@@ -154,7 +157,7 @@ async def group_checks(
     keys = StreamKeys(settings.prefix)
     (status,) = await collect_status(
         client, keys, [settings.stream], where=where,
-        retired_after_s=settings.retired_group_after_s,
+        retired_after_s=settings.retired_group_after_s, registry=settings.registry_or_none(),
     )  # fmt: skip
     if status.problem:
         level = Level.ERROR if status.exists else Level.OK
@@ -190,7 +193,25 @@ async def group_checks(
                 f"dlq {g.name}", Level.WARN, f"{g.dlq_depth:,} dead letter(s)",
                 f"inspect: cachebus dlq list --group {g.name}",
             ))  # fmt: skip
-    return checks
+    return checks + _registry_checks(status.registry)
+
+
+def _registry_checks(recorded: RegistryStatus | None) -> list[Check]:
+    """Drift between the registries the producers and members recorded (and the file)."""
+    if recorded is None or not recorded.participants:
+        return []
+    if not recorded.drift:
+        return [Check("registry", Level.OK, f"{len(recorded.participants)} participants agree")]
+    fix = "roll the same registry file out to every service (cachebus registry diff OLD NEW)"
+    return [
+        Check(
+            f"registry {namespace}",
+            Level.WARN,
+            "drift: " + "; ".join(f"{fp}: {', '.join(who)}" for fp, who in by_fp.items()),
+            fix,
+        )
+        for namespace, by_fp in recorded.drift.items()
+    ]
 
 
 async def diagnose(settings: CachebusSettings) -> list[Check]:
@@ -236,12 +257,13 @@ def doctor(
         None, "--acl-user", help="Also check this user, as role:name (producer or consumer)."
     ),
     strict: bool = typer.Option(False, help="Warnings fail too (exit 1)."),
+    registry: Path = REGISTRY_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Check the deployment (version, eviction, persistence, timeouts, groups, ACL)."""
+    """Check the deployment (version, eviction, persistence, timeouts, groups, ACL, registry)."""
     settings = load_settings(
         "doctor", redis_url=redis_url, cache_url=cache_url, prefix=prefix, stream=stream,
-        service=service, acl_users=acl_user or None,
+        service=service, acl_users=acl_user or None, registry=registry,
     )  # fmt: skip
 
     checks = run("doctor", lambda: diagnose(settings))

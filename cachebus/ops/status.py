@@ -1,9 +1,11 @@
 """``cachebus status``: is every service caught up? Per stream and consumer group.
 
 For each group: its members, lag (entries not read yet), pending (read, not acked), the age of
-the oldest pending entry, the dead-letter depth, and the last flush with its reason (from the
-group meta hash the consumers keep). For each stream: length, what retention may trim up to
-(the oldest entry some group still needs), and the groups holding it back.
+the oldest pending entry, the dead-letter depth, the last flush with its reason (from the
+group meta hash the consumers keep), and what its members applied, duplicated, claimed and
+dead-lettered (the counters kept in Redis: they survive a member's crash). For each stream:
+length, what retention may trim up to (the oldest entry some group still needs), the groups
+holding it back, and which registry version each producer and member runs (with drift).
 
 A few round trips per stream, all reads: safe to run against production at any time.
 """
@@ -13,29 +15,33 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from cachebus.consumers.counters import parse_counters
 from cachebus.consumers.entries import parse_stream_info, stream_id, text
 from cachebus.consumers.retention import safe_min_id
 from cachebus.contracts.keys import StreamKeys
+from cachebus.contracts.registry import Registry
 from cachebus.core.connection import map_redis_errors
 from cachebus.ops._common import (
     JSON_OPT,
     PREFIX_OPT,
     REDIS_URL_OPT,
     STREAMS_OPT,
-    age,
     connect,
     load_settings,
     now_ms,
     print_json,
     run,
 )
+from cachebus.ops.registry_status import RegistryStatus, collect_registry_status
+from cachebus.ops.status_render import render_status
+from cachebus.registry_cmd import REGISTRY_OPT
 
 __all__ = ["GroupStatus", "MemberStatus", "StreamStatus", "collect_status", "status"]
 
@@ -73,6 +79,8 @@ class GroupStatus:
     #: The oldest entry this group still needs is what retention stops at.
     holds_retention: bool
     members: tuple[MemberStatus, ...] = ()
+    #: The counters kept in Redis: ``{"totals": {...}, "members": {member: {...}}}``.
+    counters: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +97,12 @@ class StreamStatus:
     retention_min_id: str | None = None
     groups: tuple[GroupStatus, ...] = field(default_factory=tuple)
     problem: str | None = None
+    registry: RegistryStatus | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["registry"] = self.registry.as_dict() if self.registry is not None else None
+        return out
 
 
 def _age_of(entry_id: str | None, now: int) -> float | None:
@@ -136,25 +147,26 @@ async def _one_stream(
         pipe.xinfo_consumers(key, group)
         pipe.xlen(keys.dead_letter(name, group))
         pipe.hgetall(keys.group_meta(name, group))
+        pipe.hgetall(keys.counters(name, group))
     with map_redis_errors(f"XPENDING {key}", where):
         replies = await pipe.execute() if names else []
         retention = await safe_min_id(client, key, where) if names else None
     now = now_ms()
     groups = []
     for n, group in enumerate(names):
-        summary, members_raw, dlq_depth, meta_raw = replies[4 * n : 4 * n + 4]
-        groups.append(
-            _group_status(
-                state.groups[group],
-                summary,
-                members_raw,
-                int(dlq_depth),
-                {text(k): text(v) for k, v in (meta_raw or {}).items()},
-                now=now,
-                retention=retention,
-                retired_after_s=retired_after_s,
-            )
+        summary, members_raw, dlq_depth, meta_raw, counters_raw = replies[5 * n : 5 * n + 5]
+        status = _group_status(
+            state.groups[group],
+            summary,
+            members_raw,
+            int(dlq_depth),
+            {text(k): text(v) for k, v in (meta_raw or {}).items()},
+            now=now,
+            retention=retention,
+            retired_after_s=retired_after_s,
         )
+        counters = parse_counters(counters_raw).as_dict()
+        groups.append(dataclasses.replace(status, counters=counters))
     return StreamStatus(
         name,
         key,
@@ -221,65 +233,35 @@ async def collect_status(
     *,
     where: str = "Redis",
     retired_after_s: float = 24 * 3600.0,
+    registry: Registry | None = None,
 ) -> list[StreamStatus]:
-    """The status of each named stream (logical names, as in ``ConsumerConfig.stream``)."""
-    return [
-        await _one_stream(client, keys, name, where=where, retired_after_s=retired_after_s)
-        for name in streams
-    ]
-
-
-def _render(statuses: Sequence[StreamStatus], console: Console) -> None:
-    for s in statuses:
-        if not s.exists or s.problem:
-            console.print(f"[bold]{s.key}[/]: [yellow]{s.problem}[/]")
-            continue
-        console.print(
-            f"[bold]{s.key}[/]: {s.length:,} entries ({s.entries_added:,} ever added), "
-            f"first {s.first_entry_id or '-'}, last {s.last_generated_id}; "
-            f"retention may trim before {s.retention_min_id or '-'}"
-        )
-        table = Table(show_edge=False)
-        for column in ("group", "consumers", "lag", "pending", "oldest pending", "dlq",
-                       "last flush", "state"):  # fmt: skip
-            table.add_column(column, justify="left" if column in ("group", "state") else "right")
-        for g in s.groups:
-            state = []
-            if g.retired:
-                state.append("[yellow]retired[/]")
-            if g.holds_retention and s.length:
-                state.append("holds retention")
-            if not g.synced:
-                state.append("[yellow]not synced[/]")
-            flush = (
-                f"{g.last_flush_reason} {age(g.last_flush_age_s)} ago"
-                if g.last_flush_reason
-                else "-"
+    """The status of each named stream (logical names, as in ``ConsumerConfig.stream``);
+    ``registry``, when given, is compared with the registries the participants recorded."""
+    out = []
+    for name in streams:
+        one = await _one_stream(client, keys, name, where=where, retired_after_s=retired_after_s)
+        if one.exists and not one.problem:
+            recorded = await collect_registry_status(
+                client, keys, name, where=where, local=registry
             )
-            table.add_row(
-                g.name,
-                str(g.consumers),
-                "?" if g.lag is None else f"{g.lag:,}",
-                f"{g.pending:,}",
-                age(g.oldest_pending_age_s),
-                f"[red]{g.dlq_depth:,}[/]" if g.dlq_depth else "0",
-                flush,
-                ", ".join(state) or "[green]ok[/]",
-            )
-        console.print(table)
+            one = dataclasses.replace(one, registry=recorded)
+        out.append(one)
+    return out
 
 
 def status(
     stream: list[str] = STREAMS_OPT,
     redis_url: str = REDIS_URL_OPT,
     prefix: str = PREFIX_OPT,
+    registry: Path = REGISTRY_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Per stream and consumer group: lag, pending, oldest pending, dead letters, last flush."""
-    settings = load_settings("status", redis_url=redis_url, prefix=prefix)
+    """Per stream and group: lag, pending, dead letters, flushes, counters, registry versions."""
+    settings = load_settings("status", redis_url=redis_url, prefix=prefix, registry=registry)
     names = list(stream or [settings.stream])
 
     async def main() -> list[StreamStatus]:
+        local = settings.registry_or_none()  # optional: a file to compare the records with
         async with connect(settings) as (client, where):
             return await collect_status(
                 client,
@@ -287,11 +269,12 @@ def status(
                 names,
                 where=where,
                 retired_after_s=settings.retired_group_after_s,
+                registry=local,
             )
 
     statuses = run("status", main)
     if json_out:
         print_json({"generated_at_ms": now_ms(), "streams": [s.as_dict() for s in statuses]})
     else:
-        _render(statuses, Console(highlight=False))
+        render_status(statuses, Console(highlight=False))
     raise typer.Exit(0)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio
@@ -22,7 +23,7 @@ from rich.console import Console
 
 from cachebus.consumers.entries import parse_raw_read, text
 from cachebus.contracts.codec import decode_entries
-from cachebus.contracts.errors import EventDecodeError
+from cachebus.contracts.errors import CachebusError, EventDecodeError
 from cachebus.contracts.events import InvalidationEvent
 from cachebus.contracts.keys import StreamKeys
 from cachebus.core.connection import map_redis_errors
@@ -35,6 +36,7 @@ from cachebus.ops._common import (
     load_settings,
     run,
 )
+from cachebus.registry_cmd import REGISTRY_OPT
 
 __all__ = ["TailItem", "follow", "tail"]
 
@@ -147,12 +149,22 @@ def tail(
     stream: str = STREAM_OPT,
     redis_url: str = REDIS_URL_OPT,
     prefix: str = PREFIX_OPT,
+    registry: Path = REGISTRY_OPT,
     json_out: bool = typer.Option(False, "--json", help="One JSON object per line (JSON Lines)."),
 ) -> None:
     """Follow invalidation events as they are published (no consumer group involved)."""
     if from_start and from_id:
         fail("tail", "--from-start and --from are exclusive", 2)
-    settings = load_settings("tail", redis_url=redis_url, prefix=prefix, stream=stream)
+    settings = load_settings(
+        "tail", redis_url=redis_url, prefix=prefix, stream=stream, registry=registry
+    )
+    try:  # with a registry (given or found), a namespace filter must name its namespaces
+        known = settings.registry_or_none()
+        if known is not None:
+            for name in namespace or ():
+                known.get(name)
+    except CachebusError as exc:
+        fail("tail", str(exc), 2)
     start = "0-0" if from_start else (from_id or "$")
     console = Console(highlight=False)
 

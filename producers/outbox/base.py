@@ -31,11 +31,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from cachebus.contracts.errors import ConfigError, ContractError
-from cachebus.contracts.events import Event
+from cachebus.contracts.events import EVENT_ADAPTER, Event, contract_error
 from cachebus.contracts.factory import EventFactory, Ref
-from cachebus.contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry, validate_name
+from cachebus.contracts.keys import validate_name
+from cachebus.contracts.registry import Registry
 
 __all__ = ["DEFAULT_TABLE", "Claim", "OutboxRow", "OutboxStore", "now_ms", "table_name"]
 
@@ -85,11 +87,23 @@ class OutboxStore(ABC):
         table: str = DEFAULT_TABLE,
         stream: str = "inval",
         producer_name: str = "outbox",
-        registry: NamespaceRegistry = DEFAULT_REGISTRY,
+        registry: Registry | None = None,
     ) -> None:
         self.table = table_name(table)
         self.stream = validate_name(stream, "stream")
-        self.factory = EventFactory(producer_name, registry)
+        #: The system's registry: the writer side needs it (rows are checked against it); the
+        #: relay side without it checks rows' syntax only (its producer checks namespaces).
+        self.registry = registry
+        self._factory = EventFactory(producer_name, registry) if registry is not None else None
+
+    @property
+    def factory(self) -> EventFactory:
+        """The writer's event factory (the registry is required to write)."""
+        if self._factory is None:
+            raise ConfigError(
+                "this outbox has no registry: pass registry=Registry.from_file(...) to write"
+            )
+        return self._factory
 
     # ---- the writer side: inside the service's own transaction ---------------------------
     async def add(self, conn: Any, *refs: Ref, reason: str = "") -> list[str]:
@@ -132,7 +146,10 @@ class OutboxStore(ABC):
                 f"outbox row {row.row_id} does not hold event {row.event_id}",
                 rule="outbox.payload",
             )
-        return self.factory.validate(data)
+        try:
+            return EVENT_ADAPTER.validate_python(data, context={"registry": self.registry})
+        except ValidationError as exc:
+            raise contract_error(exc) from None
 
     @abstractmethod
     def _require_transaction(self, conn: Any) -> None: ...

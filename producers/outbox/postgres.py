@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from cachebus.contracts.errors import ConfigError, OutboxError
-from cachebus.contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry
+from cachebus.contracts.registry import Registry
 from cachebus.producers.outbox.base import DEFAULT_TABLE, Claim, OutboxRow, OutboxStore, now_ms
 
 __all__ = ["PostgresOutbox"]
@@ -48,7 +48,7 @@ class PostgresOutbox(OutboxStore):
         table: str = DEFAULT_TABLE,
         stream: str = "inval",
         producer_name: str = "outbox",
-        registry: NamespaceRegistry = DEFAULT_REGISTRY,
+        registry: Registry | None = None,
         connect_timeout_s: float = 5.0,
     ) -> None:
         super().__init__(table=table, stream=stream, producer_name=producer_name, registry=registry)

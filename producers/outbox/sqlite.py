@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cachebus.contracts.errors import ConfigError, OutboxError
-from cachebus.contracts.keys import DEFAULT_REGISTRY, NamespaceRegistry
+from cachebus.contracts.registry import Registry
 from cachebus.producers.outbox.base import DEFAULT_TABLE, Claim, OutboxRow, OutboxStore, now_ms
 
 __all__ = ["SQLiteOutbox"]
@@ -41,7 +41,7 @@ class SQLiteOutbox(OutboxStore):
         table: str = DEFAULT_TABLE,
         stream: str = "inval",
         producer_name: str = "outbox",
-        registry: NamespaceRegistry = DEFAULT_REGISTRY,
+        registry: Registry | None = None,
         relay_name: str | None = None,
         claim_ttl_s: float = 30.0,
         busy_timeout_s: float = 5.0,

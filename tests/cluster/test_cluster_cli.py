@@ -17,6 +17,7 @@ from cachebus.core import Cache
 from cachebus.testing.cluster import RedisClusterHarness
 from cachebus.testing.server import free_port
 from tests.consumer.test_consume_cli import probe
+from tests.harness.registry import REGISTRY, REGISTRY_FILE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ async def test_the_sidecar_consumes_every_partition_of_a_cluster_stream(
     port = free_port()
     common = ["--prefix", prefix, "--partitions", "3", "--cluster"]
     sidecar = cli(
-        "consume", "--service", "bot", "--namespaces", "prices",
+        "consume", "--registry", str(REGISTRY_FILE), "--service", "bot", "--namespaces", "prices",
         "--redis-url", redis_cluster.url, "--health-port", str(port), "--consumer", "bot-1",
         *common,
     )  # fmt: skip
@@ -48,7 +49,7 @@ async def test_the_sidecar_consumes_every_partition_of_a_cluster_stream(
         while probe(port, "/readyz") != 200:
             assert time.monotonic() < deadline, "the sidecar never became ready"
             await asyncio.sleep(0.1)
-        cache = Cache(client, KeySpace(prefix, "bot"))
+        cache = Cache(client, KeySpace(prefix, "bot", registry=REGISTRY))
         ids = [f"m{i}" for i in range(12)]
         await cache.set_many("prices", dict.fromkeys(ids, 1))
         # When ids spread over the partitions are invalidated from the command line

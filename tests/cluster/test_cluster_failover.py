@@ -24,6 +24,7 @@ from cachebus.core import Cache, CacheConfig
 from cachebus.producers import Producer
 from cachebus.testing import RedisServer
 from cachebus.testing.cluster import RedisClusterHarness
+from tests.harness.registry import REGISTRY
 
 pytestmark = [pytest.mark.cluster, pytest.mark.fault, pytest.mark.slow]
 NAMESPACES = frozenset({"prices"})
@@ -47,6 +48,7 @@ def consumer_config() -> ConsumerConfig:
         namespaces=NAMESPACES,
         block_ms=100,
         claim_interval_s=0.3,
+        housekeeping_interval_s=0.3,
         backoff_cap_s=0.3,
         min_idle_ms=30_000,
     )
@@ -98,7 +100,7 @@ async def test_a_failover_during_a_run_flushes_that_partitions_scope_and_nothing
     cluster = cluster_factory()
     stream_client, cache_client = cluster_clients(cluster), cluster_clients(cluster)
     keys = StreamKeys(prefix, partitions=3)
-    cache = Cache(cache_client, KeySpace(prefix, "svc"))
+    cache = Cache(cache_client, KeySpace(prefix, "svc", registry=REGISTRY))
     seen: set[str] = set()
 
     async def record(item: Delivered) -> None:
@@ -114,7 +116,7 @@ async def test_a_failover_during_a_run_flushes_that_partitions_scope_and_nothing
     await wait_for(lambda: consumer.health().ready, 10, "consumer ready")
     truth = dict.fromkeys(IDS, 0)
     await cache.set_many("prices", truth, ttl=600)  # prices live 20 s: longer than a slow failover
-    producer = Producer(stream_client, producer_name="svc-writer", keys=keys)
+    producer = Producer(stream_client, producer_name="svc-writer", keys=keys, registry=REGISTRY)
     primary = cluster.primary_for(keys.for_partition(1).stream("inval"))
     p = partition_served_by(cluster, keys, primary)
     await asyncio.sleep(1.0)  # housekeeping recorded who serves each partition
@@ -178,7 +180,7 @@ async def test_entries_lost_while_the_consumer_was_down_are_covered_by_a_failove
     cluster = cluster_factory()
     client = cluster_clients(cluster)
     keys = StreamKeys(prefix, partitions=3)
-    cache = Cache(client, KeySpace(prefix, "svc"))
+    cache = Cache(client, KeySpace(prefix, "svc", registry=REGISTRY))
     consumer = PartitionedConsumer(client, consumer_config(), [RedisCacheSink(cache)], keys=keys)
     await consumer.run(until_idle=True)
     truth = dict.fromkeys(IDS, 0)
@@ -188,7 +190,7 @@ async def test_entries_lost_while_the_consumer_was_down_are_covered_by_a_failove
     p = partition_served_by(cluster, keys, primary)
     routed = [i for i in IDS if keys.partition_of("prices", i) == p]
     # When invalidations are acknowledged by a primary that dies before replicating them
-    producer = Producer(client, producer_name="svc-writer", keys=keys)
+    producer = Producer(client, producer_name="svc-writer", keys=keys, registry=REGISTRY)
     replica = cluster.cut_replication(primary)
     try:
         for i in routed:
@@ -210,7 +212,7 @@ async def test_entries_lost_while_the_consumer_was_down_are_covered_by_a_failove
         await asyncio.sleep(0.1)
     before = repr(cache.stats)
     stale = await stale_keys(cache, truth)
-    generation_key = KeySpace(prefix, "svc").generation_key("prices")
+    generation_key = KeySpace(prefix, "svc", registry=REGISTRY).generation_key("prices")
     assert len(stale) == len(routed), (
         f"hazard missing: {len(stale)} stale of {len(routed)}; cache stats before the read "
         f"{before}, after {cache.stats!r}; generation {await client.get(generation_key)!r}"
@@ -228,7 +230,7 @@ async def test_pattern_invalidation_completes_across_a_failover_mid_scan(
     # Given matching keys on every shard and a SCAN that takes many round trips
     cluster = cluster_factory()
     client = cluster_clients(cluster)
-    keyspace = KeySpace(prefix, "svc")
+    keyspace = KeySpace(prefix, "svc", registry=REGISTRY)
     cache = Cache(client, keyspace, CacheConfig(scan_count=50, unlink_batch=100))
     for chunk in range(0, 6000, 1000):
         await cache.set_many("positions", {f"{u}:x": u for u in range(chunk, chunk + 1000)})

@@ -22,6 +22,7 @@ from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache
 from cachebus.producers import Producer
 from cachebus.testing.cluster import RedisClusterHarness
+from tests.harness.registry import REGISTRY
 
 pytestmark = pytest.mark.cluster
 NAMESPACES = frozenset({"prices", "positions"})
@@ -61,6 +62,7 @@ def config(**overrides: object) -> ConsumerConfig:
         "namespaces": NAMESPACES,
         "block_ms": 100,
         "claim_interval_s": 0.5,
+        "housekeeping_interval_s": 0.5,
     }
     options.update(overrides)
     return ConsumerConfig(**options)  # type: ignore[arg-type]
@@ -73,7 +75,7 @@ async def test_events_across_partitions_are_all_applied_in_order_per_key(
     applied = Applied()
     consumer = PartitionedConsumer(cluster_client, config(), [applied.sink()], keys=keys)
     await consumer.run(until_idle=True)  # the groups exist before anything is published
-    producer = Producer(cluster_client, producer_name="bot", keys=keys)
+    producer = Producer(cluster_client, producer_name="bot", keys=keys, registry=REGISTRY)
     # 150 keys, 8 versions each, one event per key and version, plus events naming several.
     async with producer.batch() as batch:
         for version in range(8):
@@ -101,7 +103,7 @@ async def test_patterns_and_flushes_go_to_their_namespaces_home_partition(
     cluster_client: redis.asyncio.RedisCluster, prefix: str
 ) -> None:
     keys = StreamKeys(prefix, partitions=3)
-    producer = Producer(cluster_client, producer_name="bot", keys=keys)
+    producer = Producer(cluster_client, producer_name="bot", keys=keys, registry=REGISTRY)
     home = keys.home_partition("positions")
     pattern_id = await producer.invalidate_pattern("positions", "7:*")
     flush_id = await producer.flush_namespace("positions")
@@ -113,12 +115,12 @@ async def test_a_partitioned_stream_feeds_a_cluster_cache_end_to_end(
     cluster_client: redis.asyncio.RedisCluster, prefix: str
 ) -> None:
     keys = StreamKeys(prefix, partitions=3)
-    cache = Cache(cluster_client, KeySpace(prefix, "svc"))
+    cache = Cache(cluster_client, KeySpace(prefix, "svc", registry=REGISTRY))
     consumer = PartitionedConsumer(cluster_client, config(), [RedisCacheSink(cache)], keys=keys)
     await consumer.run(until_idle=True)
     await cache.set_many("prices", {str(i): i for i in range(600)})
     await cache.set_many("positions", {f"{u}:{p}": p for u in range(30) for p in range(10)})
-    producer = Producer(cluster_client, producer_name="bot", keys=keys)
+    producer = Producer(cluster_client, producer_name="bot", keys=keys, registry=REGISTRY)
     async with producer.batch() as batch:
         for i in range(0, 600, 2):
             batch.invalidate_keys("prices", [str(i)])
@@ -138,7 +140,7 @@ async def test_a_single_redis_works_with_any_partition_count(redis_url: str, pre
     applied = Applied()
     consumer = PartitionedConsumer(client, config(), [applied.sink()], keys=keys)
     await consumer.run(until_idle=True)
-    producer = Producer(client, producer_name="bot", keys=keys)
+    producer = Producer(client, producer_name="bot", keys=keys, registry=REGISTRY)
     for version in range(3):
         await producer.publish_many(
             producer.factory.keys_event("prices", [str(k)], reason=str(version)) for k in range(40)
@@ -176,13 +178,13 @@ async def test_retention_trims_each_partition_on_its_own_primary(
         keys=keys,
     )
     await consumer.run(until_idle=True)
-    producer = Producer(cluster_client, producer_name="bot", keys=keys)
+    producer = Producer(cluster_client, producer_name="bot", keys=keys, registry=REGISTRY)
     async with producer.batch() as batch:
         for k in range(900):
             batch.invalidate_keys("prices", [str(k)], reason="0")
     await consumer.run(until_idle=True)
     for part in consumer.consumers:
-        part._next_housekeeping = 0.0  # housekeeping (and retention) at the next read
+        part.housekeeping.run_soon(retention=True)  # housekeeping and retention, next read
     await consumer.run(until_idle=True)
     assert len(applied.by_key) == 900
     assert consumer.stats.trimmed_by_retention > 0

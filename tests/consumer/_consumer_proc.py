@@ -16,6 +16,7 @@ from cachebus.consumers.config import FlushReason
 from cachebus.consumers.plan import Plan
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache
+from tests.harness.registry import REGISTRY
 
 
 class LogSink:
@@ -34,13 +35,13 @@ class LogSink:
 
 async def main(url: str, prefix: str) -> None:
     client = redis.asyncio.Redis.from_url(url, socket_timeout=5, retry=None)
-    cache = Cache(client, KeySpace(prefix=prefix, scope="bot"))
+    cache = Cache(client, KeySpace(prefix=prefix, scope="bot", registry=REGISTRY))
     config = ConsumerConfig(
         stream="inval",
         group="bot",
         consumer="bot-1",
         namespaces=frozenset({"prices"}),
-        count=500,
+        read_count=500,
         block_ms=200,
         min_idle_ms=5000,
     )

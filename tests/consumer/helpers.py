@@ -85,6 +85,7 @@ def make_consumer(
         "block_ms": 100,
         "min_idle_ms": 1000,
         "claim_interval_s": 0.2,
+        "housekeeping_interval_s": 0.2,
         "backoff_base_s": 0.02,
         "backoff_cap_s": 0.2,
     }

@@ -20,6 +20,7 @@ from cachebus.core import Cache
 from cachebus.testing import RedisServer
 from cachebus.testing.server import free_port
 from tests.consumer.helpers import keys_event, publish
+from tests.harness.registry import REGISTRY, REGISTRY_FILE
 
 pytestmark = pytest.mark.fault
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,8 @@ def start(url: str, port: int) -> subprocess.Popen[bytes]:
             str(port),
             "--consumer",
             "bot-1",
+            "--registry",
+            str(REGISTRY_FILE),
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -75,7 +78,7 @@ async def test_the_sidecar_applies_invalidations_and_stops_gracefully(
         await wait_for(lambda: probe(port, "/readyz") == 200)
         assert probe(port, "/healthz") == 200
         client = redis.asyncio.Redis.from_url(redis_server.url)
-        cache = Cache(client, KeySpace(prefix="cb", scope="bot"))
+        cache = Cache(client, KeySpace(prefix="cb", scope="bot", registry=REGISTRY))
         await cache.set("prices", "p1", {"v": 1})
         await publish(client, StreamKeys("cb"), [keys_event("prices", "p1")])
 

@@ -20,6 +20,7 @@ from cachebus.contracts.events import KeysInvalidated
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache
 from cachebus.testing import RedisServer, eventually
+from tests.harness.registry import REGISTRY
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -59,7 +60,7 @@ async def test_sigkilled_consumers_lose_nothing_and_leave_nothing_pending(
     keys = StreamKeys(prefix)
     stream = keys.stream("inval")
     applied_key = f"{prefix}:applied"
-    space = KeySpace(prefix=prefix, scope="bot")
+    space = KeySpace(prefix=prefix, scope="bot", registry=REGISTRY)
     cache = Cache(client, space)
     consumer = ConsumerProcess(redis_server.url, prefix, tmp_path / "consumer.stderr")
 

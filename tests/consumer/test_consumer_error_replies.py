@@ -21,6 +21,7 @@ from cachebus.contracts.keys import StreamKeys
 from cachebus.core.connection import map_redis_errors
 from cachebus.testing import RedisServer, ServerOptions
 from tests.consumer.helpers import NS, Recorder, keys_event, make_consumer, publish
+from tests.harness.registry import REGISTRY_FILE
 
 pytestmark = pytest.mark.fault
 KEYS = StreamKeys("cb")
@@ -58,8 +59,8 @@ def test_noperm_ends_the_sidecar_with_exit_2_and_one_line(redis_server: RedisSer
     admin.close()
     url = redis_server.url.replace("redis://", "redis://bot:pw@")
     done = subprocess.run(
-        [sys.executable, "-m", "cachebus.cli", "consume", "--service", "bot", "--namespaces",
-         "prices", "--redis-url", url, "--log-level", "ERROR"],
+        [sys.executable, "-m", "cachebus.cli", "consume", "--registry", str(REGISTRY_FILE),
+         "--service", "bot", "--namespaces", "prices", "--redis-url", url, "--log-level", "ERROR"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr

@@ -13,6 +13,7 @@ from cachebus.consumers import Consumer, ConsumerConfig, RedisCacheSink
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache
 from cachebus.producers import Producer
+from tests.harness.registry import REGISTRY
 
 
 @pytest.fixture
@@ -21,7 +22,9 @@ async def service(
 ) -> AsyncIterator[tuple[Cache, Consumer, Producer]]:
     """The service's cache, its consumer (running) and another service's producer."""
     client = redis.asyncio.Redis.from_url(redis_url)
-    producer = Producer.from_url(redis_url, producer_name="api", keys=stream_keys)
+    producer = Producer.from_url(
+        redis_url, producer_name="api", keys=stream_keys, registry=REGISTRY
+    )
     async with Cache.from_url(redis_url, keyspace) as cache:
         config = ConsumerConfig(
             stream="inval",

@@ -39,6 +39,7 @@ from cachebus.core.connection import RedisSettings, create_async_pool
 from cachebus.testing import FaultProxy, RedisServer, ServerOptions
 from cachebus.testing.server import free_port
 from tests.consumer.helpers import NS, keys_event, publish
+from tests.harness.registry import REGISTRY, REGISTRY_FILE
 
 pytestmark = pytest.mark.fault
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,11 +179,12 @@ async def rig_for(server: RedisServer, **overrides: object) -> AsyncIterator[Rig
     pool = create_async_pool(settings)  # as `cachebus consume` builds its stream client
     client = redis.asyncio.Redis(connection_pool=pool)
     direct = redis.asyncio.Redis.from_url(server.url, retry=None, socket_timeout=5)
-    keyspace = KeySpace(prefix="cb", scope=GROUP)
+    keyspace = KeySpace(prefix="cb", scope=GROUP, registry=REGISTRY)
     options: dict[str, object] = {
         "stream": "inval", "group": GROUP, "consumer": "c1", "namespaces": NS,
-        "block_ms": BLOCK_MS, "claim_interval_s": 0.2, "backoff_base_s": 0.02,
-        "backoff_cap_s": 0.2, "max_staleness_s": 1.0, "remove_idle_members_after_s": 0,
+        "block_ms": BLOCK_MS, "claim_interval_s": 0.2, "housekeeping_interval_s": 0.2,
+        "backoff_base_s": 0.02, "backoff_cap_s": 0.2, "max_staleness_s": 1.0,
+        "remove_idle_members_after_s": 0,
     }  # fmt: skip
     options.update(overrides)
     errors = Errors()
@@ -452,8 +454,9 @@ def _ready(rig: Rig) -> Callable[[], Awaitable[bool]]:
 def _sidecar(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "cachebus.cli", "consume", "--service", "bot",
-             "--namespaces", "prices,market", "--redis-url", url, "--health-port", str(port),
+            [sys.executable, "-m", "cachebus.cli", "consume", "--registry", str(REGISTRY_FILE),
+             "--service", "bot", "--namespaces", "prices,market", "--redis-url", url,
+             "--health-port", str(port),
              "--consumer", "bot-1", "--block-ms", str(BLOCK_MS)],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -478,7 +481,9 @@ async def test_the_sidecar_lives_through_its_stream_deleted_under_a_blocked_read
     stream, meta = StreamKeys("cb").stream("inval"), StreamKeys("cb").group_meta("inval", "bot")
 
     def fresh_cache() -> Cache:
-        return Cache(direct, KeySpace(prefix="cb", scope="bot"), CacheConfig(breaker=None))
+        return Cache(
+            direct, KeySpace(prefix="cb", scope="bot", registry=REGISTRY), CacheConfig(breaker=None)
+        )
 
     async def wait(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
         deadline = time.monotonic() + seconds

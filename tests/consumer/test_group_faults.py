@@ -53,7 +53,7 @@ async def test_entries_of_a_member_that_never_returns_are_claimed_in_time(
 async def test_a_handler_slower_than_min_idle_keeps_its_entries(redis_server: RedisServer) -> None:
     client = client_for(redis_server.url)
     slow_rec, other_rec = Recorder(delay_s=0.3), Recorder()
-    slow = make_consumer(client, KEYS, slow_rec, consumer="slow", min_idle_ms=300, count=5)
+    slow = make_consumer(client, KEYS, slow_rec, consumer="slow", min_idle_ms=300, read_count=5)
     other = make_consumer(
         client, KEYS, other_rec, consumer="other", min_idle_ms=300, claim_interval_s=0.05
     )
@@ -299,8 +299,7 @@ async def test_idle_members_are_removed_only_without_pending_entries(
     await client.xreadgroup("svc", "holder", {STREAM: ">"}, count=1)  # keeps a pending entry
     await client.xgroup_createconsumer(STREAM, "svc", "empty")
     await asyncio.sleep(0.3)
-    consumer._next_housekeeping = 0  # run housekeeping now, not in claim_interval
-    await consumer._housekeeping()
+    await consumer.housekeeping.run()  # now, not at the next housekeeping interval
     names = {m["name"] for m in await consumer.group.members()}
     assert "empty" not in names and "holder" in names
     await client.aclose()

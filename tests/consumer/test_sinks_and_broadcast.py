@@ -21,6 +21,7 @@ from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache, LocalCache
 from cachebus.testing import FaultProxy, RedisServer, eventually
 from tests.consumer.helpers import NS, Recorder, flush_event, keys_event, pattern_event, publish
+from tests.harness.registry import REGISTRY
 
 
 async def test_the_redis_sink_removes_keys_patterns_and_flushes_namespaces(
@@ -28,7 +29,7 @@ async def test_the_redis_sink_removes_keys_patterns_and_flushes_namespaces(
 ) -> None:
     client = redis.asyncio.Redis.from_url(redis_url)
     keys = StreamKeys(prefix)
-    cache = Cache(client, KeySpace(prefix=prefix, scope="bot"))
+    cache = Cache(client, KeySpace(prefix=prefix, scope="bot", registry=REGISTRY))
     config = ConsumerConfig(stream="inval", group="bot", consumer="b1", namespaces=NS, block_ms=100)
     consumer = Consumer(client, config, [RedisCacheSink(cache)], keys=keys)
     await consumer.run(until_idle=True)
@@ -59,7 +60,7 @@ async def test_broadcast_applies_every_event_to_every_process_l1(
 ) -> None:
     client = redis.asyncio.Redis.from_url(redis_url)
     keys = StreamKeys(prefix)
-    l1s = [LocalCache(), LocalCache()]
+    l1s = [LocalCache(REGISTRY), LocalCache(REGISTRY)]
     consumers = [
         BroadcastConsumer(
             client,
@@ -141,7 +142,7 @@ async def test_broadcast_flushes_l1_when_disconnected_past_the_staleness_budget(
     client = redis.asyncio.Redis.from_url(
         proxy.url_for(redis_server.url), socket_timeout=0.5, retry=None
     )
-    local = LocalCache()
+    local = LocalCache(REGISTRY)
     config = BroadcastConfig(
         stream="inval", namespaces=NS, block_ms=50, max_staleness_s=0.5, backoff_cap_s=0.1
     )

@@ -29,6 +29,7 @@ import redis
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.testing import FaultProxy, RedisServer, ServerOptions
 from cachebus.testing.server import find_redis_server
+from tests.harness.registry import REGISTRY
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -196,7 +197,7 @@ def prefix() -> str:
 
 @pytest.fixture
 def keyspace(prefix: str) -> KeySpace:
-    return KeySpace(prefix=prefix, scope="svc")
+    return KeySpace(prefix=prefix, scope="svc", registry=REGISTRY)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import redis
 from cachebus.contracts.errors import ConfigError
 from cachebus.devredis import DevRedis, running, start, stop
 from cachebus.producers import SyncProducer
+from tests.harness.registry import REGISTRY
 from tests.infra.conftest import dev_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +50,7 @@ def test_the_env_files_connect_each_user_to_both_instances(dev_pair: DevRedis) -
         client.set("cb:bot:prices:p1", "1")
         client.close()
     producer_url = _env(dev_pair, "cachebus-producer")["CACHEBUS_REDIS_URL"]
-    with SyncProducer.from_url(producer_url, producer_name="demo") as producer:
+    with SyncProducer.from_url(producer_url, producer_name="demo", registry=REGISTRY) as producer:
         assert producer.invalidate_keys("prices", ["p1"])
     assert stat.S_IMODE((dev_pair.config.run_dir / "secrets.env").stat().st_mode) == 0o600
 

@@ -9,6 +9,7 @@ import redis
 from cachebus.contracts.errors import PublishError
 from cachebus.devredis import DevRedis
 from cachebus.producers import Producer
+from tests.harness.registry import REGISTRY
 
 
 def test_the_stream_instance_never_evicts_and_keeps_an_aof_fsynced_every_second(
@@ -36,7 +37,7 @@ async def test_a_full_stream_instance_refuses_publishes_instead_of_evicting(
     ids = [f"{i}:{'x' * 500}" for i in range(100)]  # ~50 KB per event
     try:
         producer = Producer.from_url(
-            dev_pair.url("stream", "cachebus-producer"), producer_name="api"
+            dev_pair.url("stream", "cachebus-producer"), producer_name="api", registry=REGISTRY
         )
         refusal: PublishError | None = None
         async with producer:

@@ -10,7 +10,7 @@ import redis
 import redis.asyncio
 
 from cachebus.contracts.errors import ConfigError, ContractError
-from cachebus.contracts.keys import KeySpace, TTLClass
+from cachebus.contracts.keys import KeySpace
 from cachebus.core import Cache, CacheConfig, SyncCache, ValueCodec
 
 
@@ -44,16 +44,24 @@ async def test_many_values_go_and_come_in_one_round_trip_each(cache: Cache) -> N
     assert len(cache.stats.latency) - before <= 3
 
 
-async def test_each_namespace_expires_after_its_ttl_class(
+async def test_each_namespace_expires_after_its_registry_ttl(
     cache: Cache, redis_client: redis.Redis, keyspace: KeySpace
 ) -> None:
     await cache.set("prices", "m", 1)
     await cache.set("user", "9:profile", 2)
-    assert 19_000 < redis_client.pttl(keyspace.key("prices", "m")) <= 20_000
+    assert 19_000 < redis_client.pttl(keyspace.key("prices", "m")) <= 20_000  # ttl_s = 20
     assert 3_599_000 < redis_client.pttl(keyspace.key("user", "9:profile")) <= 3_600_000
 
 
-async def test_an_explicit_ttl_overrides_the_class(
+async def test_a_config_override_wins_over_the_registry_ttl(
+    redis_url: str, redis_client: redis.Redis, keyspace: KeySpace
+) -> None:
+    async with Cache.from_url(redis_url, keyspace, CacheConfig(ttls={"prices": 7})) as cache:
+        await cache.set("prices", "m", 1)
+    assert 6_000 < redis_client.pttl(keyspace.key("prices", "m")) <= 7_000
+
+
+async def test_an_explicit_ttl_overrides_the_namespace_ttl(
     cache: Cache, redis_client: redis.Redis, keyspace: KeySpace
 ) -> None:
     await cache.set("market", "x:detail", "v", ttl=2.5)
@@ -72,11 +80,11 @@ async def test_a_hit_restores_the_full_ttl_atomically(
     assert redis_client.pttl(key) > 299_000
 
 
-async def test_adaptive_ttl_can_be_switched_off_per_class(
+async def test_adaptive_ttl_can_be_switched_off_per_namespace(
     redis_url: str, redis_client: redis.Redis, keyspace: KeySpace
 ) -> None:
     client = redis.asyncio.Redis.from_url(redis_url)
-    cache = Cache(client, keyspace, CacheConfig(adaptive_ttl=frozenset({TTLClass.USER_DATA})))
+    cache = Cache(client, keyspace, CacheConfig(adaptive_ttl=frozenset({"user"})))
     key = keyspace.key("market", "7:summary")
     await cache.set("market", "7:summary", 1)
     redis_client.pexpire(key, 5_000)

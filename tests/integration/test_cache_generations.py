@@ -13,6 +13,7 @@ import redis.asyncio
 from cachebus.contracts.keys import KeySpace
 from cachebus.core import Cache, CacheConfig
 from cachebus.core._core import CacheCore
+from tests.harness.registry import REGISTRY
 
 
 @pytest.fixture
@@ -147,14 +148,18 @@ async def test_concurrent_flushes_and_reads_leave_writes_under_the_newest_genera
 
 
 def test_an_older_generation_arriving_last_is_not_remembered() -> None:
-    core = CacheCore(KeySpace(prefix="t", scope="svc"), CacheConfig(generation_max_age=60))
+    core = CacheCore(
+        KeySpace(prefix="t", scope="svc", registry=REGISTRY), CacheConfig(generation_max_age=60)
+    )
     core.remember_generation("market", 101)
     core.remember_generation("market", 100)
     assert core.known_generation("market") == 101
 
 
 def test_an_expired_memory_takes_whatever_generation_comes() -> None:
-    core = CacheCore(KeySpace(prefix="t", scope="svc"), CacheConfig(generation_max_age=0.01))
+    core = CacheCore(
+        KeySpace(prefix="t", scope="svc", registry=REGISTRY), CacheConfig(generation_max_age=0.01)
+    )
     core.remember_generation("market", 101)
     time.sleep(0.02)
     core.remember_generation("market", 5)  # the key was reset lower: heal, do not hold on

@@ -9,9 +9,10 @@ import redis
 import redis.asyncio
 
 from cachebus.contracts.errors import ContractError
-from cachebus.contracts.keys import CacheKeys, KeyRef, KeySpace
+from cachebus.contracts.keys import KeyRef, KeySpace
 from cachebus.core import Cache, CacheConfig
 from cachebus.testing import RedisServer
+from tests.harness.registry import REGISTRY, Keys
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ async def test_exact_invalidation_removes_values_and_their_leases(
 
 
 async def test_a_consumer_batch_across_namespaces_is_one_round_trip(cache: Cache) -> None:
-    refs = [KeyRef("prices", str(i)) for i in range(300)] + list(CacheKeys.market_all("0xabc"))
+    refs = [KeyRef("prices", str(i)) for i in range(300)] + list(Keys.market_all("0xabc"))
     await cache.set_many("prices", {str(i): i for i in range(300)})
     await cache.set("market", "0xabc:detail", {"d": 1})
     before = len(cache.stats.latency)
@@ -69,7 +70,7 @@ async def test_a_pattern_removes_exactly_its_matches(
         "positions",
         [f"{u}:{p}" for u in ("4", "42", "5") for p in range(400)],
     )
-    result = await cache.invalidate_pattern("positions", CacheKeys.user_positions_all(4).pattern)
+    result = await cache.invalidate_pattern("positions", Keys.user_positions_all(4).pattern)
     assert (result.deleted, result.escalated) == (400, False)
     assert result.scanned_calls >= 1
     others = [keyspace.key("positions", "42:0"), keyspace.key("positions", "5:0")]
@@ -82,9 +83,7 @@ async def test_glob_characters_in_ids_never_widen_a_pattern(
     cache: Cache, redis_client: redis.Redis, keyspace: KeySpace
 ) -> None:
     _fill(redis_client, keyspace, "positions", ["4*2:all", "402:all", "4x2:all"])
-    result = await cache.invalidate_pattern(
-        "positions", CacheKeys.user_positions_all("4*2").pattern
-    )
+    result = await cache.invalidate_pattern("positions", Keys.user_positions_all("4*2").pattern)
     assert result.deleted == 1
     assert redis_client.exists(keyspace.key("positions", "402:all")) == 1
 
@@ -111,7 +110,7 @@ async def test_scan_and_keys_remove_the_same_ten_thousand_keys_but_we_never_send
     redis_server: RedisServer,
 ) -> None:
     # The audit's test 1, on 10,000 keys of 30,000: same result, and no KEYS on the wire.
-    ks = KeySpace(prefix="audit", scope="bot")
+    ks = KeySpace(prefix="audit", scope="bot", registry=REGISTRY)
     sync = redis_server.client()
     ids = [f"0x{i:06x}:all" for i in range(10_000)]
     _fill(sync, ks, "market", [f"{i}:summary" for i in range(20_000)])

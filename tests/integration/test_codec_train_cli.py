@@ -14,6 +14,7 @@ from cachebus.cli import app
 from cachebus.contracts.keys import KeySpace
 from cachebus.core import SyncCache, ValueCodec
 from cachebus.core.dictionary import Dictionary
+from tests.harness.registry import REGISTRY_FILE
 
 runner = CliRunner()
 
@@ -49,7 +50,8 @@ def test_training_from_a_redis_namespace_reads_values_through_the_codec(
     result = runner.invoke(
         app,
         ["codec", "train", "--out", str(out), "--url", redis_url, "--namespace",
-         "market_by_condition", "--prefix", keyspace.prefix, "--scope", keyspace.scope, "--json"],
+         "market_by_condition", "--prefix", keyspace.prefix, "--scope", keyspace.scope, "--json",
+             "--registry", str(REGISTRY_FILE)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
@@ -79,7 +81,15 @@ def test_an_unreachable_redis_is_reported_not_raised(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         ["codec", "train", "--out", str(tmp_path / "x.zdict"), "--url", "redis://127.0.0.1:1/0",
-         "--namespace", "market"],
+         "--namespace", "market", "--registry", str(REGISTRY_FILE)],
     )  # fmt: skip
     assert result.exit_code == 2
     assert "is Redis up and reachable" in result.output
+
+
+def test_sampling_redis_needs_a_registry_declaring_the_namespace(tmp_path: Path) -> None:
+    base = ["codec", "train", "--out", str(tmp_path / "x.zdict"), "--url", "redis://127.0.0.1:1/0"]
+    missing = runner.invoke(app, [*base, "--namespace", "market"], env={"CACHEBUS_REGISTRY": ""})
+    assert missing.exit_code == 2 and "no registry" in missing.output
+    unknown = runner.invoke(app, [*base, "--namespace", "orders", "--registry", str(REGISTRY_FILE)])
+    assert unknown.exit_code == 2 and "'orders' is not registered" in unknown.output

@@ -26,9 +26,9 @@ from cachebus.contracts import (
     decode_fields,
 )
 from cachebus.contracts.events import InvalidationEvent
-from cachebus.contracts.keys import DEFAULT_REGISTRY
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import Producer
+from tests.harness.registry import REGISTRY
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -77,7 +77,7 @@ async def test_a_faststream_handler_receives_our_events_typed_and_in_the_produce
 
     producer = Producer(
         RedisSettings.from_url(redis_url), producer_name="api", keys=stream_keys,
-        tracer_provider=provider,
+        tracer_provider=provider, registry=REGISTRY
     )  # fmt: skip
     async with broker:
         await broker.start()
@@ -107,14 +107,16 @@ async def test_our_decoder_reads_what_faststream_publishes_in_its_binary_format(
     broker = RedisBroker(
         redis_url, middlewares=[RedisTelemetryMiddleware(tracer_provider=provider)]
     )
-    event = EventFactory("fs-service").keys_event("market", ["m1:summary"], reason="resolved")
+    event = EventFactory("fs-service", registry=REGISTRY).keys_event(
+        "market", ["m1:summary"], reason="resolved"
+    )
     stream = stream_keys.stream("inval")
     async with broker:
         await broker.connect()
         await broker.publish(event, stream=stream, headers={"x-tenant": "acme"})
     ((entry_id, fields),) = redis_client.xrange(stream)
     assert fields[b"__data__"].startswith(b"\x89BIN")
-    decoded = decode_fields(fields, entry_id=entry_id, registry=DEFAULT_REGISTRY)
+    decoded = decode_fields(fields, entry_id=entry_id, registry=REGISTRY)
     assert decoded.event == event
     assert decoded.headers["x-tenant"] == "acme"
     # FastStream's "create" and "publish" PRODUCER spans share one trace: the entry carries it
@@ -127,7 +129,7 @@ async def test_our_decoder_reads_what_faststream_publishes_as_a_json_envelope(
     redis_url: str, stream_keys: StreamKeys, redis_client: redis.Redis
 ) -> None:
     broker = RedisBroker(redis_url, message_format=JSONEnvelopeFormat)
-    event = EventFactory("fs-service").flush("prices", reason="feed restart")
+    event = EventFactory("fs-service", registry=REGISTRY).flush("prices", reason="feed restart")
     stream = stream_keys.stream("inval")
     async with broker:
         await broker.connect()

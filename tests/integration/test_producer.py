@@ -9,12 +9,13 @@ import pytest
 import redis
 import redis.asyncio
 
-from cachebus.contracts import CacheKeys, EventFactory, KeysInvalidated, StreamKeys, decode_fields
+from cachebus.contracts import EventFactory, KeysInvalidated, StreamKeys, decode_fields
 from cachebus.contracts.codec import DecodedEntry
 from cachebus.contracts.errors import ConfigError, ContractError, PublishError
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import Producer, SyncProducer
 from cachebus.testing import eventually
+from tests.harness.registry import REGISTRY, Keys
 
 
 def entries(client: redis.Redis, stream: str) -> list[tuple[str, DecodedEntry]]:
@@ -27,13 +28,17 @@ def entries(client: redis.Redis, stream: str) -> list[tuple[str, DecodedEntry]]:
 
 @pytest.fixture
 async def producer(redis_url: str, stream_keys: StreamKeys) -> AsyncIterator[Producer]:
-    async with Producer.from_url(redis_url, producer_name="api", keys=stream_keys) as p:
+    async with Producer.from_url(
+        redis_url, producer_name="api", keys=stream_keys, registry=REGISTRY
+    ) as p:
         yield p
 
 
 @pytest.fixture
 def sync_producer(redis_url: str, stream_keys: StreamKeys) -> Iterator[SyncProducer]:
-    with SyncProducer.from_url(redis_url, producer_name="worker", keys=stream_keys) as p:
+    with SyncProducer.from_url(
+        redis_url, producer_name="worker", keys=stream_keys, registry=REGISTRY
+    ) as p:
         yield p
 
 
@@ -62,7 +67,7 @@ async def test_each_call_returns_the_entry_id_of_a_decodable_event(
 async def test_publishing_the_same_event_twice_resends_its_event_id(
     producer: Producer, redis_client: redis.Redis
 ) -> None:
-    event = EventFactory("api").flush("market")
+    event = EventFactory("api", registry=REGISTRY).flush("market")
     await producer.publish(event)
     await producer.publish(event)
     found = entries(redis_client, producer.stream_key)
@@ -119,7 +124,7 @@ async def test_the_stream_is_capped_approximately_as_a_safety_net(
     redis_url: str, stream_keys: StreamKeys, redis_client: redis.Redis
 ) -> None:
     async with Producer.from_url(
-        redis_url, producer_name="api", keys=stream_keys, maxlen=1000
+        redis_url, producer_name="api", keys=stream_keys, maxlen=1000, registry=REGISTRY
     ) as p:
         async with p.batch() as batch:
             for i in range(3000):
@@ -129,7 +134,9 @@ async def test_the_stream_is_capped_approximately_as_a_safety_net(
 
 def test_a_tiny_maxlen_is_refused(redis_url: str) -> None:
     with pytest.raises(ContractError) as caught:
-        Producer(RedisSettings.from_url(redis_url), producer_name="api", maxlen=10)
+        Producer(
+            RedisSettings.from_url(redis_url), producer_name="api", maxlen=10, registry=REGISTRY
+        )
     assert caught.value.rule == "producer.maxlen"
 
 
@@ -149,7 +156,7 @@ async def test_a_refused_xadd_raises_a_publish_error_that_is_not_ambiguous(
     producer: Producer, redis_client: redis.Redis
 ) -> None:
     redis_client.set(producer.stream_key, "not a stream")
-    event = EventFactory("api").flush("prices")
+    event = EventFactory("api", registry=REGISTRY).flush("prices")
     with pytest.raises(PublishError) as caught:
         await producer.publish(event)
     assert caught.value.ambiguous is False
@@ -160,9 +167,7 @@ async def test_a_refused_xadd_raises_a_publish_error_that_is_not_ambiguous(
 async def test_the_decorator_publishes_after_the_write_and_never_when_it_raises(
     producer: Producer, redis_client: redis.Redis
 ) -> None:
-    @producer.invalidates(
-        lambda user_id, **_: CacheKeys.user_positions_all(user_id), reason="trade"
-    )
+    @producer.invalidates(lambda user_id, **_: Keys.user_positions_all(user_id), reason="trade")
     async def record_trade(user_id: int, *, fail: bool = False) -> str:
         if fail:
             raise ValueError("database said no")
@@ -178,10 +183,10 @@ async def test_the_decorator_publishes_after_the_write_and_never_when_it_raises(
 async def test_the_context_manager_publishes_refs_added_inside_the_block(
     producer: Producer, redis_client: redis.Redis
 ) -> None:
-    async with producer.invalidates(*CacheKeys.market_all("m1"), reason="resolve") as scope:
-        scope.add(CacheKeys.market_by_condition("0xabc"))
+    async with producer.invalidates(*Keys.market_all("m1"), reason="resolve") as scope:
+        scope.add(Keys.market_by_condition("0xabc"))
     with pytest.raises(RuntimeError):
-        async with producer.invalidates(CacheKeys.price("m1")):
+        async with producer.invalidates(Keys.price("m1")):
             raise RuntimeError("write failed")
     found = [d.event for _, d in entries(redis_client, producer.stream_key)]
     assert sorted((e.namespace, e.keys) for e in found) == [  # type: ignore[union-attr]
@@ -192,7 +197,7 @@ async def test_the_context_manager_publishes_refs_added_inside_the_block(
 
 async def test_the_async_decorator_refuses_a_sync_function(producer: Producer) -> None:
     with pytest.raises(ConfigError, match="SyncProducer"):
-        producer.invalidates(CacheKeys.price("m1"))(lambda: None)
+        producer.invalidates(Keys.price("m1"))(lambda: None)
 
 
 def test_the_sync_facade_publishes_the_same_entries(
@@ -203,7 +208,7 @@ def test_the_sync_facade_publishes_the_same_entries(
         batch.invalidate_pattern("positions", "9:*")
         batch.flush_namespace("prices")
 
-    @sync_producer.invalidates(lambda uid: CacheKeys.user_profile(uid))
+    @sync_producer.invalidates(lambda uid: Keys.user_profile(uid))
     def rename(uid: int) -> None:
         return None
 
@@ -238,8 +243,11 @@ async def test_a_producer_dropped_without_closing_leaves_no_open_connection_warn
         return sum(client["name"] == name for client in redis_client.client_list())
 
     settings = RedisSettings.from_url(redis_url, client_name=name)
-    producer = Producer(settings, producer_name="api", keys=stream_keys)
-    await producer.flush_namespace("prices")  # holds a connection for one-at-a-time publishes
+    producer = Producer(settings, producer_name="api", keys=stream_keys, registry=REGISTRY)
+    # The first round trip also records the registry (a pipeline, through the pool); the
+    # next takes that connection out of the pool and holds it for one-at-a-time publishes.
+    await producer.flush_namespace("prices")
+    await producer.flush_namespace("prices")
     assert held() == 1  # the hazard: an open connection, dropped with its producer
     del producer
     gc.collect()  # filterwarnings=error: a ResourceWarning here would fail the test

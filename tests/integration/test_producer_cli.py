@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 from cachebus.cli import app
 from cachebus.contracts import StreamKeys, decode_fields
 from cachebus.testing.server import free_port
+from tests.harness.registry import REGISTRY_FILE
 
 runner = CliRunner()
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, ["publish", *args])
+    result = runner.invoke(app, ["publish", *args, "--registry", str(REGISTRY_FILE)])
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -18,12 +18,13 @@ from cachebus.contracts.errors import PublishError
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import Producer, SyncProducer, publish_bound
 from cachebus.testing import RedisServer, ServerOptions, eventually
+from tests.harness.registry import REGISTRY
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(90)]
 
 FAST = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "pool_timeout": 0.5, "retries": 1}
 SLACK = 0.5  # scheduling on a busy 2-core machine, on top of the documented bound
-FACTORY = EventFactory("api")
+FACTORY = EventFactory("api", registry=REGISTRY)
 
 
 def event_ids_in(server: RedisServer, stream: str) -> list[str]:
@@ -51,7 +52,10 @@ async def test_with_redis_killed_and_restarted_no_returned_id_is_lost(
 ) -> None:
     keys = StreamKeys("fault")
     producer = Producer(
-        RedisSettings.from_url(aof_server.url, **FAST), producer_name="api", keys=keys
+        RedisSettings.from_url(aof_server.url, **FAST),
+        producer_name="api",
+        keys=keys,
+        registry=REGISTRY,
     )
     bound = producer.publish_timeout
     accepted: dict[str, str] = {}
@@ -112,7 +116,10 @@ async def test_with_redis_hung_publishes_raise_ambiguous_errors_within_the_bound
 ) -> None:
     keys = StreamKeys("hung")
     producer = Producer(
-        RedisSettings.from_url(aof_server.url, **FAST), producer_name="api", keys=keys
+        RedisSettings.from_url(aof_server.url, **FAST),
+        producer_name="api",
+        keys=keys,
+        registry=REGISTRY,
     )
     await producer.flush_namespace("prices")  # a pooled connection exists
     events = [FACTORY.keys_event("prices", [str(i)]) for i in range(3)]
@@ -140,7 +147,9 @@ def test_the_sync_facade_also_raises_within_the_bound_when_redis_is_hung(
     aof_server: RedisServer,
 ) -> None:
     keys = StreamKeys("hungsync")
-    with SyncProducer.from_url(aof_server.url, producer_name="api", keys=keys, **FAST) as producer:
+    with SyncProducer.from_url(
+        aof_server.url, producer_name="api", keys=keys, **FAST, registry=REGISTRY
+    ) as producer:
         producer.flush_namespace("prices")
         aof_server.pause()
         try:
@@ -156,7 +165,9 @@ def test_the_sync_facade_also_raises_within_the_bound_when_redis_is_hung(
 
 def test_the_sync_facade_raises_quickly_when_redis_is_down(aof_server: RedisServer) -> None:
     keys = StreamKeys("down")
-    with SyncProducer.from_url(aof_server.url, producer_name="api", keys=keys, **FAST) as producer:
+    with SyncProducer.from_url(
+        aof_server.url, producer_name="api", keys=keys, **FAST, registry=REGISTRY
+    ) as producer:
         producer.flush_namespace("prices")
         aof_server.kill()
         started = time.monotonic()

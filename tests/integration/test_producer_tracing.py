@@ -16,6 +16,7 @@ from cachebus.contracts import StreamKeys, decode_fields
 from cachebus.contracts.errors import PublishError
 from cachebus.core.connection import RedisSettings
 from cachebus.producers import Producer
+from tests.harness.registry import REGISTRY
 
 
 @pytest.fixture
@@ -35,7 +36,11 @@ async def traced(
     redis_url: str, stream_keys: StreamKeys, provider: TracerProvider
 ) -> AsyncIterator[Producer]:
     async with Producer.from_url(
-        redis_url, producer_name="api", keys=stream_keys, tracer_provider=provider
+        redis_url,
+        producer_name="api",
+        keys=stream_keys,
+        tracer_provider=provider,
+        registry=REGISTRY,
     ) as producer:
         yield producer
 
@@ -110,7 +115,9 @@ async def test_a_failed_publish_marks_its_span_as_an_error(
 async def test_without_an_sdk_nothing_is_injected(
     redis_url: str, stream_keys: StreamKeys, redis_client: redis.Redis
 ) -> None:
-    async with Producer.from_url(redis_url, producer_name="api", keys=stream_keys) as producer:
+    async with Producer.from_url(
+        redis_url, producer_name="api", keys=stream_keys, registry=REGISTRY
+    ) as producer:
         await producer.flush_namespace("prices")
     (headers,) = _headers(redis_client, producer.stream_key)
     assert "traceparent" not in headers
@@ -125,7 +132,9 @@ async def test_without_an_sdk_an_upstream_trace_context_still_travels(
         is_remote=True,
         trace_flags=TraceFlags(TraceFlags.SAMPLED),
     )
-    async with Producer.from_url(redis_url, producer_name="api", keys=stream_keys) as producer:
+    async with Producer.from_url(
+        redis_url, producer_name="api", keys=stream_keys, registry=REGISTRY
+    ) as producer:
         with trace.use_span(NonRecordingSpan(upstream)):
             await producer.flush_namespace("prices")
     (headers,) = _headers(redis_client, producer.stream_key)

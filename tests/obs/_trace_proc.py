@@ -24,6 +24,7 @@ from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import Cache
 from cachebus.core.connection import RedisSettings, create_async_pool
 from cachebus.producers import Producer
+from tests.harness.registry import REGISTRY
 
 NAMESPACES = frozenset({"positions", "market"})
 
@@ -64,7 +65,11 @@ def dump(span: ReadableSpan) -> dict[str, Any]:
 async def produce(url: str, prefix: str, provider: TracerProvider) -> dict[str, Any]:
     tracer = provider.get_tracer("app")
     async with Producer.from_url(
-        url, producer_name="api", keys=StreamKeys(prefix), tracer_provider=provider
+        url,
+        producer_name="api",
+        keys=StreamKeys(prefix),
+        tracer_provider=provider,
+        registry=REGISTRY,
     ) as producer:
         with tracer.start_as_current_span("PUT /positions/7", kind=SpanKind.SERVER):
             first = await producer.invalidate_keys("positions", ["7:all", "7:42"], reason="fill")
@@ -83,7 +88,7 @@ async def consume(url: str, prefix: str, provider: TracerProvider) -> dict[str, 
     observer = TracingObserver.for_consumer(
         config, keys=keys, server=settings.address, tracer_provider=provider
     )
-    cache = Cache(client, KeySpace(prefix=prefix, scope="svc"))
+    cache = Cache(client, KeySpace(prefix=prefix, scope="svc", registry=REGISTRY))
     consumer = Consumer(client, config, [RedisCacheSink(cache)], keys=keys, observer=observer)
     await asyncio.wait_for(consumer.run(until_idle=True), timeout=30)
     stats = consumer.stats.as_dict()

@@ -44,8 +44,8 @@ async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
 def config(**overrides: Any) -> ConsumerConfig:
     options: dict[str, Any] = {
         "stream": "inval", "group": "svc", "consumer": "c1", "namespaces": NS, "block_ms": 100,
-        "min_idle_ms": 1000, "claim_interval_s": 0.2, "backoff_base_s": 0.01,
-        "backoff_cap_s": 0.05, "max_deliveries": 2,
+        "min_idle_ms": 1000, "claim_interval_s": 0.2, "housekeeping_interval_s": 0.2,
+        "backoff_base_s": 0.01, "backoff_cap_s": 0.05, "max_deliveries": 2,
     }  # fmt: skip
     options.update(overrides)
     return ConsumerConfig(**options)

@@ -16,6 +16,7 @@ import redis.asyncio
 from cachebus.contracts.keys import StreamKeys
 from cachebus.testing.server import free_port
 from tests.consumer.helpers import flush_event, keys_event, publish
+from tests.harness.registry import REGISTRY_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,8 +40,9 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 
 def start_sidecar(url: str, prefix: str, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cachebus.cli", "consume", "--service", "bot",
-         "--namespaces", "prices,market", "--redis-url", url, "--prefix", prefix,
+        [sys.executable, "-m", "cachebus.cli", "consume", "--registry", str(REGISTRY_FILE),
+         "--service", "bot", "--namespaces", "prices,market", "--redis-url", url,
+         "--prefix", prefix,
          "--consumer", "bot-1", "--health-port", str(port), "--block-ms", "100",
          "--metrics-interval-s", "0.2"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,

@@ -17,6 +17,7 @@ from cachebus.contracts.keys import KeySpace
 from cachebus.core import Cache, HealthReport, HealthThresholds
 from cachebus.core.health import Metric, Verdict
 from cachebus.producers import Producer
+from tests.harness.registry import REGISTRY
 from tests.obs.otel_helpers import Telemetry
 
 
@@ -31,7 +32,11 @@ async def test_the_producer_counts_sent_events_and_times_each_round_trip(
     redis_url: str, stream_keys: StreamKeys, telemetry: Telemetry, redis_client: redis.Redis
 ) -> None:
     async with Producer.from_url(
-        redis_url, producer_name="api", keys=stream_keys, meter_provider=telemetry.meter_provider
+        redis_url,
+        producer_name="api",
+        keys=stream_keys,
+        meter_provider=telemetry.meter_provider,
+        registry=REGISTRY,
     ) as producer:
         # Given one single publish and one batch of two
         await producer.invalidate_keys("prices", ["1"])

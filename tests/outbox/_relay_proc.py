@@ -14,6 +14,7 @@ from cachebus.contracts.events import Event
 from cachebus.contracts.keys import StreamKeys
 from cachebus.producers import Producer
 from cachebus.producers.outbox import OutboxRelay, RelayConfig, open_store
+from tests.harness.registry import REGISTRY
 
 
 class PublishThenHang:
@@ -29,7 +30,9 @@ class PublishThenHang:
 
 async def main(database: str, redis_url: str, prefix: str, table: str, name: str) -> None:
     store = open_store(database, table=table, relay_name=name)
-    producer = Producer.from_url(redis_url, producer_name="relay", keys=StreamKeys(prefix))
+    producer = Producer.from_url(
+        redis_url, producer_name="relay", keys=StreamKeys(prefix), registry=REGISTRY
+    )
     async with store:
         await OutboxRelay(store, PublishThenHang(producer), RelayConfig(batch_size=100)).run()
 

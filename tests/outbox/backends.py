@@ -15,6 +15,7 @@ import pytest
 
 from cachebus.producers.outbox import OutboxStore, PostgresOutbox, SQLiteOutbox
 from tests.harness.plugin import IN_CI
+from tests.harness.registry import REGISTRY
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -70,7 +71,7 @@ class SQLiteBackend(Backend):
 
     def store(self, **options: Any) -> OutboxStore:
         options.setdefault("table", self.table)
-        return SQLiteOutbox(self.path, **options)
+        return SQLiteOutbox(self.path, **options, registry=REGISTRY)
 
     @contextlib.asynccontextmanager
     async def service(self) -> AsyncIterator[Any]:
@@ -119,7 +120,7 @@ class PostgresBackend(Backend):
     def store(self, **options: Any) -> OutboxStore:
         options.setdefault("table", self.table)
         options.pop("relay_name", None)  # rows are locked, not claimed by name
-        return PostgresOutbox(self.url, **options)
+        return PostgresOutbox(self.url, **options, registry=REGISTRY)
 
     @contextlib.asynccontextmanager
     async def service(self) -> AsyncIterator[Any]:

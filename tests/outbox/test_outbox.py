@@ -16,16 +16,19 @@ from cachebus.cli import app
 from cachebus.contracts.codec import decode_fields
 from cachebus.contracts.errors import ConfigError, PublishError
 from cachebus.contracts.events import Event
-from cachebus.contracts.keys import CacheKeys, KeyRef, PatternRef, StreamKeys
+from cachebus.contracts.keys import KeyRef, PatternRef, StreamKeys
 from cachebus.producers import Producer
 from cachebus.producers.outbox import OutboxRelay, RelayConfig, open_store
 from cachebus.producers.outbox.base import table_name
+from tests.harness.registry import REGISTRY, REGISTRY_FILE, Keys
 from tests.outbox.backends import Backend, write_change
 
 
 @pytest.fixture
 async def producer(redis_url: str, stream_keys: StreamKeys) -> AsyncIterator[Producer]:
-    async with Producer.from_url(redis_url, producer_name="relay", keys=stream_keys) as made:
+    async with Producer.from_url(
+        redis_url, producer_name="relay", keys=stream_keys, registry=REGISTRY
+    ) as made:
         yield made
 
 
@@ -42,7 +45,7 @@ async def add_changes(backend: Backend, count: int, per_tx: int = 10) -> list[st
         async with backend.service() as conn:
             for n in range(start, min(start + per_tx, count)):
                 await write_change(backend, conn, f"acct{n}", n)
-                ids += await store.add(conn, CacheKeys.user_positions(n), reason="trade")
+                ids += await store.add(conn, Keys.user_positions(n), reason="trade")
     return ids
 
 
@@ -233,7 +236,8 @@ async def test_the_outbox_commands_create_the_table_and_report_the_backlog(
     await backend.raw_insert("01JBROKENROW0000000000001", "not json")
     status = await asyncio.to_thread(runner.invoke, app, ["outbox", "status", *db, "--json"])
     assert status.exit_code == 0 and json.loads(status.stdout)["backlog"] == 4
-    relay = ["outbox", "relay", *db, "--redis-url", redis_url, "--prefix", stream_keys.prefix]
+    relay = ["outbox", "relay", *db, "--redis-url", redis_url, "--prefix", stream_keys.prefix,
+             "--registry", str(REGISTRY_FILE)]  # fmt: skip
     done = await asyncio.to_thread(runner.invoke, app, [*relay, "--once"])
     assert done.exit_code == 0 and "relayed 3 events" in done.stdout
     status = await asyncio.to_thread(runner.invoke, app, ["outbox", "status", *db, "--json"])
@@ -243,5 +247,16 @@ async def test_the_outbox_commands_create_the_table_and_report_the_backlog(
 
 
 def test_the_outbox_relay_refuses_a_database_it_cannot_use() -> None:
-    result = CliRunner().invoke(app, ["outbox", "relay", "--database", "mysql://h/db", "--once"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "outbox",
+            "relay",
+            "--database",
+            "mysql://h/db",
+            "--once",
+            "--registry",
+            str(REGISTRY_FILE),
+        ],
+    )
     assert result.exit_code == 2 and "sqlite:// or postgresql://" in result.output

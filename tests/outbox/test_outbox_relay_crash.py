@@ -15,7 +15,8 @@ import pytest
 import redis
 
 from cachebus.contracts.codec import decode_fields
-from cachebus.contracts.keys import CacheKeys, StreamKeys
+from cachebus.contracts.keys import StreamKeys
+from tests.harness.registry import REGISTRY_FILE, Keys
 from tests.outbox.backends import Backend, write_change
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -32,6 +33,7 @@ def relay_args(backend: Backend, redis_url: str, keys: StreamKeys) -> list[str]:
         CLI, "outbox", "relay", "--database", backend.url, "--redis-url", redis_url,
         "--prefix", keys.prefix, "--table", backend.table,
         "--relay-name", "relay-1", "--batch-size", "50", "--log-level", "WARNING",
+        "--registry", str(REGISTRY_FILE),
     ]  # fmt: skip
 
 
@@ -41,7 +43,7 @@ async def add_changes(backend: Backend, start: int, count: int) -> list[str]:
         ids: list[str] = []
         for n in range(start, start + count):
             await write_change(backend, conn, f"acct{n}", n)
-            ids += await store.add(conn, CacheKeys.user_positions(n), reason="trade")
+            ids += await store.add(conn, Keys.user_positions(n), reason="trade")
     return ids
 
 

@@ -153,11 +153,16 @@ assert (contracts.OWNER, producers.OWNER, consumers.OWNER) == ("app", "app", "ap
 
 from cachebus import (
     Cache, CacheConfig, Consumer, ConsumerConfig, KeySpace, Producer, RedisCacheSink,
-    RedisSettings, StreamKeys, async_client, close_shared_pools,
+    RedisSettings, Registry, StreamKeys, async_client, close_shared_pools,
 )
 import cachebus.contracts
 
 assert cachebus.contracts is not contracts
+
+# The project's own registry: the library ships no namespace.
+REGISTRY = Registry.from_toml(
+    '[namespaces.products]\nkey = "{sku}"\nttl_s = 60\n', source="app-registry.toml"
+)
 
 
 async def main(url: str) -> None:
@@ -165,24 +170,26 @@ async def main(url: str) -> None:
     settings = RedisSettings.from_url(url)
     client = async_client(settings)
     keys = StreamKeys("app")
-    cache = Cache(client, KeySpace(prefix="app", scope="svc"), CacheConfig(breaker=None))
+    space = KeySpace(prefix="app", scope="svc", registry=REGISTRY)
+    cache = Cache(client, space, CacheConfig(breaker=None))
     consumer = Consumer(
         client,
         ConsumerConfig(stream="inval", group="svc", consumer="svc-1",
-                       namespaces=frozenset({"prices"}), block_ms=100),
+                       namespaces=frozenset({"products"}), block_ms=100),
         [RedisCacheSink(cache)],
         keys=keys,
+        registry=REGISTRY,
     )
     running = asyncio.ensure_future(consumer.run())
     deadline = loop.time() + 30
     while not consumer.health().ready:  # the group exists, its first flush is behind it
         assert loop.time() < deadline and not running.done(), consumer.health()
         await asyncio.sleep(0.05)
-    await cache.set("prices", "42", {"price": 1})
-    assert await cache.get("prices", "42") == {"price": 1}
-    producer = Producer(settings, producer_name="app", keys=keys)
-    entry_id = await producer.invalidate_keys("prices", ["42"], reason="packaging test")
-    while await cache.get("prices", "42") is not None:
+    await cache.set("products", "42", {"price": 1})
+    assert await cache.get("products", "42") == {"price": 1}
+    producer = Producer(settings, producer_name="app", keys=keys, registry=REGISTRY)
+    entry_id = await producer.invalidate_keys("products", ["42"], reason="packaging test")
+    while await cache.get("products", "42") is not None:
         assert loop.time() < deadline and not running.done(), consumer.stats.as_dict()
         await asyncio.sleep(0.05)
     await consumer.stop()

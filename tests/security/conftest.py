@@ -20,6 +20,7 @@ from cachebus.core import Cache
 from cachebus.core.connection import RedisSettings
 from cachebus.testing import RedisServer, ServerOptions
 from cachebus.testing.server import TLSFiles
+from tests.harness.registry import REGISTRY
 
 LAYOUT = AclLayout(
     services=(ServiceGrant("bot"), ServiceGrant("api"), ServiceGrant("workers", retention=True))
@@ -74,7 +75,7 @@ class Deployment:
         return RedisSettings.from_url(self.url(role), **options)
 
     def cache(self, client: redis.asyncio.Redis, scope: str) -> Cache:
-        return Cache(client, KeySpace(self.layout.prefix, scope))
+        return Cache(client, KeySpace(self.layout.prefix, scope, registry=REGISTRY))
 
     def consumer(
         self,
@@ -93,12 +94,14 @@ class Deployment:
             "block_ms": 100,
             "min_idle_ms": 1000,
             "claim_interval_s": 0.2,
+            "housekeeping_interval_s": 0.2,
             "backoff_base_s": 0.02,
             "backoff_cap_s": 0.2,
         }
         options.update(config)
         sink = sink or RedisCacheSink(cache or self.cache(client, service))
-        return Consumer(client, ConsumerConfig(**options), [sink], keys=self.keys)
+        config_ = ConsumerConfig(**options)
+        return Consumer(client, config_, [sink], keys=self.keys, registry=REGISTRY)
 
     def close(self) -> None:
         for client in self.opened:

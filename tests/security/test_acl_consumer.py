@@ -14,6 +14,7 @@ from cachebus.contracts.errors import BackendError
 from cachebus.contracts.events import KeysInvalidated
 from cachebus.core import Cache, LocalCache
 from cachebus.producers import Producer
+from tests.harness.registry import REGISTRY
 from tests.security.conftest import LAYOUT, Deployment, refused
 
 SERVICES = [s.name for s in LAYOUT.services]
@@ -40,7 +41,9 @@ async def test_each_service_user_runs_the_consumer_and_cache_sink_end_to_end(
     await consumer.run(until_idle=True)  # creates its group: a new group flushes its scope
     assert consumer.stats.flushes[FlushReason.NEW_GROUP.value] == 1
     await _seed(deployment, admin)  # values written after that flush
-    async with Producer.from_url(deployment.url("producer"), producer_name="api") as producer:
+    async with Producer.from_url(
+        deployment.url("producer"), producer_name="api", registry=REGISTRY
+    ) as producer:
         await producer.invalidate_keys("positions", ["1:all"])
         await producer.invalidate_pattern("positions", "2:*")
         await producer.flush_namespace("market")
@@ -64,7 +67,9 @@ async def test_a_service_user_claims_dead_members_entries_dead_letters_poison_an
     client = deployment.async_client("bot")
     consumer = deployment.consumer(client, "bot", min_idle_ms=300, remove_idle_members_after_s=0.3)
     await consumer.run(until_idle=True)
-    async with Producer.from_url(deployment.url("producer"), producer_name="api") as producer:
+    async with Producer.from_url(
+        deployment.url("producer"), producer_name="api", registry=REGISTRY
+    ) as producer:
         for i in range(5):
             await producer.invalidate_keys("positions", [f"{i}:all"])
     # A member that read 5 entries and died; then a poison entry (forged by the producer).
@@ -106,13 +111,12 @@ async def test_retention_works_for_the_service_granted_it_and_fails_loudly_elsew
     workers_client = deployment.async_client("workers")
     workers = deployment.consumer(workers_client, "workers", retention=True)
     await workers.run(until_idle=True)
-    producer = Producer.from_url(deployment.url("producer"), producer_name="api")
+    producer = Producer.from_url(deployment.url("producer"), producer_name="api", registry=REGISTRY)
     async with producer, producer.batch() as batch:
         for i in range(300):
             batch.invalidate_keys("positions", [f"{i}:all"])
     await workers.run(until_idle=True)  # applies and acks everything
-    workers._next_retention = 0.0  # the interval has passed
-    workers._next_housekeeping = 0.0
+    workers.housekeeping.run_soon(retention=True)  # as if the intervals had passed
     await workers.run(until_idle=True)
     assert workers.stats.trimmed_by_retention > 0
     bot_client = deployment.async_client("bot")
@@ -125,12 +129,14 @@ async def test_retention_works_for_the_service_granted_it_and_fails_loudly_elsew
 
 async def test_the_broadcast_consumer_runs_under_a_service_user(deployment: Deployment) -> None:
     client = deployment.async_client("bot")
-    local = LocalCache()
+    local = LocalCache(REGISTRY)
     config = BroadcastConfig(stream="inval", namespaces=frozenset({"positions"}), block_ms=50)
     consumer = BroadcastConsumer(client, config, [LocalCacheSink(local)], keys=deployment.keys)
     await consumer.run(until_idle=True)
     local.set("positions", "1:all", [1])
-    async with Producer.from_url(deployment.url("producer"), producer_name="api") as producer:
+    async with Producer.from_url(
+        deployment.url("producer"), producer_name="api", registry=REGISTRY
+    ) as producer:
         await producer.invalidate_keys("positions", ["1:all"])
     await consumer.run(until_idle=True)
     assert local.get("positions", "1:all") is None

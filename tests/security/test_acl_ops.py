@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cachebus.producers import Producer
+from tests.harness.registry import REGISTRY
 from tests.security.conftest import Deployment, refused
 
 
@@ -12,7 +13,9 @@ async def test_the_ops_user_can_inspect_streams_groups_and_dead_letters(
     client = deployment.async_client("bot")
     consumer = deployment.consumer(client, "bot")
     await consumer.run(until_idle=True)
-    async with Producer.from_url(deployment.url("producer"), producer_name="api") as producer:
+    async with Producer.from_url(
+        deployment.url("producer"), producer_name="api", registry=REGISTRY
+    ) as producer:
         for i in range(3):
             await producer.invalidate_keys("positions", [f"{i}:all"])
     deployment.client("producer").xadd(deployment.stream_key, {"__data__": "poison"})

@@ -7,13 +7,14 @@ import pytest
 from cachebus.consumers.config import FlushReason
 from cachebus.contracts.errors import PublishError
 from cachebus.producers import Producer
+from tests.harness.registry import REGISTRY
 from tests.security.conftest import Deployment, refused
 
 
 async def test_the_producer_user_publishes_every_kind_of_event_through_the_producer(
     deployment: Deployment,
 ) -> None:
-    producer = Producer.from_url(deployment.url("producer"), producer_name="api")
+    producer = Producer.from_url(deployment.url("producer"), producer_name="api", registry=REGISTRY)
     async with producer:
         ids = [
             await producer.invalidate_keys("positions", ["42:all"], reason="fill"),
@@ -30,7 +31,9 @@ async def test_the_producer_user_publishes_every_kind_of_event_through_the_produ
 
 
 async def test_the_producer_cannot_publish_to_another_stream(deployment: Deployment) -> None:
-    producer = Producer.from_url(deployment.url("producer"), "other", producer_name="api")
+    producer = Producer.from_url(
+        deployment.url("producer"), "other", producer_name="api", registry=REGISTRY
+    )
     async with producer:
         with pytest.raises(PublishError) as caught:
             await producer.invalidate_keys("positions", ["1:all"])
@@ -77,7 +80,9 @@ async def test_a_producer_trimming_the_stream_with_maxlen_0_is_turned_into_a_flu
     await consumer.run(until_idle=True)  # the group exists
     cache = deployment.cache(client, "bot")
     await cache.set("positions", "9:all", [9])
-    async with Producer.from_url(deployment.url("producer"), producer_name="api") as producer:
+    async with Producer.from_url(
+        deployment.url("producer"), producer_name="api", registry=REGISTRY
+    ) as producer:
         for i in range(3):
             await producer.invalidate_keys("positions", [f"{i}:all"])
     # A compromised (or buggy) producer wipes the stream before the bot read those events.

@@ -13,6 +13,7 @@ from cachebus.consumers import RedisCacheSink
 from cachebus.contracts.keys import KeySpace
 from cachebus.core import Cache, CacheConfig, SyncCache
 from cachebus.producers import Producer
+from tests.harness.registry import REGISTRY
 from tests.security.conftest import Deployment
 
 PACED = CacheConfig(max_deletes_per_second=2000, delete_burst=500, unlink_batch=250)
@@ -22,7 +23,7 @@ async def test_key_and_pattern_deletes_are_paced_at_the_configured_rate(
     redis_url: str, prefix: str
 ) -> None:
     client = redis.asyncio.Redis.from_url(redis_url)
-    cache = Cache(client, KeySpace(prefix, "bot"), PACED)
+    cache = Cache(client, KeySpace(prefix, "bot", registry=REGISTRY), PACED)
     ids = [f"{i}:all" for i in range(1500)]
     await cache.set_many("positions", {i: 1 for i in ids})
     started = time.monotonic()
@@ -44,7 +45,7 @@ async def test_key_and_pattern_deletes_are_paced_at_the_configured_rate(
 
 async def test_pacing_sleeps_without_blocking_the_event_loop(redis_url: str, prefix: str) -> None:
     client = redis.asyncio.Redis.from_url(redis_url)
-    cache = Cache(client, KeySpace(prefix, "bot"), PACED)
+    cache = Cache(client, KeySpace(prefix, "bot", registry=REGISTRY), PACED)
     ticks = 0
 
     async def ticker() -> None:
@@ -62,7 +63,7 @@ async def test_pacing_sleeps_without_blocking_the_event_loop(redis_url: str, pre
 
 def test_the_sync_facade_is_paced_too(redis_url: str, prefix: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    cache = SyncCache(client, KeySpace(prefix, "bot"), PACED)
+    cache = SyncCache(client, KeySpace(prefix, "bot", registry=REGISTRY), PACED)
     started = time.monotonic()
     cache.invalidate_keys("positions", [f"{i}:all" for i in range(1000)])
     assert cache.stats.delete_waits >= 1 and time.monotonic() - started >= 0.2
@@ -71,7 +72,7 @@ def test_the_sync_facade_is_paced_too(redis_url: str, prefix: str) -> None:
 
 async def test_without_a_limit_nothing_waits(redis_url: str, prefix: str) -> None:
     client = redis.asyncio.Redis.from_url(redis_url)
-    cache = Cache(client, KeySpace(prefix, "bot"))
+    cache = Cache(client, KeySpace(prefix, "bot", registry=REGISTRY))
     await cache.invalidate_keys("positions", [f"{i}:all" for i in range(3000)])
     assert cache.stats.delete_waits == 0
     await client.aclose()
@@ -84,11 +85,13 @@ async def test_a_huge_pattern_escalates_to_a_namespace_flush_under_the_acl(
     seeded = deployment.cache(admin, "bot")
     await seeded.set_many("positions", {f"{i}:all": i for i in range(3000)})
     client = deployment.async_client("bot")
-    cache = Cache(client, KeySpace("cb", "bot"), CacheConfig(scan_count=100))
+    cache = Cache(client, KeySpace("cb", "bot", registry=REGISTRY), CacheConfig(scan_count=100))
     sink = RedisCacheSink(cache, max_keys_per_pattern=200)
     consumer = deployment.consumer(client, "bot", sink=sink)
     await consumer.run(until_idle=True)
-    async with Producer.from_url(deployment.url("producer"), producer_name="api") as producer:
+    async with Producer.from_url(
+        deployment.url("producer"), producer_name="api", registry=REGISTRY
+    ) as producer:
         await producer.invalidate_pattern("positions", "*:all")
     await consumer.run(until_idle=True)
     assert sink.escalations == 1 and cache.stats.escalations == 1

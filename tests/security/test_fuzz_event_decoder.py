@@ -26,7 +26,7 @@ from cachebus.contracts.codec import (
 )
 from cachebus.contracts.errors import EventDecodeError
 from cachebus.contracts.events import KeysInvalidated, NamespaceFlushed, PatternInvalidated
-from cachebus.contracts.keys import DEFAULT_REGISTRY
+from tests.harness.registry import REGISTRY
 from tests.security.fuzzing import mutate, run
 
 TOTAL = 100_000
@@ -93,7 +93,7 @@ def inputs(seed: int = 20261125) -> Iterator[dict[Any, Any] | None]:
 def test_decode_fields_survives_100000_arbitrary_entries() -> None:
     outcome = run(
         inputs(),
-        lambda fields: decode_fields(fields, entry_id="1-0", registry=DEFAULT_REGISTRY),  # type: ignore[arg-type]
+        lambda fields: decode_fields(fields, entry_id="1-0", registry=REGISTRY),  # type: ignore[arg-type]
         EventDecodeError,
     )
     outcome.check(TOTAL)
@@ -106,7 +106,7 @@ def test_decode_entries_survives_the_same_100000_entries_in_batches() -> None:
     for start in range(0, TOTAL, 500):
         batch = entries[start : start + 500]
         try:
-            results = decode_entries(batch, registry=DEFAULT_REGISTRY)  # type: ignore[arg-type]
+            results = decode_entries(batch, registry=REGISTRY)  # type: ignore[arg-type]
         except Exception as exc:
             unexpected.append(f"batch {start}: {type(exc).__name__}: {exc}"[:300])
             continue
@@ -144,8 +144,8 @@ def test_near_miss_events_in_sound_envelopes_decode_or_raise_only_decode_errors(
     event = {k: v for k, v in {**base, **replaced}.items() if k not in dropped}
     envelope = json.dumps({"data": json.dumps(event), "headers": headers}).encode()
     try:
-        decoded = decode_fields({FIELD: envelope}, registry=DEFAULT_REGISTRY)
+        decoded = decode_fields({FIELD: envelope}, registry=REGISTRY)
     except EventDecodeError:
         return
-    assert decoded.event.namespace in DEFAULT_REGISTRY
+    assert decoded.event.namespace in REGISTRY
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in decoded.headers.items())

@@ -23,6 +23,7 @@ from cachebus.core.connection import RedisSettings, create_async_pool, create_sy
 from cachebus.producers import Producer, SyncProducer
 from cachebus.settings import CachebusSettings
 from cachebus.testing.server import free_port
+from tests.harness.registry import REGISTRY, REGISTRY_FILE
 from tests.security.conftest import Deployment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,16 +60,20 @@ async def test_no_password_in_reprs_logs_or_exceptions_of_the_library(
     # Working objects, used once so their connections exist when we print them.
     pool = create_async_pool(settings)
     client = redis.asyncio.Redis(connection_pool=pool)
-    cache = Cache(client, KeySpace("cb", "bot"))
+    cache = Cache(client, KeySpace("cb", "bot", registry=REGISTRY))
     consumer = deployment.consumer(client, "bot", cache=cache)
     await consumer.run(until_idle=True)
-    producer = Producer.from_url(deployment.url("producer"), producer_name="api")
+    producer = Producer.from_url(deployment.url("producer"), producer_name="api", registry=REGISTRY)
     await producer.invalidate_keys("positions", ["1:all"])
     await consumer.run(until_idle=True)
     sync_pool = create_sync_pool(settings)
-    sync_cache = SyncCache(redis.Redis(connection_pool=sync_pool), KeySpace("cb", "bot"))
+    sync_cache = SyncCache(
+        redis.Redis(connection_pool=sync_pool), KeySpace("cb", "bot", registry=REGISTRY)
+    )
     sync_cache.set("positions", "2:all", 2)
-    sync_producer = SyncProducer.from_url(deployment.url("producer"), producer_name="api")
+    sync_producer = SyncProducer.from_url(
+        deployment.url("producer"), producer_name="api", registry=REGISTRY
+    )
     sync_producer.invalidate_keys("positions", ["2:all"])
     conn = await pool.get_connection()
     texts += [repr(o) for o in (pool, client, conn, cache, consumer, consumer.config)]
@@ -78,19 +83,25 @@ async def test_no_password_in_reprs_logs_or_exceptions_of_the_library(
     # Failures: a wrong password, a missing right, an unreachable server.
     failures: list[BaseException] = []
     for url in (deployment.url("bot", password=WRONG), unreachable):
-        bad = Cache.from_url(url, KeySpace("cb", "bot"), socket_timeout=1.0, retries=0)
+        bad = Cache.from_url(
+            url, KeySpace("cb", "bot", registry=REGISTRY), socket_timeout=1.0, retries=0
+        )
         with pytest.raises(CachebusError) as caught:
             await bad.invalidate_keys("positions", ["1:all"])
         failures.append(caught.value)
         texts.append(repr(bad))
         await bad.aclose()
-        bad_producer = Producer.from_url(url, producer_name="api", socket_timeout=1.0, retries=0)
+        bad_producer = Producer.from_url(
+            url, producer_name="api", socket_timeout=1.0, retries=0, registry=REGISTRY
+        )
         with pytest.raises(CachebusError) as caught:
             await bad_producer.invalidate_keys("positions", ["1:all"])
         failures.append(caught.value)
         await bad_producer.aclose()
     with pytest.raises(CachebusError) as caught:  # NOPERM: the bot on the api's scope
-        await Cache(client, KeySpace("cb", "api")).invalidate_keys("positions", ["1:all"])
+        await Cache(client, KeySpace("cb", "api", registry=REGISTRY)).invalidate_keys(
+            "positions", ["1:all"]
+        )
     failures.append(caught.value)
     wrong_client = redis.asyncio.Redis.from_url(deployment.url("bot", password=WRONG))
     with pytest.raises(CachebusError) as caught:
@@ -140,19 +151,31 @@ def test_no_password_in_the_output_of_cachebus_publish(deployment: Deployment) -
         (deployment.url("producer") + "&bad", 2),  # a malformed URL
     ]
     for url, code in cases:
-        args = ["publish", "positions", "--key", "1:all", "--reason", "t", "--timeout", "0.5"]
+        args = ["publish", "positions", "--key", "1:all", "--reason", "t", "--timeout", "0.5",
+                "--registry", str(REGISTRY_FILE)]  # fmt: skip
         done = _cli(*args, "--url", url)
         assert done.returncode == code, done.stderr
         outputs += [done.stdout, done.stderr]
     via_env = _cli("publish", "market", "--flush", "--yes", "--reason", "t", "--json",
-                   env={"CACHEBUS_REDIS_URL": deployment.url("producer")})  # fmt: skip
+                   env={"CACHEBUS_REDIS_URL": deployment.url("producer"),
+                        "CACHEBUS_REGISTRY": str(REGISTRY_FILE)})  # fmt: skip
     assert via_env.returncode == 0, via_env.stderr
     _assert_clean([*outputs, via_env.stdout, via_env.stderr], deployment)
 
 
 def test_no_password_in_the_output_of_cachebus_consume_at_debug(deployment: Deployment) -> None:
     outputs: list[str] = []
-    base = ["consume", "--service", "bot", "--namespaces", "positions", "--log-level", "DEBUG"]
+    base = [
+        "consume",
+        "--registry",
+        str(REGISTRY_FILE),
+        "--service",
+        "bot",
+        "--namespaces",
+        "positions",
+        "--log-level",
+        "DEBUG",
+    ]
     # A wrong password: the sidecar exits at once, as a configuration error (2), with an error
     # that names no secret.
     wrong = _cli(*base, "--redis-url", deployment.url("bot", password=WRONG))

@@ -17,6 +17,7 @@ from cachebus.core.connection import RedisSettings, create_async_pool
 from cachebus.producers import Producer, SyncProducer
 from cachebus.testing import RedisServer, make_certificates
 from cachebus.testing.server import TLSFiles
+from tests.harness.registry import REGISTRY
 from tests.security.conftest import Deployment, start_deployment
 
 
@@ -42,13 +43,17 @@ async def test_rediss_carries_invalidations_from_producer_to_consumer_to_cache(
     settings = dep.settings("bot")
     pool = create_async_pool(settings)  # the hiredis-packing SSL connection class
     client = redis.asyncio.Redis(connection_pool=pool)
-    cache = Cache(client, KeySpace(dep.layout.prefix, "bot"))
+    cache = Cache(client, KeySpace(dep.layout.prefix, "bot", registry=REGISTRY))
     consumer = dep.consumer(client, "bot", cache=cache)
     await consumer.run(until_idle=True)
     await cache.set_many("positions", {"1:all": 1, "2:all": 2, "3:all": 3})
-    async with Producer.from_url(dep.url("producer"), producer_name="api") as producer:
+    async with Producer.from_url(
+        dep.url("producer"), producer_name="api", registry=REGISTRY
+    ) as producer:
         await producer.invalidate_keys("positions", ["1:all"])
-    with SyncProducer.from_url(dep.url("producer"), producer_name="worker") as sync_producer:
+    with SyncProducer.from_url(
+        dep.url("producer"), producer_name="worker", registry=REGISTRY
+    ) as sync_producer:
         sync_producer.invalidate_keys("positions", ["2:all"])
     await consumer.run(until_idle=True)
     assert await cache.get_many("positions", ["1:all", "2:all", "3:all"]) == {"3:all": 3}
@@ -70,7 +75,11 @@ async def test_a_client_that_cannot_verify_the_server_gets_a_typed_error_without
     plaintext = dep.url("bot").replace("rediss://", "redis://", 1).split("?", 1)[0]
     for url in (no_ca, plaintext):
         cache = Cache.from_url(
-            url, KeySpace("cb", "bot"), socket_timeout=1.0, socket_connect_timeout=1.0, retries=0
+            url,
+            KeySpace("cb", "bot", registry=REGISTRY),
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            retries=0,
         )
         with pytest.raises(BackendUnavailable) as caught:
             await cache.invalidate_keys("positions", ["1:all"])

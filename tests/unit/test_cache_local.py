@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from cachebus.contracts.errors import ConfigError, ContractError
-from cachebus.contracts.keys import CacheKeys, KeyRef
+from cachebus.contracts.keys import KeyRef
 from cachebus.core import LocalCache
+from tests.harness.registry import REGISTRY, Keys
 
 
 class Clock:
@@ -24,7 +25,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def l1(clock: Clock) -> LocalCache:
-    return LocalCache(maxsize=100, timer=clock)
+    return LocalCache(REGISTRY, maxsize=100, timer=clock)
 
 
 def test_values_live_for_their_namespace_ttl_class(l1: LocalCache, clock: Clock) -> None:
@@ -51,7 +52,7 @@ def test_exact_invalidation_counts_only_live_entries(l1: LocalCache) -> None:
 
 
 def test_refs_from_many_namespaces_are_invalidated_together(l1: LocalCache) -> None:
-    summary, detail = CacheKeys.market_all("0xabc")
+    summary, detail = Keys.market_all("0xabc")
     l1.set(summary.namespace, summary.id, 1)
     l1.set(detail.namespace, detail.id, 2)
     l1.set("prices", "0xabc", 0.4)
@@ -62,7 +63,7 @@ def test_refs_from_many_namespaces_are_invalidated_together(l1: LocalCache) -> N
 def test_patterns_match_ids_like_redis_and_never_other_users(l1: LocalCache) -> None:
     for user in ("4", "42", "4*2"):
         l1.set("positions", f"{user}:all", user)
-    pattern = CacheKeys.user_positions_all("4*2").pattern  # glob characters escaped
+    pattern = Keys.user_positions_all("4*2").pattern  # glob characters escaped
     assert l1.invalidate_pattern("positions", pattern) == 1
     assert KeyRef("positions", "4:all") in l1 and KeyRef("positions", "42:all") in l1
     assert l1.invalidate_pattern("positions", "4*") == 2
@@ -83,7 +84,7 @@ def test_flushes_empty_a_namespace_or_everything(l1: LocalCache) -> None:
 
 
 def test_each_namespace_is_bounded(clock: Clock) -> None:
-    small = LocalCache(maxsize=3, timer=clock)
+    small = LocalCache(REGISTRY, maxsize=3, timer=clock)
     for i in range(10):
         small.set("prices", str(i), i)
     assert len(small) == 3
@@ -96,7 +97,7 @@ def test_unknown_namespaces_and_bad_ids_get_clear_errors(l1: LocalCache) -> None
     with pytest.raises(ContractError, match="must not be empty"):
         l1.get("prices", "")
     with pytest.raises(ConfigError):
-        LocalCache(maxsize=0)
+        LocalCache(REGISTRY, maxsize=0)
 
 
 def test_hits_and_misses_are_counted(l1: LocalCache) -> None:

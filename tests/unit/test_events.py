@@ -9,31 +9,40 @@ import pytest
 from pydantic import ValidationError
 
 from cachebus.contracts import (
-    CacheKeys,
     EventFactory,
     KeysInvalidated,
     Namespace,
     NamespaceFlushed,
     PatternInvalidated,
-    TTLClass,
 )
 from cachebus.contracts.errors import ContractError
 from cachebus.contracts.events import validate_event
 from cachebus.contracts.factory import keys_invalidated
 from cachebus.contracts.ids import event_id_time_ms, new_event_id
-from cachebus.contracts.keys import DEFAULT_REGISTRY
 from cachebus.contracts.rules import MAX_KEYS_PER_EVENT
+from tests.harness.registry import REGISTRY, Keys
 
 BASE: dict[str, Any] = {"namespace": "positions", "producer": "api", "reason": "fill"}
 
 
 def make(kind: type[Any], **overrides: Any) -> Any:
+    """An event of ``kind`` checked against the tests' registry (as a factory or a decoder
+    given the registry checks it)."""
     fields = {**BASE, **overrides}
     if kind is KeysInvalidated:
         fields.setdefault("keys", ("42:all",))
     if kind is PatternInvalidated:
         fields.setdefault("pattern", "42:*")
-    return kind(**fields)
+    fields["kind"] = kind.model_fields["kind"].default
+    return validate_event(fields, registry=REGISTRY)
+
+
+def test_a_model_built_without_a_registry_checks_the_namespace_syntax_only() -> None:
+    # The library knows no namespace: only a registry can say one is unknown.
+    assert NamespaceFlushed(namespace="anything", producer="api").namespace == "anything"
+    with pytest.raises(ContractError) as caught:
+        NamespaceFlushed(namespace="bad ns", producer="api")
+    assert caught.value.rule == "namespace.invalid"
 
 
 def test_each_kind_builds_with_an_id_and_a_creation_time() -> None:
@@ -105,11 +114,11 @@ def test_events_are_frozen() -> None:
 
 
 def test_a_custom_registry_is_used_for_the_namespace_check() -> None:
-    registry = DEFAULT_REGISTRY.with_namespaces(Namespace("orders", TTLClass.POSITIONS))
+    registry = REGISTRY.with_namespaces(Namespace("orders", "{order_id}", 30))
     factory = EventFactory("worker", registry)
     assert factory.flush("orders").namespace == "orders"
     with pytest.raises(ContractError) as caught:
-        EventFactory("worker").flush("orders")
+        EventFactory("worker", registry=REGISTRY).flush("orders")
     assert caught.value.rule == "namespace.unknown"
 
 
@@ -131,7 +140,7 @@ def test_event_ids_sort_in_creation_order_and_carry_their_time() -> None:
 
 
 def test_factory_turns_int_ids_into_text_and_refuses_a_bare_string() -> None:
-    factory = EventFactory("api")
+    factory = EventFactory("api", registry=REGISTRY)
     assert factory.keys_event("prices", [7, "8"]).keys == ("7", "8")
     with pytest.raises(ContractError) as caught:
         factory.keys_event("prices", "abc")
@@ -140,17 +149,17 @@ def test_factory_turns_int_ids_into_text_and_refuses_a_bare_string() -> None:
 
 def test_factory_refuses_a_bad_producer_name() -> None:
     with pytest.raises(ContractError) as caught:
-        EventFactory("my service")
+        EventFactory("my service", registry=REGISTRY)
     assert caught.value.rule == "producer.invalid"
 
 
 def test_events_for_groups_ids_per_namespace_and_keeps_patterns() -> None:
-    factory = EventFactory("api")
+    factory = EventFactory("api", registry=REGISTRY)
     refs = [
-        *CacheKeys.market_all("m1"),
-        CacheKeys.user_positions(42),
-        CacheKeys.market("m1"),  # a duplicate
-        CacheKeys.user_positions_all(42),
+        *Keys.market_all("m1"),
+        Keys.user_positions(42),
+        Keys.market("m1"),  # a duplicate
+        Keys.user_positions_all(42),
         factory.flush("prices"),
     ]
     events = factory.events_for(refs, reason="trade")
@@ -168,17 +177,21 @@ def test_events_for_groups_ids_per_namespace_and_keeps_patterns() -> None:
 
 def test_events_for_splits_many_ids_into_events_that_fit() -> None:
     ids = [f"{i}:all" for i in range(2500)]
-    events = EventFactory("api").events_for([CacheKeys.user_positions(i) for i in range(2500)])
+    events = EventFactory("api", registry=REGISTRY).events_for(
+        [Keys.user_positions(i) for i in range(2500)]
+    )
     assert [len(e.keys) for e in events if isinstance(e, KeysInvalidated)] == [1000, 1000, 500]
     assert [k for e in events if isinstance(e, KeysInvalidated) for k in e.keys] == ids
 
 
 def test_events_for_refuses_what_it_cannot_invalidate() -> None:
     with pytest.raises(ContractError) as caught:
-        EventFactory("api").events_for(["positions:42"])  # type: ignore[list-item]
+        EventFactory("api", registry=REGISTRY).events_for(["positions:42"])  # type: ignore[list-item]
     assert caught.value.rule == "ref.type"
 
 
 def test_module_builders_use_the_default_registry() -> None:
-    event = keys_invalidated("user", ["1:profile"], producer="api", reason="edit")
+    event = keys_invalidated(
+        "user", ["1:profile"], producer="api", reason="edit", registry=REGISTRY
+    )
     assert event.keys == ("1:profile",)

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from cachebus.contracts import EventFactory
 from cachebus.contracts.errors import ContractError
 from cachebus.contracts.events import validate_event
+from tests.harness.registry import REGISTRY
 
-FACTORY = EventFactory("api")
+FACTORY = EventFactory("api", registry=REGISTRY)
 
 namespaces = st.sampled_from(["positions", "market", "prices", "nope", "bad ns", ""])
 ids = st.one_of(

@@ -13,6 +13,7 @@ from referencing import Registry, Resource
 from cachebus.contracts import EventFactory
 from cachebus.contracts.codec import encode_event
 from cachebus.contracts.schema import SCHEMA_DIR, render, schemas
+from tests.harness.registry import REGISTRY
 
 
 def _committed(name: str) -> dict[str, object]:
@@ -39,7 +40,7 @@ def _validator(name: str) -> Draft202012Validator:
 
 
 def test_every_kind_we_publish_is_valid_under_the_committed_schemas() -> None:
-    factory = EventFactory("api")
+    factory = EventFactory("api", registry=REGISTRY)
     events = [
         factory.keys_event("positions", ["1:all", "1:7"], reason="fill"),
         factory.pattern("market_lists", "top:*"),
@@ -68,7 +69,7 @@ def test_every_kind_we_publish_is_valid_under_the_committed_schemas() -> None:
     ids=lambda c: next(iter(c)),
 )
 def test_the_committed_schema_refuses_what_the_model_refuses(change: dict[str, object]) -> None:
-    event = EventFactory("api").keys_event("positions", ["1:all"])
+    event = EventFactory("api", registry=REGISTRY).keys_event("positions", ["1:all"])
     data = {**event.model_dump(mode="json"), **change}
     with pytest.raises(jsonschema.ValidationError):
         _validator("invalidation-event.v1.json").validate(data)

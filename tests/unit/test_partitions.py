@@ -19,6 +19,7 @@ from cachebus.contracts.partitions import (
 )
 from cachebus.core._cluster_io import plan_calls
 from cachebus.producers._routing import Router, piece_event_id
+from tests.harness.registry import REGISTRY
 
 KEYISH = st.text(alphabet=st.sampled_from("ab{}:x1"), max_size=12)
 
@@ -103,13 +104,13 @@ def test_routing_is_stable_and_spreads_keys() -> None:
 
 @given(st.text(min_size=1, max_size=30).filter(lambda s: not set(s) & {"\x00", "\r", "\n", "}"}))
 def test_a_lease_shares_its_values_slot_whenever_the_id_has_no_stray_brace(ident: str) -> None:
-    ks = KeySpace("cb", "svc")
+    ks = KeySpace("cb", "svc", registry=REGISTRY)
     assert ks.lease_colocated("prices", ident)
     assert key_slot(ks.lease_key("prices", ident)) == key_slot(ks.key("prices", ident))
 
 
 def test_leases_of_different_ids_are_different_keys() -> None:
-    ks = KeySpace("cb", "svc")
+    ks = KeySpace("cb", "svc", registry=REGISTRY)
     ids = ["1", "a{b}c", "a}b", "{x", "{}a", "cb:svc:prices:1"]
     assert len({ks.lease_key("prices", i) for i in ids}) == len(ids)
     assert not ks.lease_colocated("prices", "a}b")
@@ -150,7 +151,7 @@ def test_a_keys_event_spanning_partitions_is_split_with_stable_piece_ids() -> No
 
 
 def test_unlinks_of_values_and_their_leases_go_out_as_one_command_per_slot() -> None:
-    ks = KeySpace("cb", "svc")
+    ks = KeySpace("cb", "svc", registry=REGISTRY)
     data = [ks.key("prices", str(i)) for i in range(50)]
     leases = [ks.lease_key("prices", str(i)) for i in range(50)]
     plan = plan_calls([("UNLINK", *data), ("UNLINK", *leases)])

@@ -15,9 +15,10 @@ from cachebus.contracts._frames import BINARY_MAGIC, build_binary_frame
 from cachebus.contracts.codec import FIELD, DecodedEntry, encode_event
 from cachebus.contracts.errors import ContractError, EventDecodeError
 from cachebus.contracts.events import Event
-from cachebus.contracts.keys import DEFAULT_REGISTRY, MAX_ID_LENGTH
+from cachebus.contracts.keys import MAX_ID_LENGTH
+from tests.harness.registry import REGISTRY
 
-FACTORY = EventFactory("api")
+FACTORY = EventFactory("api", registry=REGISTRY)
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 # ---- strategies ------------------------------------------------------------------------
@@ -31,7 +32,7 @@ patterns = st.builds(lambda a, b: f"{a}*{b}", literal, st.text(alphabet="ab:?", 
 reasons = st.text(
     alphabet=st.characters(min_codepoint=0x20, blacklist_categories=("Cs",)), max_size=40
 ).filter(lambda r: "\x7f" not in r)
-namespaces = st.sampled_from(DEFAULT_REGISTRY.names)
+namespaces = st.sampled_from(REGISTRY.names)
 
 
 @st.composite
@@ -66,7 +67,7 @@ def test_encode_then_decode_gives_back_the_event_and_headers(
 ) -> None:
     fields = encode_event(event, extra)
     assert list(fields) == [FIELD]
-    decoded = decode_fields(fields, entry_id="5-0", registry=DEFAULT_REGISTRY)
+    decoded = decode_fields(fields, entry_id="5-0", registry=REGISTRY)
     assert decoded.event == event
     assert type(decoded.event) is type(event)
     assert {k: decoded.headers[k] for k in extra} == extra
@@ -120,7 +121,7 @@ def test_decoding_checks_the_namespace_only_when_given_a_registry() -> None:
     fields = {FIELD: orjson.dumps(data)}
     assert decode_fields(fields).event.namespace == "orders"
     with pytest.raises(EventDecodeError) as caught:
-        decode_fields(fields, registry=DEFAULT_REGISTRY, entry_id=b"7-1")
+        decode_fields(fields, registry=REGISTRY, entry_id=b"7-1")
     assert caught.value.rule == "namespace.unknown"
     assert caught.value.entry_id == "7-1"
 
@@ -262,7 +263,7 @@ def test_decode_entries_keeps_order_and_puts_errors_in_place() -> None:
         (b"1-3", _payload(namespace="orders")),
         (b"1-4", encode_event(good[2])),
     ]
-    out = decode_entries(batch, registry=DEFAULT_REGISTRY)
+    out = decode_entries(batch, registry=REGISTRY)
     assert [type(o).__name__ for o in out] == [
         "DecodedEntry", "EventDecodeError", "DecodedEntry", "EventDecodeError", "DecodedEntry"
     ]  # fmt: skip

@@ -1,0 +1,403 @@
+"""The composition root: one object that runs a service's consumers, wired from one settings
+object (or a URL and the registry), the way arq's ``run_worker`` or saq's ``Worker`` do.
+
+::
+
+    registry = Registry.from_file("cachebus.toml")
+    async with ConsumerService.from_url("redis://...", registry=registry, service="web"):
+        ...  # the service runs; its cache scope is kept in sync
+
+:class:`ConsumerService` checks everything when it is built (settings, namespaces against the
+registry, timings, URLs, ports): a refused configuration raises there and has touched nothing.
+:meth:`~ConsumerService.start` then creates and owns the clients and pools (redis-py's explicit
+ownership: it created them, it closes them), the service's cache (its scope is the service),
+the group consumer (over every partition, or one), an optional broadcast consumer keeping an
+in-process L1, the observers (spans, metrics; Prometheus ``/metrics`` with the ``otel`` extra,
+one warning without it) and the ``/healthz`` ``/readyz`` ``/metrics`` server when a port is
+given. :meth:`~ConsumerService.stop` is idempotent and stops in order: the consumers (each
+finishes and acks its batch within ``grace_period_s``, is cancelled after, abandoned at
+``hard_deadline_s``), then the probe server, the sampler, the clients and pools.
+
+Signals are the caller's (``cachebus consume`` handles them): this module installs none.
+
+It lives at the top of the package, beside the probe server and the Prometheus endpoint it
+wires, because a composition root depends on every layer; ``cachebus.consumers`` stays a
+runtime a library user can assemble by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
+
+from cachebus.consumers.broadcast import BroadcastConsumer
+from cachebus.consumers.cache_metrics import CacheHealthMetrics
+from cachebus.consumers.config import BroadcastConfig, ConsumerConfig
+from cachebus.consumers.metrics import ConsumerMetrics
+from cachebus.consumers.observe import CompositeObserver, ConsumerObserver, ConsumerStats, Health
+from cachebus.consumers.partitioned import PartitionedConsumer
+from cachebus.consumers.runtime import Consumer
+from cachebus.consumers.sinks import LocalCacheSink, RedisCacheSink, Sink
+from cachebus.consumers.tracing import TracingObserver
+from cachebus.contracts.errors import ConfigError, ConsumerError
+from cachebus.contracts.keys import KeySpace, StreamKeys
+from cachebus.contracts.registry import Registry
+from cachebus.core._io import AsyncClient
+from cachebus.core._tasks import cancel_and_wait
+from cachebus.core.cache import Cache
+from cachebus.core.config import CacheConfig
+from cachebus.core.connection import RedisSettings, create_async_cluster, create_async_pool
+from cachebus.core.local import LocalCache
+from cachebus.health_server import HealthServer
+from cachebus.metrics_endpoint import MetricsSampler, PrometheusEndpoint
+from cachebus.settings import CachebusSettings
+
+__all__ = ["ConsumerService"]
+
+log = logging.getLogger("cachebus.service")
+
+_NOT_STARTED = Health(False, False, False, False, False, None, None, ("not started",), 0.0)
+
+
+class ConsumerService:
+    """A service's consumers, their clients, cache, observers and probes: one per process."""
+
+    def __init__(
+        self,
+        settings: CachebusSettings,
+        *,
+        registry: Registry | None = None,
+        observers: Sequence[ConsumerObserver] = (),
+        sinks: Sequence[Sink] = (),
+        cache_config: CacheConfig | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        if registry is not None:
+            settings.use_registry(registry)
+        self.settings = settings
+        self.config: ConsumerConfig = settings.consumer_config()
+        self.registry = settings.load_registry()
+        self.keys = StreamKeys(settings.prefix, partitions=settings.partitions)
+        self._part_keys = self.keys
+        if settings.partition is not None:
+            self._part_keys = self.keys.for_partition(settings.partition)  # checks the index
+        if settings.broadcast and (settings.partitions > 1 or settings.cluster):
+            raise ConfigError(
+                "broadcast (the L1) reads one stream on one Redis: it needs partitions = 1 "
+                "and no cluster"
+            )
+        if not 0 <= settings.health_port <= 65535:
+            raise ConfigError(f"health_port must be 0 (off) to 65535, got {settings.health_port}")
+        self.stream_settings = RedisSettings.from_url(
+            settings.stream_url(),
+            socket_timeout=max(settings.socket_timeout, self.config.socket_timeout_floor),
+            socket_connect_timeout=settings.connect_timeout,
+            client_name=self.config.consumer,
+            cluster=settings.cluster,
+        )
+        self.cache_settings = RedisSettings.from_url(
+            settings.cache_redis_url(),
+            socket_timeout=settings.socket_timeout,
+            socket_connect_timeout=settings.connect_timeout,
+            cluster=settings.cluster,
+        )
+        # No circuit breaker on the invalidation path: the consumer retries with its own
+        # backoff, and a breaker's cool-down would only delay invalidations after an outage.
+        self.cache_config = cache_config or CacheConfig(
+            max_deletes_per_second=settings.max_deletes_per_second, breaker=None
+        )
+        self.cache_config.check_against(self.registry)
+        self._observers = tuple(observers)
+        self._sinks = tuple(sinks)
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._state = "new"
+        self._lock = asyncio.Lock()
+        self._owned: list[Any] = []  # clients and pools, closed in reverse order
+        self._tasks: list[asyncio.Task[None]] = []
+        self._error: BaseException | None = None
+        self._health_server: HealthServer | None = None
+        self._endpoint: PrometheusEndpoint | None = None
+        self._sampler: MetricsSampler | None = None
+        self.stream_client: AsyncClient | None = None
+        self.cache_client: AsyncClient | None = None
+        self.cache: Cache | None = None
+        self.consumer: Consumer | PartitionedConsumer | None = None
+        self.broadcast: BroadcastConsumer | None = None
+        self.local: LocalCache | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: CachebusSettings | None = None, **kwargs: Any
+    ) -> ConsumerService:
+        """From a settings object (default: the ``CACHEBUS_*`` environment alone)."""
+        return cls(settings if settings is not None else CachebusSettings(), **kwargs)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        registry: Registry,
+        service: str,
+        namespaces: Sequence[str] = (),
+        cache_url: str | None = None,
+        settings: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> ConsumerService:
+        """The service's consumers on ``url``; ``settings`` are other :class:`CachebusSettings`
+        fields (the rest from ``CACHEBUS_*`` variables, then defaults); ``kwargs`` as for the
+        constructor (observers, sinks, providers)."""
+        values: dict[str, Any] = {"redis_url": url, "service": service, **(settings or {})}
+        if namespaces:
+            values["namespaces"] = list(namespaces)
+        if cache_url is not None:
+            values["cache_url"] = cache_url
+        return cls(CachebusSettings(**values), registry=registry, **kwargs)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> ConsumerService:
+        """Create the clients, cache, consumers and probes; start consuming."""
+        async with self._lock:
+            if self._state != "new":
+                raise ConsumerError(f"this service was already started ({self._state})")
+            self._state = "starting"
+            try:
+                await self._start()
+            except BaseException:
+                await self._close()
+                self._state = "stopped"
+                raise
+            self._state = "running"
+        return self
+
+    async def _start(self) -> None:
+        settings, config = self.settings, self.config
+        self.stream_client = self._client(self.stream_settings)
+        same = self.cache_settings.url == self.stream_settings.url
+        self.cache_client = self.stream_client if same else self._client(self.cache_settings)
+        scope = KeySpace(settings.prefix, config.group, registry=self.registry)
+        self.cache = Cache(self.cache_client, scope, self.cache_config)
+        observer = self._observability()
+        sinks: list[Sink] = [
+            RedisCacheSink(self.cache, max_keys_per_pattern=config.max_keys_per_pattern),
+            *self._sinks,
+        ]
+        where = self.stream_settings.redacted_url
+        if settings.partitions > 1 and settings.partition is None:
+            self.consumer = PartitionedConsumer(
+                self.stream_client, config, sinks, keys=self.keys, observer=observer,
+                registry=self.registry, where=where,
+            )  # fmt: skip
+        else:
+            self.consumer = Consumer(
+                self.stream_client, config, sinks, keys=self._part_keys, observer=observer,
+                registry=self.registry, where=where,
+            )  # fmt: skip
+        if settings.broadcast:
+            assert isinstance(self.stream_client, redis.asyncio.Redis)  # not a cluster: checked
+            self.local = LocalCache(self.registry, maxsize=settings.local_maxsize)
+            self.broadcast = BroadcastConsumer(
+                self.stream_client,
+                BroadcastConfig(
+                    stream=config.stream, namespaces=config.namespaces,
+                    read_count=config.read_count, block_ms=config.block_ms,
+                    max_staleness_s=config.max_staleness_s, backoff_base_s=config.backoff_base_s,
+                    backoff_cap_s=config.backoff_cap_s, grace_period_s=config.grace_period_s,
+                    dedupe_window=config.dedupe_window,
+                ),
+                # L2 before L1: an L1 is never refilled from an L2 that missed the event.
+                [RedisCacheSink(self.cache), LocalCacheSink(self.local)],
+                keys=self.keys,
+                where=where,
+            )  # fmt: skip
+        if settings.health_port:
+            await self._serve_probes()
+        self._tasks.append(asyncio.ensure_future(self.consumer.run()))
+        if self.broadcast is not None:
+            self._tasks.append(asyncio.ensure_future(self.broadcast.run()))
+        log.info(
+            "consuming %s as %s/%s into scope %s:%s (namespaces %s, registry %s) from %s",
+            config.stream, config.group, config.consumer, settings.prefix, config.group,
+            ",".join(sorted(config.namespaces)), self.registry.fingerprint, where,
+        )  # fmt: skip
+
+    def _client(self, settings: RedisSettings) -> AsyncClient:
+        if settings.cluster:
+            cluster = create_async_cluster(settings)
+            self._owned.append(cluster)
+            return cluster
+        pool = create_async_pool(settings)
+        self._owned.append(pool)
+        client = redis.asyncio.Redis(connection_pool=pool)
+        self._owned.append(client)
+        return client
+
+    def _observability(self) -> ConsumerObserver | None:
+        settings, config = self.settings, self.config
+        observers: list[ConsumerObserver] = []
+        if settings.traces:
+            observers.append(
+                TracingObserver.for_consumer(
+                    config,
+                    keys=self._part_keys,
+                    server=self.stream_settings.address,
+                    tracer_provider=self._tracer_provider,
+                )
+            )
+        if settings.metrics:
+            provider = self._meter_provider
+            if provider is None and settings.health_port:
+                try:
+                    self._endpoint = PrometheusEndpoint(
+                        service=config.group, instance=config.consumer
+                    )
+                    provider = self._endpoint.meter_provider
+                except ConfigError as exc:  # invalidations matter more than their metrics
+                    log.warning("no /metrics: %s", exc)
+            metrics = ConsumerMetrics.for_consumer(
+                config, keys=self._part_keys, meter_provider=provider
+            )
+            observers.append(metrics)
+            if self._endpoint is not None:
+                self._sampler = self._metrics_sampler(metrics)
+        observers += self._observers
+        if len(observers) > 1:
+            return CompositeObserver(*observers)
+        return observers[0] if observers else None
+
+    def _metrics_sampler(self, metrics: ConsumerMetrics) -> MetricsSampler:
+        assert self._endpoint is not None and self.cache is not None
+        assert self.stream_client is not None
+        parts = (
+            (self._part_keys,)
+            if self._part_keys.partitions == 1 or (self._part_keys.partition is not None)
+            else self.keys.all_partitions()
+        )
+        single = len(parts) == 1
+        return MetricsSampler(
+            client=self.stream_client,
+            # A partitioned stream has no single key to sample XPENDING on: its gauges come
+            # from the reads alone.
+            stream_key=parts[0].stream(self.config.stream) if single else None,
+            group=self.config.group,
+            consumer_metrics=metrics,
+            cache=self.cache,
+            cache_metrics=CacheHealthMetrics.for_cache(
+                self.cache, meter_provider=self._endpoint.meter_provider
+            ),
+            interval=self.settings.metrics_interval_s,
+            where=self.stream_settings.redacted_url,
+            counters_keys=tuple(p.counters(self.config.stream, self.config.group) for p in parts),
+        ).start()
+
+    async def _serve_probes(self) -> None:
+        settings = self.settings
+        server = HealthServer(
+            self.health,
+            host=settings.health_host,
+            port=settings.health_port,
+            metrics=self._endpoint.render if self._endpoint is not None else None,
+        )
+        try:
+            self._health_server = await server.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve probes on {settings.health_host}:{settings.health_port}: {exc}"
+            ) from None
+
+    async def wait(self) -> None:
+        """Until the consumers end: after :meth:`stop`, or when one fails (then everything
+        is stopped and its error raised)."""
+        if not self._tasks:
+            raise ConsumerError("this service is not running: start() it first")
+        await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        if any(t.done() and not t.cancelled() and t.exception() for t in self._tasks):
+            await self.stop()
+        if self._error is not None:
+            raise self._error
+
+    async def run(self) -> None:
+        """Start (if needed) and consume until :meth:`stop` or a failure."""
+        if self._state == "new":
+            await self.start()
+        await self.wait()
+
+    async def stop(self) -> None:
+        """Stop consuming (finish and ack the batch in flight), then close everything this
+        service created. Idempotent; bounded by ``hard_deadline_s``."""
+        async with self._lock:
+            if self._state in ("stopped", "new"):
+                self._state = "stopped"
+                return
+            self._state = "stopping"
+            stopping = [c.stop() for c in (self.consumer, self.broadcast) if c is not None]
+            await asyncio.gather(*stopping)
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=self.config.hard_deadline_s)
+            for task in self._tasks:
+                if not task.done():
+                    await cancel_and_wait(task, within=1.0)
+                elif not task.cancelled() and task.exception() is not None:
+                    self._error = self._error or task.exception()
+            await self._close()
+            self._state = "stopped"
+
+    async def _close(self) -> None:
+        if self._health_server is not None:
+            await self._health_server.close()
+            self._health_server = None
+        if self._sampler is not None:
+            await self._sampler.close()
+            self._sampler = None
+        if self._endpoint is not None:
+            self._endpoint.shutdown()
+            self._endpoint = None
+        while self._owned:
+            await self._owned.pop().aclose()
+
+    async def __aenter__(self) -> ConsumerService:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        await self.stop()
+        if exc is None and self._error is not None:
+            raise self._error
+
+    # ---- state ------------------------------------------------------------------------------
+    def health(self) -> Health:
+        """The group consumer's health (liveness, readiness and why not)."""
+        return _NOT_STARTED if self.consumer is None else self.consumer.health()
+
+    async def wait_ready(self, within: float) -> bool:
+        """Whether the group became ready (connected, group present, own pending replayed)
+        within ``within`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not self.health().ready:
+            if loop.time() >= deadline or self._state != "running":
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    @property
+    def stats(self) -> ConsumerStats:
+        return ConsumerStats() if self.consumer is None else self.consumer.stats
+
+    @property
+    def health_port(self) -> int | None:
+        """The port the probe server listens on (the one chosen, or bound), None without."""
+        return self._health_server.port if self._health_server is not None else None
+
+    def __repr__(self) -> str:
+        return (
+            f"ConsumerService(service={self.config.group!r}, stream={self.config.stream!r}, "
+            f"state={self._state!r})"
+        )
