@@ -186,6 +186,11 @@ class Producer:
         payload = self._core.factory.flush_payload(namespace, reason)
         return (await self._send([payload]))[0]
 
+    async def invalidate(self, *refs: Ref, reason: str = "") -> list[str]:
+        """Items, patterns or events (``registry["products"].ref(product_id=42)``,
+        ``.prefix(...)``), grouped into as few events as they fit; returns the entry ids."""
+        return await self._publish_refs(refs, reason)
+
     def batch(self) -> AsyncBatch:
         """``async with producer.batch() as b:`` sends every event added, in one round trip."""
         return AsyncBatch(self)

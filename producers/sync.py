@@ -141,6 +141,10 @@ class SyncProducer:
     def batch(self) -> SyncBatch:
         return SyncBatch(self)
 
+    def invalidate(self, *refs: Ref, reason: str = "") -> list[str]:
+        """Items, patterns or events, grouped into as few events as they fit; entry ids."""
+        return self._publish_refs(refs, reason)
+
     def invalidates(self, *refs: Ref | Any, reason: str = "") -> SyncInvalidates:
         return SyncInvalidates(self._publish_refs, refs, reason)
 

@@ -38,3 +38,27 @@ def test_every_consume_flag_in_the_table_exists_and_every_consume_option_is_docu
     documented = {f for cells in _rows().values() for f in re.findall(r"--[a-z-]+", cells[2])}
     assert documented <= real
     assert real - documented <= {"--help", "--log-level"}
+
+
+def test_every_consumer_config_field_is_a_setting_of_the_same_name_and_default() -> None:
+    import dataclasses
+
+    from cachebus.consumers.config import ConsumerConfig
+    from cachebus.settings import CONSUMER_FIELDS
+
+    renamed = {"group": "service"}  # the service names its group and its cache scope
+    for field in dataclasses.fields(ConsumerConfig):
+        setting = renamed.get(field.name, field.name)
+        assert setting in CONSUMER_FIELDS and setting in CachebusSettings.model_fields, field.name
+        if field.default is not dataclasses.MISSING and field.name != "namespaces":
+            assert CachebusSettings.model_fields[setting].default == field.default, field.name
+
+
+def test_each_setting_has_one_name_in_code_flag_and_environment() -> None:
+    from cachebus.consume_cmd import CONSUME_SETTINGS, flag_of
+
+    command = typer.main.get_command(app).load("consume")  # type: ignore[attr-defined]
+    flags = {p.name: p.opts[0] for p in command.params}
+    for name in CONSUME_SETTINGS:
+        assert flags[name] == flag_of(name) == "--" + name.replace("_", "-")
+    assert set(CONSUME_SETTINGS) == set(CachebusSettings.model_fields) - {"acl_users"}
