@@ -157,7 +157,7 @@ class ConsumerConfig:
             < self.backoff_base_s
             <= self.backoff_cap_s,
             "dedupe_window must be at least 1": self.dedupe_window >= 1,
-            "retention_interval_s must be positive": self.retention_interval_s > 0,
+            "retention_interval_s must not be negative": self.retention_interval_s >= 0,
             "max_stream_length must be at least 1": self.max_stream_length >= 1,
         }
 

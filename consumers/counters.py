@@ -52,14 +52,18 @@ class Tally:
 
     def add_applied(self, delivered: Sequence[Delivered]) -> None:
         seen = self._seen
+        window = self.window
         duplicates = 0
         for d in delivered:
             event_id = d.event.event_id
-            if d.deliveries > 1 or event_id in seen:
+            if event_id in seen:
+                duplicates += 1
+                continue
+            if d.deliveries > 1:
                 duplicates += 1
             seen[event_id] = None
-        while len(seen) > self.window:
-            del seen[next(iter(seen))]
+            if len(seen) > window:
+                del seen[next(iter(seen))]
         self.applied += len(delivered)
         self.duplicates += duplicates
 

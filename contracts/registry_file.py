@@ -92,16 +92,18 @@ class Document:
         header = inside = None
         for number, line in enumerate(lines, 1):
             match = _HEADER.match(line)
-            dotted = _dotted(match.group(1)) if match else ()
+            if not match or not want:
+                continue
+            dotted = _dotted(match.group(1))
             if dotted == want:
                 header = number
                 break
-            if inside is None and want and dotted[: len(want)] == want:
+            if inside is None and dotted[: len(want)] == want:
                 inside = number  # [tables.x] for the section [tables]
         if header is None and inside is not None and key is None:
             return inside
         if header is None:
-            return self._line_of_key(lines, want) if want else None
+            return self._line_of_key(lines, table) if table else None
         if key is None:
             return header
         for number in range(header, len(lines)):
@@ -112,12 +114,12 @@ class Document:
                 return number + 1
         return header
 
-    def _line_of_key(self, lines: list[str], want: tuple[str, ...]) -> int | None:
+    def _line_of_key(self, lines: list[str], table: tuple[str, ...]) -> int | None:
         """A table written as a dotted key or inline (``positions = {...}``) under its parent."""
         for number, line in enumerate(lines, 1):
-            if re.match(rf"^\s*\"?{re.escape(want[-1])}\"?\s*[.=]", line):
+            if re.match(rf"^\s*\"?{re.escape(table[-1])}\"?\s*[.=]", line):
                 return number
-        return self.line_of(want[len(self.prefix) : -1]) if len(want) > 1 else None
+        return self.line_of(table[:-1]) if len(table) > 1 else None
 
 
 def _dotted(header: str) -> tuple[str, ...]:

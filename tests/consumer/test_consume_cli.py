@@ -136,3 +136,52 @@ def test_a_missing_service_is_a_clear_configuration_error() -> None:
     )
     assert result.returncode == 2
     assert b"no service" in result.stderr
+
+
+def _consume(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "cachebus.cli", "consume", *args],
+        cwd=ROOT, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_namespace_missing_from_the_registry_exits_2_and_touches_nothing(
+    redis_server: RedisServer,
+) -> None:
+    client = redis_server.client()
+    stream = StreamKeys("cb").stream("inval")
+    args = ("--registry", str(REGISTRY_FILE), "--redis-url", redis_server.url)
+    # Without a stream: none is created.
+    connections = int(client.info("stats")["total_connections_received"])
+    refused = _consume(*args, "--service", "web", "--namespaces", "products")
+    assert refused.returncode == 2
+    (line,) = refused.stderr.decode().strip().splitlines()  # one line
+    assert "'products' is not registered in" in line and str(REGISTRY_FILE) in line
+    assert client.exists(stream) == 0 and client.dbsize() == 0
+    # With a stream and another service's group: no new group, no new member.
+    client.xgroup_create(stream, "bot", id="$", mkstream=True)
+    groups_before = client.xinfo_groups(stream)
+    refused = _consume(*args, "--service", "web", "--namespaces", "prices,products")
+    assert refused.returncode == 2
+    assert [g["name"] for g in client.xinfo_groups(stream)] == [b"bot"]
+    assert client.xinfo_groups(stream) == groups_before
+    assert client.xinfo_consumers(stream, "bot") == []
+    assert client.dbsize() == 1
+    # Not a single connection reached Redis: everything was checked before.
+    assert int(client.info("stats")["total_connections_received"]) == connections
+    client.close()
+
+
+def test_a_bad_registry_file_exits_2_naming_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "cachebus.toml"
+    bad.write_text('[namespaces.carts]\nkey = "{user_id"\nttl_s = 60\n')
+    refused = _consume("--registry", str(bad), "--service", "web", "--redis-url", "redis://x:1")
+    assert refused.returncode == 2
+    assert f"{bad}:2: namespace 'carts'" in refused.stderr.decode()
+    assert "(rule registry.template)" in refused.stderr.decode()
+    inconsistent = _consume(
+        "--registry", str(REGISTRY_FILE), "--service", "bot", "--min-idle-ms", "1000",
+        "--claim-interval-s", "5", "--redis-url", "redis://x:1",
+    )  # fmt: skip
+    assert inconsistent.returncode == 2
+    assert b"claim_interval_s (5.0) must not exceed min_idle_ms" in inconsistent.stderr

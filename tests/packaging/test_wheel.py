@@ -161,7 +161,7 @@ assert cachebus.contracts is not contracts
 
 # The project's own registry: the library ships no namespace.
 REGISTRY = Registry.from_toml(
-    '[namespaces.products]\nkey = "{sku}"\nttl_s = 60\n', source="app-registry.toml"
+    '[namespaces.products]\\nkey = "{sku}"\\nttl_s = 60\\n', source="app-registry.toml"
 )
 
 
