@@ -37,14 +37,11 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from cachebus.consumers.broadcast import BroadcastConsumer
-from cachebus.consumers.cache_metrics import CacheHealthMetrics
-from cachebus.consumers.config import BroadcastConfig, ConsumerConfig
-from cachebus.consumers.metrics import ConsumerMetrics
-from cachebus.consumers.observe import CompositeObserver, ConsumerObserver, ConsumerStats, Health
+from cachebus.consumers.config import ConsumerConfig
+from cachebus.consumers.observe import ConsumerObserver, ConsumerStats, Health
 from cachebus.consumers.partitioned import PartitionedConsumer
 from cachebus.consumers.runtime import Consumer
 from cachebus.consumers.sinks import LocalCacheSink, RedisCacheSink, Sink
-from cachebus.consumers.tracing import TracingObserver
 from cachebus.contracts.errors import ConfigError, ConsumerError
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.contracts.registry import Registry
@@ -55,7 +52,7 @@ from cachebus.core.config import CacheConfig
 from cachebus.core.connection import RedisSettings, create_async_cluster, create_async_pool
 from cachebus.core.local import LocalCache
 from cachebus.health_server import HealthServer
-from cachebus.metrics_endpoint import MetricsSampler, PrometheusEndpoint
+from cachebus.service_observers import Observability, observe
 from cachebus.settings import CachebusSettings
 
 __all__ = ["ConsumerService"]
@@ -88,26 +85,8 @@ class ConsumerService:
         self._part_keys = self.keys
         if settings.partition is not None:
             self._part_keys = self.keys.for_partition(settings.partition)  # checks the index
-        if settings.broadcast and (settings.partitions > 1 or settings.cluster):
-            raise ConfigError(
-                "broadcast (the L1) reads one stream on one Redis: it needs partitions = 1 "
-                "and no cluster"
-            )
-        if not 0 <= settings.health_port <= 65535:
-            raise ConfigError(f"health_port must be 0 (off) to 65535, got {settings.health_port}")
-        self.stream_settings = RedisSettings.from_url(
-            settings.stream_url(),
-            socket_timeout=max(settings.socket_timeout, self.config.socket_timeout_floor),
-            socket_connect_timeout=settings.connect_timeout,
-            client_name=self.config.consumer,
-            cluster=settings.cluster,
-        )
-        self.cache_settings = RedisSettings.from_url(
-            settings.cache_redis_url(),
-            socket_timeout=settings.socket_timeout,
-            socket_connect_timeout=settings.connect_timeout,
-            cluster=settings.cluster,
-        )
+        self._broadcast = settings.broadcast_config(self.config) if settings.broadcast else None
+        self.stream_settings, self.cache_settings = settings.redis_settings(self.config)
         # No circuit breaker on the invalidation path: the consumer retries with its own
         # backoff, and a breaker's cool-down would only delay invalidations after an outage.
         self.cache_config = cache_config or CacheConfig(
@@ -124,8 +103,7 @@ class ConsumerService:
         self._tasks: list[asyncio.Task[None]] = []
         self._error: BaseException | None = None
         self._health_server: HealthServer | None = None
-        self._endpoint: PrometheusEndpoint | None = None
-        self._sampler: MetricsSampler | None = None
+        self._observed = Observability()
         self.stream_client: AsyncClient | None = None
         self.cache_client: AsyncClient | None = None
         self.cache: Cache | None = None
@@ -185,7 +163,12 @@ class ConsumerService:
         self.cache_client = self.stream_client if same else self._client(self.cache_settings)
         scope = KeySpace(settings.prefix, config.group, registry=self.registry)
         self.cache = Cache(self.cache_client, scope, self.cache_config)
-        observer = self._observability()
+        self._observed = observe(
+            settings, config, self._part_keys, self.stream_settings,
+            client=self.stream_client, cache=self.cache, extra=self._observers,
+            tracer_provider=self._tracer_provider, meter_provider=self._meter_provider,
+        )  # fmt: skip
+        observer = self._observed.observer
         sinks: list[Sink] = [
             RedisCacheSink(self.cache, max_keys_per_pattern=config.max_keys_per_pattern),
             *self._sinks,
@@ -201,23 +184,14 @@ class ConsumerService:
                 self.stream_client, config, sinks, keys=self._part_keys, observer=observer,
                 registry=self.registry, where=where,
             )  # fmt: skip
-        if settings.broadcast:
+        if self._broadcast is not None:
             assert isinstance(self.stream_client, redis.asyncio.Redis)  # not a cluster: checked
             self.local = LocalCache(self.registry, maxsize=settings.local_maxsize)
+            # L2 before L1: an L1 is never refilled from an L2 that missed the event.
+            sinks_l1: list[Sink] = [RedisCacheSink(self.cache), LocalCacheSink(self.local)]
             self.broadcast = BroadcastConsumer(
-                self.stream_client,
-                BroadcastConfig(
-                    stream=config.stream, namespaces=config.namespaces,
-                    read_count=config.read_count, block_ms=config.block_ms,
-                    max_staleness_s=config.max_staleness_s, backoff_base_s=config.backoff_base_s,
-                    backoff_cap_s=config.backoff_cap_s, grace_period_s=config.grace_period_s,
-                    dedupe_window=config.dedupe_window,
-                ),
-                # L2 before L1: an L1 is never refilled from an L2 that missed the event.
-                [RedisCacheSink(self.cache), LocalCacheSink(self.local)],
-                keys=self.keys,
-                where=where,
-            )  # fmt: skip
+                self.stream_client, self._broadcast, sinks_l1, keys=self.keys, where=where
+            )
         if settings.health_port:
             await self._serve_probes()
         self._tasks.append(asyncio.ensure_future(self.consumer.run()))
@@ -240,71 +214,13 @@ class ConsumerService:
         self._owned.append(client)
         return client
 
-    def _observability(self) -> ConsumerObserver | None:
-        settings, config = self.settings, self.config
-        observers: list[ConsumerObserver] = []
-        if settings.traces:
-            observers.append(
-                TracingObserver.for_consumer(
-                    config,
-                    keys=self._part_keys,
-                    server=self.stream_settings.address,
-                    tracer_provider=self._tracer_provider,
-                )
-            )
-        if settings.metrics:
-            provider = self._meter_provider
-            if provider is None and settings.health_port:
-                try:
-                    self._endpoint = PrometheusEndpoint(
-                        service=config.group, instance=config.consumer
-                    )
-                    provider = self._endpoint.meter_provider
-                except ConfigError as exc:  # invalidations matter more than their metrics
-                    log.warning("no /metrics: %s", exc)
-            metrics = ConsumerMetrics.for_consumer(
-                config, keys=self._part_keys, meter_provider=provider
-            )
-            observers.append(metrics)
-            if self._endpoint is not None:
-                self._sampler = self._metrics_sampler(metrics)
-        observers += self._observers
-        if len(observers) > 1:
-            return CompositeObserver(*observers)
-        return observers[0] if observers else None
-
-    def _metrics_sampler(self, metrics: ConsumerMetrics) -> MetricsSampler:
-        assert self._endpoint is not None and self.cache is not None
-        assert self.stream_client is not None
-        parts = (
-            (self._part_keys,)
-            if self._part_keys.partitions == 1 or (self._part_keys.partition is not None)
-            else self.keys.all_partitions()
-        )
-        single = len(parts) == 1
-        return MetricsSampler(
-            client=self.stream_client,
-            # A partitioned stream has no single key to sample XPENDING on: its gauges come
-            # from the reads alone.
-            stream_key=parts[0].stream(self.config.stream) if single else None,
-            group=self.config.group,
-            consumer_metrics=metrics,
-            cache=self.cache,
-            cache_metrics=CacheHealthMetrics.for_cache(
-                self.cache, meter_provider=self._endpoint.meter_provider
-            ),
-            interval=self.settings.metrics_interval_s,
-            where=self.stream_settings.redacted_url,
-            counters_keys=tuple(p.counters(self.config.stream, self.config.group) for p in parts),
-        ).start()
-
     async def _serve_probes(self) -> None:
         settings = self.settings
         server = HealthServer(
             self.health,
             host=settings.health_host,
             port=settings.health_port,
-            metrics=self._endpoint.render if self._endpoint is not None else None,
+            metrics=endpoint.render if (endpoint := self._observed.endpoint) is not None else None,
         )
         try:
             self._health_server = await server.start()
@@ -354,12 +270,7 @@ class ConsumerService:
         if self._health_server is not None:
             await self._health_server.close()
             self._health_server = None
-        if self._sampler is not None:
-            await self._sampler.close()
-            self._sampler = None
-        if self._endpoint is not None:
-            self._endpoint.shutdown()
-            self._endpoint = None
+        await self._observed.close()
         while self._owned:
             await self._owned.pop().aclose()
 

@@ -22,10 +22,11 @@ from typing import Annotated, Any
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cachebus.consumers.config import ConsumerConfig
+from cachebus.consumers.config import BroadcastConfig, ConsumerConfig
 from cachebus.contracts.errors import ConfigError
 from cachebus.contracts.registry import Registry
 from cachebus.contracts.registry_file import discover_registry
+from cachebus.core.connection import RedisSettings
 
 __all__ = ["CONSUMER_FIELDS", "CachebusSettings"]
 
@@ -151,8 +152,9 @@ class CachebusSettings(BaseSettings):
         default=None, description="Pace the cache's UNLINKs to this rate (unset: unpaced)."
     )
     health_port: int = Field(
-        default=0, description="Port of /healthz, /readyz and /metrics (0: no server)."
-    )
+        default=0, ge=0, le=65535,
+        description="Port of /healthz, /readyz and /metrics (0: no server).",
+    )  # fmt: skip
     health_host: str = Field(default="127.0.0.1", description="Address the probe server binds.")
     socket_timeout: float = Field(
         default=5.0,
@@ -248,6 +250,38 @@ class CachebusSettings(BaseSettings):
         values = {name: getattr(self, _RENAMED.get(name, name)) for name in _CONSUMER}
         values["namespaces"] = namespaces
         return ConsumerConfig(**values)
+
+    def redis_settings(self, config: ConsumerConfig) -> tuple[RedisSettings, RedisSettings]:
+        """The stream's and the cache's connection settings (URLs checked, no I/O); the
+        stream's socket timeout is raised above the read's block time."""
+        stream = RedisSettings.from_url(
+            self.stream_url(),
+            socket_timeout=max(self.socket_timeout, config.socket_timeout_floor),
+            socket_connect_timeout=self.connect_timeout,
+            client_name=config.consumer,
+            cluster=self.cluster,
+        )
+        cache = RedisSettings.from_url(
+            self.cache_redis_url(),
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.connect_timeout,
+            cluster=self.cluster,
+        )
+        return stream, cache
+
+    def broadcast_config(self, config: ConsumerConfig) -> BroadcastConfig:
+        """The broadcast (L1) consumer's configuration, from the same settings."""
+        if self.partitions > 1 or self.cluster:
+            raise ConfigError(
+                "broadcast (the L1) reads one stream on one Redis: it needs partitions = 1 "
+                "and no cluster"
+            )
+        return BroadcastConfig(
+            stream=config.stream, namespaces=config.namespaces, read_count=config.read_count,
+            block_ms=config.block_ms, max_staleness_s=config.max_staleness_s,
+            backoff_base_s=config.backoff_base_s, backoff_cap_s=config.backoff_cap_s,
+            grace_period_s=config.grace_period_s, dedupe_window=config.dedupe_window,
+        )  # fmt: skip
 
 
 #: The settings that are fields of ConsumerConfig (by their settings name).

@@ -44,7 +44,7 @@ def default_consumer_name(group: str) -> str:
     """A stable member name: the same process on the same host gets the same name back.
 
     Stability matters: a restarted member drains its own pending entries by name. Set
-    ``CACHEBUS_CONSUMER_NAME`` (or pass a name) where hostnames are not stable.
+    ``CACHEBUS_CONSUMER`` (``--consumer``, or pass a name) where hostnames are not stable.
     """
     host = socket.gethostname().split(".")[0] or "host"
     ordinal = os.environ.get("CACHEBUS_CONSUMER_ORDINAL", "0")

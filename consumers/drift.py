@@ -109,8 +109,10 @@ class DriftMonitor:
         if self._recorded and not again:
             return
         fields = record_fields(self.registry, member_field(self.group.group, self.group.consumer))
+        key = self.group.registry_key
         try:
-            await self.group.record_registry(fields)
+            with map_redis_errors(f"HSET {key}", self.group.where):
+                await self.group.client.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
         except AccessDenied as exc:
             log.warning("could not record the registry beside the stream: %s", exc)
         except BackendError:

@@ -329,11 +329,6 @@ class StreamGroup:
                 raise replies[0]
         self._counted(replies[2:])
 
-    async def record_registry(self, fields: Mapping[str, bytes]) -> None:
-        """HSET this member's registry record beside the stream (see registry_record)."""
-        with map_redis_errors(f"HSET {self.registry_key}", self.where):
-            await self.client.hset(self.registry_key, mapping=dict(fields))  # type: ignore[arg-type]
-
     async def remove_idle_member(self, name: str, idle_ms: int) -> bool:
         """Delete member ``name`` only if it has no pending entries and is idle ``idle_ms``."""
         call = _REMOVE_IDLE_MEMBER.call([self.stream], [self.group, name, idle_ms])

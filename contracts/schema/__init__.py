@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cachebus.contracts.codec import CONTENT_TYPE, FIELD
+from cachebus.contracts.codec import CONTENT_TYPE, FIELD, FINGERPRINT_HEADER
 from cachebus.contracts.events import EVENT_ADAPTER, SCHEMA_VERSION
+from cachebus.contracts.registry import FINGERPRINT_LENGTH
 
 __all__ = ["SCHEMA_DIR", "envelope_schema", "event_schema", "render", "schemas", "write"]
 
@@ -66,6 +67,14 @@ def envelope_schema() -> dict[str, Any]:
                         "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
                     },
                     "tracestate": {"type": "string", "maxLength": 512},
+                    FINGERPRINT_HEADER: {
+                        "type": "string",
+                        "description": (
+                            "The producer's registry fingerprint of the event's namespace "
+                            "(optional): a consumer whose own differs reports registry drift"
+                        ),
+                        "pattern": f"^[0-9a-f]{{{FINGERPRINT_LENGTH}}}$",
+                    },
                 },
             },
         },

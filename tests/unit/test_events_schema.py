@@ -11,7 +11,12 @@ from jsonschema.validators import Draft202012Validator
 from referencing import Registry, Resource
 
 from cachebus.contracts import EventFactory
-from cachebus.contracts.codec import encode_event
+from cachebus.contracts.codec import (
+    FINGERPRINT_HEADER,
+    encode_event,
+    encode_payloads,
+    fingerprint_headers,
+)
 from cachebus.contracts.schema import SCHEMA_DIR, render, schemas
 from tests.harness.registry import REGISTRY
 
@@ -52,6 +57,12 @@ def test_every_kind_we_publish_is_valid_under_the_committed_schemas() -> None:
         envelope = orjson.loads(encode_event(event)["__data__"])
         envelope_schema.validate(envelope)
         event_schema.validate(orjson.loads(envelope["data"]))
+    # As a producer writes them: with the registry fingerprint of the namespace in the headers.
+    blobs = encode_payloads([e.__dict__ for e in events], None, fingerprint_headers(REGISTRY))
+    for event, blob in zip(events, blobs, strict=True):
+        envelope = orjson.loads(blob)
+        envelope_schema.validate(envelope)
+        assert envelope["headers"][FINGERPRINT_HEADER] == REGISTRY[event.namespace].fingerprint
 
 
 @pytest.mark.parametrize(
