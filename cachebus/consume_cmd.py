@@ -116,6 +116,7 @@ async def serve(service: ConsumerService) -> int:
     finally:
         freeze.cancel()
         await service.stop()
+        await asyncio.gather(*stopping)  # the signal's stop, done by now
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     log.info("consumer %s stopped: %s", service.config.consumer, service.stats.as_dict())
