@@ -67,7 +67,8 @@ async def test_the_probes_and_prometheus_metrics_are_served_on_the_port(
     port = free_port()
     settings = CachebusSettings(
         redis_url=redis_server.url,  # type: ignore[arg-type]
-        service="bot", health_port=port, **{**FAST, "metrics": True},  # type: ignore[arg-type]
+        service="bot", health_port=port, metrics_interval_s=0.1,
+        **{**FAST, "metrics": True, "consumer": "bot-1"},  # type: ignore[arg-type]
     )  # fmt: skip
     service = ConsumerService(settings, registry=REGISTRY)
     async with service:
@@ -75,8 +76,21 @@ async def test_the_probes_and_prometheus_metrics_are_served_on_the_port(
         assert await service.wait_ready(30)
         status, body = await asyncio.to_thread(_get, port, "/readyz")
         assert status == 200 and b'"ready":true' in body
-        status, body = await asyncio.to_thread(_get, port, "/metrics")
-        assert status == 200 and b"cachebus_consumer" in body
+        client = redis.asyncio.Redis.from_url(redis_server.url)
+        await publish(client, StreamKeys(PREFIX), [keys_event("prices", "m1")])
+        await client.aclose()
+        # The counters kept in Redis reach /metrics too (sampled every metrics_interval_s).
+        labels = ('cachebus_counter="applied"', 'cachebus_member="bot-1"')
+
+        async def sampled() -> bool:
+            _, text = await asyncio.to_thread(_get, port, "/metrics")
+            return any(
+                all(label in line for label in labels) and line.endswith(" 1.0")
+                for line in text.decode().splitlines()
+                if line.startswith("cachebus_group_events_total")
+            )
+
+        await eventually(sampled, within=10, what="the applied counter on /metrics")
     with pytest.raises(OSError):
         await asyncio.to_thread(_get, port, "/healthz")  # stopped in order: the server too
 
