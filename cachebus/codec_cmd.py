@@ -23,6 +23,7 @@ from cachebus.contracts.keys import KeySpace
 from cachebus.core import RedisSettings, ValueCodec
 from cachebus.core.connection import create_sync_pool, map_redis_errors
 from cachebus.core.dictionary import DEFAULT_DICTIONARY_SIZE, Dictionary
+from cachebus.exits import ExitCode
 from cachebus.registry_cmd import REGISTRY_OPT, load_cli_registry
 
 __all__ = ["codec_app", "read_file_samples", "read_redis_samples"]
@@ -135,7 +136,7 @@ def train(
         )  # fmt: skip
     except CachebusError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     typer.echo(
         f"wrote {summary['out']}: dictionary {summary['dict_id']}, {summary['size']} bytes, "
         f"from {summary['samples']} samples; held-out 1 KB-class ratio "

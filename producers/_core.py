@@ -8,7 +8,9 @@ replies are turned into entry ids or a :class:`PublishError` here, once for both
 
 from __future__ import annotations
 
+import errno
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +41,7 @@ __all__ = [
     "PayloadBuffer",
     "ProducerCore",
     "chunked",
+    "connect_refused",
     "producer_settings",
     "publish_bound",
 ]
@@ -48,6 +51,25 @@ Payload = Mapping[str, Any]
 #: ``MAXLEN ~`` cap: a safety net against a runaway stream, far above any healthy backlog
 #: (retention proper is the consumers' job: they trim only what every group has acked).
 DEFAULT_MAXLEN = 1_000_000
+
+
+def connect_refused(error: BaseException) -> bool:
+    """The server refused the connection (nothing listens there): the command never left
+    this process. redis-py keeps the OS error as the context of its own; asyncio reports
+    every address it tried in one OSError, refused only if each of them was."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED:
+            return True
+        if isinstance(seen, OSError) and seen.errno is None:
+            codes = _ERRNO.findall(str(seen))
+            if codes and all(int(c) == errno.ECONNREFUSED for c in codes):
+                return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+_ERRNO = re.compile(r"\[Errno (\d+)\]")
 
 
 def publish_bound(settings: RedisSettings) -> float:
@@ -243,8 +265,11 @@ class ProducerCore:
                 f"{self.config.timeout:.2f}s publish bound"
             )
         # A connection that failed or timed out may have carried the XADD already: ambiguous.
-        # An error reply means Redis refused the command: nothing was appended.
-        ambiguous = isinstance(cause, BackendUnavailable) or not isinstance(cause, BackendError)
+        # An error reply means Redis refused the command, a refused connect means it was never
+        # sent: nothing was appended.
+        ambiguous = (
+            isinstance(cause, BackendUnavailable) and not connect_refused(cause)
+        ) or not isinstance(cause, BackendError)
         state = "may or may not have been appended" if ambiguous else "were not appended"
         error = PublishError(
             f"{len(event_ids)} event(s) to {self.config.stream_key} {state}: {cause}. "

@@ -28,12 +28,14 @@ from cachebus.consumers.retention import safe_min_id
 from cachebus.contracts.keys import StreamKeys
 from cachebus.contracts.registry import Registry
 from cachebus.core.connection import map_redis_errors
+from cachebus.exits import ExitCode
 from cachebus.ops._common import (
     JSON_OPT,
     PREFIX_OPT,
     REDIS_URL_OPT,
     STREAMS_OPT,
     connect,
+    fail,
     load_settings,
     now_ms,
     print_json,
@@ -133,12 +135,15 @@ async def _one_stream(
     pipe.execute_command("XINFO STREAM", key)
     pipe.execute_command("XINFO GROUPS", key)
     with map_redis_errors(f"XINFO STREAM {key}", where):
-        kind, info, groups_raw = await pipe.execute(raise_on_error=False)
-    kind = text(kind)
+        kind_raw, info, groups_raw = await pipe.execute(raise_on_error=False)
+    _raise_refused(f"TYPE {key}", kind_raw, where)
+    kind = text(kind_raw)
     if kind == "none":
-        return StreamStatus(name, key, exists=False, problem="no such stream yet")
-    if kind != "stream" or isinstance(info, Exception) or isinstance(groups_raw, Exception):
+        return StreamStatus(name, key, exists=False, problem="no such stream")
+    if kind != "stream":
         return StreamStatus(name, key, exists=True, problem=f"{key} holds a {kind}, not a stream")
+    _raise_refused(f"XINFO STREAM {key}", info, where)
+    _raise_refused(f"XINFO GROUPS {key}", groups_raw, where)
     state = parse_stream_info(info, groups_raw)
     names = list(state.groups)
     pipe = client.pipeline(transaction=False)
@@ -179,6 +184,14 @@ async def _one_stream(
         retention_min_id=retention,
         groups=tuple(groups),
     )
+
+
+def _raise_refused(command: str, reply: Any, where: str) -> None:
+    """A pipelined reply that is an error raises as ours (NOPERM: AccessDenied naming the
+    command), never read as data."""
+    if isinstance(reply, Exception):
+        with map_redis_errors(command, where):
+            raise reply
 
 
 def _group_status(
@@ -260,10 +273,10 @@ def status(
     settings = load_settings("status", redis_url=redis_url, prefix=prefix, registry=registry)
     names = list(stream or [settings.stream])
 
-    async def main() -> list[StreamStatus]:
+    async def main() -> tuple[list[StreamStatus], str]:
         local = settings.registry_or_none()  # optional: a file to compare the records with
         async with connect(settings) as (client, where):
-            return await collect_status(
+            found = await collect_status(
                 client,
                 StreamKeys(settings.prefix),
                 names,
@@ -271,10 +284,19 @@ def status(
                 retired_after_s=settings.retired_group_after_s,
                 registry=local,
             )
+            return found, where
 
-    statuses = run("status", main)
+    statuses, where = run("status", main)
+    missing = [s.key for s in statuses if not s.exists]
+    if missing:
+        fail(
+            "status",
+            f"no stream {', '.join(missing)} on {where}: "
+            "check --stream and --prefix (or nothing was published there yet)",
+            ExitCode.USAGE,
+        )
     if json_out:
         print_json({"generated_at_ms": now_ms(), "streams": [s.as_dict() for s in statuses]})
     else:
         render_status(statuses, Console(highlight=False))
-    raise typer.Exit(0)
+    raise typer.Exit(ExitCode.OK)

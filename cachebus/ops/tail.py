@@ -27,6 +27,7 @@ from cachebus.contracts.errors import CachebusError, EventDecodeError
 from cachebus.contracts.events import InvalidationEvent
 from cachebus.contracts.keys import StreamKeys
 from cachebus.core.connection import map_redis_errors
+from cachebus.exits import ExitCode
 from cachebus.ops._common import (
     PREFIX_OPT,
     REDIS_URL_OPT,
@@ -190,4 +191,4 @@ def tail(
             )
 
     run("tail", main)
-    raise typer.Exit(0)
+    raise typer.Exit(ExitCode.OK)

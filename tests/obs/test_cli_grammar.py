@@ -1,0 +1,151 @@
+"""One grammar for every command: the same flags, ``-h`` and ``--version``, plain help, exit
+codes from :class:`cachebus.exits.ExitCode`, settings errors named as the user wrote them,
+unknown names refused."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+import typer.main
+from typer.testing import CliRunner
+
+from cachebus.cli import COMMANDS, app
+from cachebus.contracts.codec import encode_event
+from cachebus.contracts.keys import StreamKeys
+from cachebus.exits import ExitCode
+from cachebus.testing import eventually
+from tests.consumer.helpers import keys_event
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def _all_commands() -> list[list[str]]:
+    """Every command path: ``["publish"]``, ``["dlq", "list"]``..."""
+    group = typer.main.get_command(app)
+    paths: list[list[str]] = []
+    for name in COMMANDS:
+        real = group.load(name)  # type: ignore[attr-defined]
+        subs = getattr(real, "commands", None)
+        paths += [[name, sub] for sub in subs] if subs else [[name]]
+    return paths
+
+
+@pytest.mark.parametrize("path", _all_commands(), ids=" ".join)
+def test_every_help_is_plain_and_answers_to_dash_h(path: list[str]) -> None:
+    long = runner.invoke(app, [*path, "--help"])
+    short = runner.invoke(app, [*path, "-h"])
+    assert long.exit_code == short.exit_code == 0, long.output
+    assert long.stdout == short.stdout
+    text = long.stdout
+    assert not re.search(r"<[a-z_\[\], ]+>", text), text  # no <bool> <list[str]> metavars
+    assert "`" not in text, text  # no markup leaking from docstrings
+    assert "[/" not in text and "[bold" not in text, text
+
+
+def test_the_same_things_have_the_same_flags() -> None:
+    helps = {" ".join(p): runner.invoke(app, [*p, "--help"]).stdout for p in _all_commands()}
+    for command in ("publish", "status", "doctor", "tail", "dlq list", "dlq replay"):
+        assert "--redis-url URL" in helps[command], command
+    for command in ("publish", "status", "doctor", "registry show"):
+        assert "--registry PATH" in helps[command], command
+    for command in ("doctor", "dlq list", "dlq show", "dlq purge"):
+        assert "--service" in helps[command], command
+    assert "--url" not in helps["publish"].replace("--redis-url", "")  # hidden, deprecated
+
+
+def test_version_flag_and_command_agree() -> None:
+    flag = runner.invoke(app, ["--version"])
+    command = runner.invoke(app, ["version"])
+    assert flag.exit_code == command.exit_code == 0
+    assert flag.stdout == command.stdout and flag.stdout.strip()
+
+
+def test_an_invalid_environment_value_names_its_variable(redis_url: str) -> None:
+    result = runner.invoke(
+        app, ["status", "--redis-url", redis_url], env={"CACHEBUS_READ_COUNT": "abc"}
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "CACHEBUS_READ_COUNT=abc" in result.stderr
+    assert "integer" in result.stderr
+    assert "pydantic" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_invalid_flag_value_names_its_flag() -> None:
+    result = runner.invoke(
+        app, ["consume", "--service", "web", "--namespaces", "prices", "--health-port", "70000"]
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "--health-port 70000: Input should be less than or equal to 65535" in result.stderr
+
+
+def test_an_unknown_group_is_an_error_naming_the_known_ones(
+    redis_url: str, redis_client: redis.Redis, prefix: str, stream_keys: StreamKeys
+) -> None:
+    stream = stream_keys.stream("inval")
+    redis_client.xadd(stream, encode_event(keys_event("prices", "1")))  # type: ignore[arg-type]
+    redis_client.xgroup_create(stream, "web", id="0")
+    result = runner.invoke(
+        app, ["dlq", "list", "-g", "nosuch", "--redis-url", redis_url, "--prefix", prefix]
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stdout == ""  # no empty table
+    assert "no consumer group 'nosuch'" in result.stderr and "groups: web" in result.stderr
+    known = runner.invoke(
+        app, ["dlq", "list", "--service", "web", "--redis-url", redis_url, "--prefix", prefix]
+    )
+    assert known.exit_code == ExitCode.OK, known.output
+
+
+def test_a_malformed_acl_user_is_a_usage_error_before_connecting() -> None:
+    # a port nobody listens on: the option is refused before any connection is tried
+    result = runner.invoke(
+        app, ["doctor", "--redis-url", "redis://127.0.0.1:1/0", "--acl-user", "bogus"]
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "--acl-user 'bogus' is not role:name" in result.stderr
+
+
+def test_acl_render_for_services_not_in_the_default_layout() -> None:
+    result = runner.invoke(app, ["acl", "render", "--services", "web"])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "user cachebus-svc-web " in result.stdout
+    assert "workers" not in result.stdout
+    assert "no service may trim the stream" in result.stderr
+    trimming = runner.invoke(app, ["acl", "render", "--services", "web", "--retention", "web"])
+    assert trimming.exit_code == ExitCode.OK
+    assert "+xtrim" in trimming.stdout
+
+
+def test_ctrl_c_exits_130(redis_url: str, redis_client: redis.Redis, prefix: str) -> None:
+    # Given `cachebus tail` following the stream (connected: its client is listed)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cachebus.cli", "tail", "--redis-url", redis_url,
+         "--prefix", prefix],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+
+        def connected() -> bool:
+            return any(c.get("name") == "cachebus-ops" for c in redis_client.client_list())
+
+        asyncio.run(eventually(connected, within=20, what="cachebus tail connected"))
+        # When it is interrupted
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # Then it exits 130, without a traceback
+    assert process.returncode == ExitCode.INTERRUPTED, err
+    assert "Traceback" not in err
