@@ -126,22 +126,31 @@ def test_acl_render_for_services_not_in_the_default_layout() -> None:
 
 
 def test_ctrl_c_exits_130(redis_url: str, redis_client: redis.Redis, prefix: str) -> None:
-    # Given `cachebus tail` following the stream (connected: its client is listed)
+    # Given `cachebus tail` following the stream (bounded: it ends by itself after 60 s)
     process = subprocess.Popen(
         [sys.executable, "-m", "cachebus.cli", "tail", "--redis-url", redis_url,
-         "--prefix", prefix],
+         "--prefix", prefix, "--seconds", "60"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+    key = StreamKeys(prefix).stream("inval")
     try:
 
-        def connected() -> bool:
-            return any(c.get("name") == "cachebus-ops" for c in redis_client.client_list())
+        def reading() -> bool:  # its XREAD on this test's stream is blocked in Redis
+            return any(
+                c.get("name") == "cachebus-ops" and c.get("cmd") == "xread"
+                for c in redis_client.client_list()
+            )
 
-        asyncio.run(eventually(connected, within=20, what="cachebus tail connected"))
+        asyncio.run(eventually(reading, within=20, what=f"cachebus tail reading {key}"))
         # When it is interrupted
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=20)
+        try:
+            _, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate()
+            raise AssertionError(f"cachebus tail ignored SIGINT; its stderr:\n{err}") from None
     finally:
         if process.poll() is None:
             process.kill()
