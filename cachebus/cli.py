@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Publish one invalidation: ids (--key), a pattern (--pattern) or a flush (--flush).",
     ),
     "status": (
-        "cachebus.ops.status:status",
+        "cachebus.ops.status_cmd:status",
         "Per stream and group: lag, pending, dead letters, flushes, counters, registry versions.",
     ),
     "tail": (

@@ -1,4 +1,4 @@
-"""``cachebus status``: is every service caught up? Per stream and consumer group.
+"""What ``cachebus status`` reports: is every service caught up? Per stream and consumer group.
 
 For each group: its members, lag (entries not read yet), pending (read, not acked), the age of
 the oldest pending entry, the dead-letter depth, the last flush with its reason (from the
@@ -15,12 +15,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio
-import typer
-from rich.console import Console
 
 from cachebus.consumers.counters import parse_counters
 from cachebus.consumers.entries import parse_stream_info, stream_id, text
@@ -28,24 +25,10 @@ from cachebus.consumers.retention import safe_min_id
 from cachebus.contracts.keys import StreamKeys
 from cachebus.contracts.registry import Registry
 from cachebus.core.connection import map_redis_errors
-from cachebus.exits import ExitCode
-from cachebus.ops._common import (
-    JSON_OPT,
-    PREFIX_OPT,
-    REDIS_URL_OPT,
-    STREAMS_OPT,
-    connect,
-    fail,
-    load_settings,
-    now_ms,
-    print_json,
-    run,
-)
+from cachebus.ops._common import now_ms
 from cachebus.ops.registry_status import RegistryStatus, collect_registry_status
-from cachebus.ops.status_render import render_status
-from cachebus.registry_cmd import REGISTRY_OPT
 
-__all__ = ["GroupStatus", "MemberStatus", "StreamStatus", "collect_status", "status"]
+__all__ = ["GroupStatus", "MemberStatus", "StreamStatus", "collect_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,43 +243,3 @@ async def collect_status(
             one = dataclasses.replace(one, registry=recorded)
         out.append(one)
     return out
-
-
-def status(
-    stream: list[str] = STREAMS_OPT,
-    redis_url: str = REDIS_URL_OPT,
-    prefix: str = PREFIX_OPT,
-    registry: Path = REGISTRY_OPT,
-    json_out: bool = JSON_OPT,
-) -> None:
-    """Per stream and group: lag, pending, dead letters, flushes, counters, registry versions."""
-    settings = load_settings("status", redis_url=redis_url, prefix=prefix, registry=registry)
-    names = list(stream or [settings.stream])
-
-    async def main() -> tuple[list[StreamStatus], str]:
-        local = settings.registry_or_none()  # optional: a file to compare the records with
-        async with connect(settings) as (client, where):
-            found = await collect_status(
-                client,
-                StreamKeys(settings.prefix),
-                names,
-                where=where,
-                retired_after_s=settings.retired_group_after_s,
-                registry=local,
-            )
-            return found, where
-
-    statuses, where = run("status", main)
-    missing = [s.key for s in statuses if not s.exists]
-    if missing:
-        fail(
-            "status",
-            f"no stream {', '.join(missing)} on {where}: "
-            "check --stream and --prefix (or nothing was published there yet)",
-            ExitCode.USAGE,
-        )
-    if json_out:
-        print_json({"generated_at_ms": now_ms(), "streams": [s.as_dict() for s in statuses]})
-    else:
-        render_status(statuses, Console(highlight=False))
-    raise typer.Exit(ExitCode.OK)
