@@ -148,7 +148,7 @@ def publish(
         "publish", redis_url=redis_url, stream=stream, prefix=prefix, partitions=partitions,
         cluster=cluster, registry=registry_path,
     )  # fmt: skip
-    registry = load_cli_registry(settings.registry, "publish")
+    registry = load_cli_registry(registry_path, "publish")
     partitions = settings.partitions
     stream, prefix = settings.stream, settings.prefix
     try:

@@ -155,7 +155,7 @@ class CachebusSettings(BaseSettings):
     )
     health_port: int = Field(
         default=0, ge=0, le=65535,
-        description="Port of /healthz, /readyz and /metrics (0: no server).",
+        description="Port of /healthz, /readyz, /metrics and /status (0: no server).",
     )  # fmt: skip
     health_host: str = Field(default="127.0.0.1", description="Address the probe server binds.")
     socket_timeout: float = Field(

@@ -195,7 +195,7 @@ async def group_checks(
         if g.dlq_depth:
             checks.append(Check(
                 f"dlq {g.name}", Level.WARN, f"{g.dlq_depth:,} dead letter(s)",
-                f"inspect: cachebus dlq list --group {g.name}",
+                f"inspect: cachebus dlq list --service {g.name}",
             ))  # fmt: skip
     return checks + _registry_checks(status.registry)
 
