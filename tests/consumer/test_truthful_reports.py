@@ -126,3 +126,25 @@ async def test_an_envelope_without_headers_is_dead_lettered_as_not_ours(
     error = fields[b"dlq_error"].decode()
     await client.aclose()
     assert "not a cachebus envelope" in error and "schema_version" not in error
+
+
+async def test_the_cache_coming_back_is_logged_with_the_outage_length(
+    redis_server_factory: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="cachebus")
+    stream, cache = redis_server_factory(), redis_server_factory()
+    cache.stop()
+    service = ConsumerService.from_url(
+        stream.url, registry=REGISTRY, service="bot", cache_url=cache.url, settings=dict(FAST)
+    )
+    async with service:
+        await eventually(
+            lambda: any("cache unreachable" in r for r in service.health().reasons),
+            within=20, what="the cache outage noticed",
+        )  # fmt: skip
+        cache.start()
+        assert await service.wait_ready(30)
+    ends = [m for m in _messages(caplog) if "reachable again" in m]
+    assert len(ends) == 1, ends
+    found = re.fullmatch(r"cache reachable again after a (\d+\.\d)s outage", ends[0])
+    assert found is not None and float(found.group(1)) > 0
