@@ -128,6 +128,7 @@ def _unmarked(text: str | None) -> str | None:
 _METAVARS = {
     "redis_url": "URL", "cache_url": "URL", "url": "URL", "registry": "PATH",
     "registry_path": "PATH", "service": "NAME", "group": "NAME", "stream": "NAME",
+    "database": "URL", "out": "PATH", "run_dir": "PATH", "secrets": "PATH",
 }  # fmt: skip
 
 

@@ -5,7 +5,9 @@ unknown names refused."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -158,3 +160,37 @@ def test_ctrl_c_exits_130(redis_url: str, redis_client: redis.Redis, prefix: str
     # Then it exits 130, without a traceback
     assert process.returncode == ExitCode.INTERRUPTED, err
     assert "Traceback" not in err
+
+
+def test_check_shows_its_progress_on_a_terminal_and_json_stays_the_last_line() -> None:
+    # stderr is a terminal (a pty), stdout a pipe: the bar goes to one, the JSON to the other
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cachebus.cli", "check", "--duration", "1", "--keys", "20",
+             "--faults", "none", "--consumer", "inprocess", "--json"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=terminal, text=True,
+            env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+        )  # fmt: skip
+        os.close(terminal)
+        shown = b""
+        while True:  # read the terminal until the process closes it
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: every writer closed it
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out, _ = process.communicate(timeout=120)
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == ExitCode.OK, shown.decode(errors="replace")[-2000:]
+    text = shown.decode(errors="replace")
+    for phase in ("starting Redis and the consumer", "writers, readers and faults"):
+        assert phase in text, text[-2000:]
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["passed"] is True
