@@ -46,7 +46,7 @@ def schema(
             ),
         }
     except ContractError as exc:
-        fail("schema", str(exc), 2)
+        fail("schema", str(exc), ExitCode.USAGE)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         for name, doc in docs.items():

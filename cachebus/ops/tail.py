@@ -155,7 +155,7 @@ def tail(
 ) -> None:
     """Follow invalidation events as they are published (no consumer group involved)."""
     if from_start and from_id:
-        fail("tail", "--from-start and --from are exclusive", 2)
+        fail("tail", "--from-start and --from are exclusive", ExitCode.USAGE)
     settings = load_settings(
         "tail", redis_url=redis_url, prefix=prefix, stream=stream, registry=registry
     )
@@ -165,7 +165,7 @@ def tail(
             for name in namespace or ():
                 known.get(name)
     except CachebusError as exc:
-        fail("tail", str(exc), 2)
+        fail("tail", str(exc), ExitCode.USAGE)
     start = "0-0" if from_start else (from_id or "$")
     console = Console(highlight=False)
 
