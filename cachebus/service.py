@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 from opentelemetry.metrics import MeterProvider
@@ -55,9 +55,11 @@ from cachebus.core.connection import RedisSettings, create_async_cluster, create
 from cachebus.core.local import LocalCache
 from cachebus.health_server import HealthServer
 from cachebus.ops.status_history import HistoryObserver, StatusHistory
-from cachebus.ops.status_page import StatusPage
 from cachebus.service_observers import Observability, observe
 from cachebus.settings import CachebusSettings
+
+if TYPE_CHECKING:
+    from cachebus.ops.status_page import StatusPage
 
 __all__ = ["ConsumerService"]
 
@@ -227,6 +229,10 @@ class ConsumerService:
         return client
 
     async def _serve_probes(self) -> None:
+        # Here, not at the top: the page's renderer (rich, typer via the ops helpers) is only
+        # loaded by a sidecar that serves probes.
+        from cachebus.ops.status_page import StatusPage
+
         settings = self.settings
         pages = {}
         if isinstance(self.stream_client, redis.asyncio.Redis):  # not a cluster client

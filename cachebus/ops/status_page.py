@@ -6,6 +6,10 @@ publish->apply latency as plots, and the flush timeline with reasons (see
 :mod:`cachebus.ops.status_history`). A background poll (every ``poll_s``) keeps the history
 going while nobody looks; a request renders the latest poll, so a page view costs no Redis
 round trip and a reload storm cannot load Redis.
+
+The poll reads what ``cachebus status`` reads. A user that may not (a service's least-privilege
+consumer user is refused ``TYPE`` and other groups' keys) gets a page that says which command
+was refused, above what its own consumer saw (flushes, latency).
 """
 
 from __future__ import annotations
