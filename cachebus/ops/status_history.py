@@ -150,6 +150,7 @@ class HistoryObserver(ConsumerObserver):
     def __init__(self, history: StatusHistory, group: str) -> None:
         self.history = history
         self.group = group
+        history.measures_latency = True  # plotted from the start, empty until events flow
 
     def on_applied(self, delivered: Sequence[Delivered], started: float, ended: float) -> None:
         now = self.history.now_ms()

@@ -135,12 +135,20 @@ def _groups(statuses: Sequence[StreamStatus]) -> str:
                 f"<tr><td>{escape(s.key)}</td><td>{escape(g.name)}</td><td>{members or '-'}</td>"
                 f"<td class=n>{lag}</td><td class=n>{g.pending}</td>"
                 f"<td class=n>{age(g.oldest_pending_age_s)}</td>"
-                f"<td class='n{' bad' if g.dlq_depth else ''}'>{g.dlq_depth}</td>"
+                f"<td class='n{' bad' if g.dlq_depth else ''}'>"
+                f"{'?' if g.dlq_depth is None else g.dlq_depth}</td>"
                 f"<td>{flush}</td></tr>"
             )
     head = ("<tr><th>stream</th><th>group</th><th>members</th><th>lag</th><th>pending</th>"
             "<th>oldest pending</th><th>dead letters</th><th>last flush</th></tr>")  # fmt: skip
-    return f"<table id=groups>{head}{''.join(rows)}</table>"
+    refused = sorted({c for s in statuses for c in s.refused})
+    note = (
+        f"<p class=muted id=refused>? : this user may not read it (refused: "
+        f"{escape(', '.join(refused))})</p>"
+        if refused
+        else ""
+    )
+    return f"<table id=groups>{head}{''.join(rows)}</table>{note}"
 
 
 def _flushes(marks: Sequence[FlushMark]) -> str:
@@ -157,7 +165,16 @@ def _flushes(marks: Sequence[FlushMark]) -> str:
     return f"<table id=flushes>{head}{rows}</table>"
 
 
-def _dead_letters(letters: Mapping[str, Sequence[DeadLetter]]) -> str:
+def _dead_letters(
+    letters: Mapping[str, Sequence[DeadLetter]], statuses: Sequence[StreamStatus]
+) -> str:
+    unknown = sorted({g.name for s in statuses for g in s.groups if g.dlq_depth is None})
+    unread = (
+        f"<p class=muted>not readable by this user: the dead letters of "
+        f"{escape(', '.join(unknown))}</p>"
+        if unknown
+        else ""
+    )
     rows = "".join(
         f"<tr><td>{escape(group)}</td><td>{_when(x.at_ms)}</td><td>{escape(x.entry_id)}</td>"
         f"<td>{escape(x.reason)}</td><td>{x.deliveries}</td>"
@@ -167,10 +184,10 @@ def _dead_letters(letters: Mapping[str, Sequence[DeadLetter]]) -> str:
         for x in some
     )
     if not rows:
-        return "<p class=ok>no dead letters</p>"
+        return unread or "<p class=ok>no dead letters</p>"
     head = ("<tr><th>group</th><th>at (UTC)</th><th>entry</th><th>reason</th><th>deliveries</th>"
             "<th>namespace</th><th>error</th></tr>")  # fmt: skip
-    return f"<table id=dead-letters>{head}{rows}</table>"
+    return f"<table id=dead-letters>{head}{rows}</table>{unread}"
 
 
 def render_page(
@@ -194,6 +211,6 @@ def render_page(
         f"<h2>groups</h2>{_groups(statuses)}"
         f"<h2>flushes</h2>{_flushes(history.flushes())}"
         f"<h2>last minutes</h2>{_charts(history)}"
-        f"<h2>dead letters</h2>{_dead_letters(letters)}"
+        f"<h2>dead letters</h2>{_dead_letters(letters, statuses)}"
         "</body></html>"
     )

@@ -7,9 +7,11 @@ publish->apply latency as plots, and the flush timeline with reasons (see
 going while nobody looks; a request renders the latest poll, so a page view costs no Redis
 round trip and a reload storm cannot load Redis.
 
-The poll reads what ``cachebus status`` reads. A user that may not (a service's least-privilege
-consumer user is refused ``TYPE`` and other groups' keys) gets a page that says which command
-was refused, above what its own consumer saw (flushes, latency).
+The poll reads what ``cachebus status`` reads, as far as the user may: a service's
+least-privilege consumer user is refused ``TYPE``, the dead-letter streams and other groups'
+meta and counters, so the page shows what those would tell as ``?`` and lists the refused
+commands, beside everything else (lag, pending, members, the flushes and latency its own
+consumer saw).
 """
 
 from __future__ import annotations
@@ -70,7 +72,9 @@ class StatusPage:
             statuses: list[StreamStatus] = []
             letters: dict[str, list[DeadLetter]] = {}
             for keys in self.layouts:
-                found = await collect_status(self.client, keys, self.streams, where=self.where)
+                found = await collect_status(
+                    self.client, keys, self.streams, where=self.where, tolerate_refusals=True
+                )
                 for s in found:
                     for g in s.groups:
                         if g.dlq_depth:

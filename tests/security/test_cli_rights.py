@@ -3,13 +3,19 @@ the command refused, and ``doctor`` judges each user by what its role needs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import urllib.request
 from typing import Any
 
 from typer.testing import CliRunner
 
 from cachebus.cli import app
 from cachebus.exits import ExitCode
+from cachebus.service import ConsumerService
+from cachebus.testing import eventually
+from cachebus.testing.server import free_port
+from tests.harness.registry import REGISTRY
 from tests.security.conftest import Deployment
 
 runner = CliRunner()
@@ -53,3 +59,37 @@ def test_doctor_checks_a_consumer_users_xtrim_only_with_retention(deployment: De
     refused = _acl_checks(doctor("bot", bot, "--retention"), bot)
     assert refused["level"] == "error" and "XTRIM" in refused["detail"]
     assert _acl_checks(doctor("workers", workers, "--retention"), workers)["level"] == "ok"
+
+
+async def test_the_sidecars_status_page_under_its_least_privilege_user(
+    deployment: Deployment,
+) -> None:
+    # Given the bot's sidecar running as its generated user (refused TYPE, dead letters, other
+    # groups' meta), with another service's group on the stream
+    deployment.client("admin").xgroup_create(deployment.stream_key, "api", id="$", mkstream=True)
+    port = free_port()
+    service = ConsumerService.from_url(
+        deployment.url("bot"), registry=REGISTRY, service="bot",
+        settings={"block_ms": 100, "traces": False, "metrics": False, "health_port": port},
+    )  # fmt: skip
+    async with service:
+        assert await service.wait_ready(30)
+
+        def page() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as reply:
+                return str(reply.read().decode())
+
+        def both_groups() -> bool:
+            html = page()
+            row = "<td>cb:stream:inval</td><td>{}</td>"
+            return row.format("api") in html and row.format("bot") in html
+
+        await eventually(lambda: asyncio.to_thread(both_groups), within=20, what="the page polled")
+        html = await asyncio.to_thread(page)
+    # Then it shows both groups, what it may not read as "?" with the refused commands named,
+    # and no error in place of the data
+    assert "id=problem" not in html
+    assert "id=refused" in html and "XLEN cb:dlq:inval:bot" in html
+    assert "not readable by this user: the dead letters of api, bot" in html
+    assert "new_group" in html  # its own flush, from its own consumer
+    assert html.count("<svg") == 2  # throughput, and the latency its consumer measures
