@@ -32,6 +32,7 @@ from cachebus.ops._common import (
     PREFIX_OPT,
     REDIS_URL_OPT,
     STREAM_OPT,
+    UnknownName,
     connect,
     fail,
     load_settings,
@@ -179,6 +180,12 @@ def tail(
     async def main() -> int:
         async with connect(settings) as (client, where):
             key = StreamKeys(settings.prefix).stream(settings.stream)
+            with map_redis_errors(f"EXISTS {key}", where):
+                if not await client.exists(key):  # a typo would wait forever for nothing
+                    raise UnknownName(
+                        f"no stream {key} on {where}: check --stream and --prefix (a consumer "
+                        "creates it when it starts)"
+                    )
             return await follow(
                 client,
                 key,

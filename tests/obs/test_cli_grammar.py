@@ -129,6 +129,7 @@ def test_acl_render_for_services_not_in_the_default_layout() -> None:
 
 def test_ctrl_c_exits_130(redis_url: str, redis_client: redis.Redis, prefix: str) -> None:
     # Given `cachebus tail` following the stream (bounded: it ends by itself after 60 s)
+    redis_client.xadd(StreamKeys(prefix).stream("inval"), {"f": "v"})
     process = subprocess.Popen(
         [sys.executable, "-m", "cachebus.cli", "tail", "--redis-url", redis_url,
          "--prefix", prefix, "--seconds", "60"],
@@ -194,3 +195,11 @@ def test_check_shows_its_progress_on_a_terminal_and_json_stays_the_last_line() -
         assert phase in text, text[-2000:]
     report = json.loads(out.strip().splitlines()[-1])
     assert report["passed"] is True
+
+
+def test_tail_of_a_stream_that_does_not_exist_is_an_error(redis_url: str, prefix: str) -> None:
+    result = runner.invoke(
+        app, ["tail", "--redis-url", redis_url, "--prefix", prefix, "--stream", "nosuch"]
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert f"no stream {prefix}:stream:nosuch" in result.stderr
