@@ -54,18 +54,44 @@ DEFAULT_MAXLEN = 1_000_000
 
 
 def connect_refused(error: BaseException) -> bool:
-    """The server refused the connection (nothing listens there): the command never left
-    this process. redis-py keeps the OS error as the context of its own; asyncio reports
-    every address it tried in one OSError, refused only if each of them was."""
+    """The server refused the connection the command was to be sent on: it never left this
+    process. Only a refusal while the connection was being acquired counts (redis-py's
+    ``get_connection``, before anything is written); one on a retry, after an attempt that may
+    have written the command to a server that then died, does not. Unsure is not refused."""
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED:
-            return True
-        if isinstance(seen, OSError) and seen.errno is None:
-            codes = _ERRNO.findall(str(seen))
-            if codes and all(int(c) == errno.ECONNREFUSED for c in codes):
-                return True
+        if _refused(seen):
+            return any(_acquiring(e) for e in _chain(error))
         seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _refused(error: BaseException) -> bool:
+    if not isinstance(error, OSError):
+        return False
+    if error.errno == errno.ECONNREFUSED:
+        return True
+    # asyncio reports every address it tried in one OSError: refused if each of them was.
+    codes = _ERRNO.findall(str(error)) if error.errno is None else []
+    return bool(codes) and all(int(c) == errno.ECONNREFUSED for c in codes)
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: BaseException | None = error
+    while seen is not None and len(out) < 10:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+
+def _acquiring(error: BaseException) -> bool:
+    """Its traceback passes through the pool handing out a connection."""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "get_connection":
+            return True
+        tb = tb.tb_next
     return False
 
 
