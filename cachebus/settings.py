@@ -290,6 +290,9 @@ class CachebusSettings(BaseSettings):
 CONSUMER_FIELDS = tuple(_RENAMED.get(name, name) for name in _CONSUMER)
 
 
+_SECRETS = frozenset({"redis_url", "cache_url"})
+
+
 def variable_of(name: str) -> str:
     """The environment variable of a setting: ``read_count`` -> ``CACHEBUS_READ_COUNT``."""
     return f"CACHEBUS_{name.upper()}"
@@ -302,10 +305,11 @@ def explain_invalid(exc: ValidationError, flags: Collection[str] = ()) -> str:
     for error in exc.errors(include_url=False):
         name = str(error["loc"][0]) if error["loc"] else "?"
         variable = variable_of(name)
+        secret = name in _SECRETS  # a URL may hold a password: named, never echoed
         if name in flags:
-            who = f"--{name.replace('_', '-')} {error.get('input')!r}"
+            who = f"--{name.replace('_', '-')}" + ("" if secret else f" {error.get('input')!r}")
         elif variable in os.environ:
-            who = f"{variable}={os.environ[variable]}"
+            who = variable if secret else f"{variable}={os.environ[variable]}"
         else:
             who = name
         parts.append(f"{who}: {error['msg']}")
