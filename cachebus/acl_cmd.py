@@ -24,6 +24,7 @@ from cachebus.acl import (
     render_acl,
 )
 from cachebus.contracts.errors import CachebusError
+from cachebus.exits import ExitCode
 
 __all__ = ["acl_app"]
 
@@ -33,9 +34,14 @@ _DEFAULT_SERVICES = ",".join(s.name for s in DEFAULT_LAYOUT.services)
 _DEFAULT_RETENTION = ",".join(s.name for s in DEFAULT_LAYOUT.services if s.retention)
 
 
-def _layout(services: str, retention: str, prefix: str, stream: str, user_prefix: str) -> AclLayout:
+def _layout(
+    services: str, retention: str | None, prefix: str, stream: str, user_prefix: str
+) -> AclLayout:
     names = [s.strip() for s in services.split(",") if s.strip()]
-    trimmers = {s.strip() for s in retention.split(",") if s.strip()}
+    if retention is None:  # the default layout's trimmers, among the services named
+        trimmers = {s.name for s in DEFAULT_LAYOUT.services if s.retention} & set(names)
+    else:
+        trimmers = {s.strip() for s in retention.split(",") if s.strip()}
     unknown = sorted(trimmers - set(names))
     if unknown:
         raise typer.BadParameter(f"--retention names services not in --services: {unknown}")
@@ -52,8 +58,12 @@ def render(
         "every user is rendered 'off' (a template nobody can log in with).",
     ),
     services: str = typer.Option(_DEFAULT_SERVICES, help="Comma-separated services."),
-    retention: str = typer.Option(
-        _DEFAULT_RETENTION, help="Services whose consumer may trim the stream."
+    retention: str | None = typer.Option(
+        None,
+        "--retention",
+        help=f"Services whose consumer may trim the stream (default: {_DEFAULT_RETENTION} "
+        "when named in --services, else none).",
+        show_default=False,
     ),
     prefix: str = typer.Option("cb", help="Key prefix (CACHEBUS_PREFIX)."),
     stream: str = typer.Option("inval", help="Stream name (CACHEBUS_STREAM)."),
@@ -65,8 +75,8 @@ def render(
         passwords = load_or_create_secrets(secrets, layout) if secrets else None
         text = render_acl(layout, passwords)
     except CachebusError as exc:
-        typer.echo(f"cachebus acl: {exc}", err=True)
-        raise typer.Exit(2) from None
+        typer.echo(f"cachebus acl render: {exc}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from None
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -76,3 +86,9 @@ def render(
         typer.echo(f"  {user.name:<28} {user.role}", err=True)
     where = f"passwords in {secrets}" if secrets else "no passwords: every user is off"
     typer.echo(f"{len(layout.users())} users ({where})", err=True)
+    if not any(s.retention for s in layout.services):
+        typer.echo(
+            "no service may trim the stream (name one with --retention): it grows to its "
+            "MAXLEN cap",
+            err=True,
+        )

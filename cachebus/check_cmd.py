@@ -3,8 +3,9 @@
 Starts its own scratch ``redis-server`` (or uses ``--redis-url``, without the restart fault),
 runs writers, readers, a consumer and faults for ``--duration`` seconds, waits for quiescence,
 and compares every cached value with the source of truth. Prints a table and, with ``--json``,
-the report as one JSON object on the last line. Exit code 0 when nothing was lost or stale
-after quiescence, 1 otherwise, 2 for a wrong option.
+the report as one JSON object on the last line; while it runs, a progress bar on stderr (when
+it is a terminal) shows the phase and the load's progress. Exit code 0 when nothing was lost
+or stale after quiescence, 1 otherwise, 2 for a wrong option.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from typing import Any, cast
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from cachebus.bench._report import emit
 from cachebus.consistency import FAULTS, CheckConfig, Report, run_check
 from cachebus.contracts.errors import CachebusError, ConfigError
+from cachebus.exits import ExitCode
 
 __all__ = ["check"]
 
@@ -51,6 +56,43 @@ def _rows(report: Report) -> list[list[Any]]:
     return rows
 
 
+_PHASE_TEXT = {
+    "starting": "starting Redis and the consumer",
+    "load": "writers, readers and faults",
+    "quiescence": "waiting for quiescence",
+    "comparing": "comparing the cache with the source of truth",
+}
+
+
+async def _with_progress(config: CheckConfig) -> Report:
+    """The check, with a progress bar on stderr (a terminal only: stdout, and so ``--json``'s
+    last line, is untouched): its phase, and the load's seconds out of ``--duration``."""
+    console = Console(stderr=True)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(_PHASE_TEXT["starting"], total=config.duration_s)
+        load_started: list[float] = []
+
+        def on_phase(phase: str) -> None:
+            if phase == "load":
+                load_started.append(time.monotonic())
+            bar.update(task, description=_PHASE_TEXT[phase])
+
+        async def tick() -> None:
+            while True:
+                if load_started:
+                    elapsed = min(time.monotonic() - load_started[0], config.duration_s)
+                    bar.update(task, completed=elapsed)
+                await asyncio.sleep(0.25)
+
+        ticker = asyncio.ensure_future(tick())
+        try:
+            return await run_check(config, on_phase=on_phase)
+        finally:
+            ticker.cancel()
+
+
 def check(
     duration: float = typer.Option(20.0, "--duration", help="Seconds of load."),
     keys: int = typer.Option(500, "--keys", help="Items in the source of truth."),
@@ -81,13 +123,13 @@ def check(
             source=cast(Any, source), consumer=cast(Any, consumer),  # checked by CheckConfig
             faults=chosen, redis_url=redis_url, seed=seed,
         )  # fmt: skip
-        report = asyncio.run(run_check(config))
+        report = asyncio.run(_with_progress(config))
     except ConfigError as exc:
         typer.echo(f"cachebus check: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.USAGE)
     except CachebusError as exc:
         typer.echo(f"cachebus check failed: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(ExitCode.FINDING)
     verdict = "PASSED" if report.passed else "FAILED"
     emit(
         f"consistency check: {verdict}",
@@ -99,4 +141,4 @@ def check(
             "steady = events whose first second overlaps no fault (nor 2 s after one)",
         ],
     )
-    sys.exit(0 if report.passed else 1)
+    sys.exit(ExitCode.OK if report.passed else ExitCode.FINDING)

@@ -16,6 +16,8 @@ import typer
 import typer.main
 from typer.core import TyperCommand, TyperGroup
 
+from cachebus.exits import ExitCode
+
 __all__ = ["COMMANDS", "EXTRA_OF", "app", "main"]
 
 #: Each command: where it lives ("module:attribute", a typer app or a command function) and the
@@ -38,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Publish one invalidation: ids (--key), a pattern (--pattern) or a flush (--flush).",
     ),
     "status": (
-        "cachebus.ops.status:status",
+        "cachebus.ops.status_cmd:status",
         "Per stream and group: lag, pending, dead letters, flushes, counters, registry versions.",
     ),
     "tail": (
@@ -88,10 +90,46 @@ def _extra_of(module: str | None) -> str | None:
 
 def _to_command(target: Any, name: str) -> Any:
     if isinstance(target, typer.Typer):
-        return typer.main.get_group(target)
+        return _plain(typer.main.get_group(target))
     single = typer.Typer(add_completion=False)
     single.command(name)(target)
-    return typer.main.get_command(single)
+    return _plain(typer.main.get_command(single))
+
+
+def _plain(command: Any) -> Any:
+    """One help style for every command, the root's: plain text (no rich markup, so no
+    markup or backquotes leak), and each value named for what it is (``--redis-url URL``,
+    ``--limit LIMIT``) rather than its type (``<str>``); flags show no value."""
+    command.rich_markup_mode = None
+    command.help = _unmarked(command.help)
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = _unmarked(param.help)
+        if param.param_type_name == "argument":
+            # NAMESPACE, not {NAMESPACE} <str>: the name is the value's description.
+            param.display_type_rich = lambda ctx: None
+            usage = param.name.upper() if param.required else f"[{param.name.upper()}]"
+            param._usage_display_name = lambda usage=usage: usage
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            continue
+        if param.metavar is None and param.name:
+            param.metavar = _METAVARS.get(param.name, param.name.upper())
+    for sub in getattr(command, "commands", {}).values():
+        _plain(sub)
+    return command
+
+
+def _unmarked(text: str | None) -> str | None:
+    """Docstrings double as help: their reStructuredText literals (````x````) print as x."""
+    return None if text is None else text.replace("``", "").replace("`", "'")
+
+
+#: Value names shared by the same option everywhere.
+_METAVARS = {
+    "redis_url": "URL", "cache_url": "URL", "url": "URL", "registry": "PATH",
+    "registry_path": "PATH", "service": "NAME", "group": "NAME", "stream": "NAME",
+    "database": "URL", "out": "PATH", "run_dir": "PATH", "secrets": "PATH",
+}  # fmt: skip
 
 
 class _LazyCommand(TyperCommand):
@@ -156,6 +194,9 @@ class LazyGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C: the shell's convention, 128 + SIGINT
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
         except ModuleNotFoundError as exc:
             extra = _extra_of(exc.name)
             if extra is None:
@@ -165,7 +206,7 @@ class LazyGroup(TyperGroup):
                 f"pip install 'cachebus[{extra}]'",
                 err=True,
             )
-            raise typer.Exit(2) from None
+            raise typer.Exit(ExitCode.USAGE) from None
 
 
 app = typer.Typer(
@@ -174,11 +215,26 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,  # plain help: rich's renderer would double `cachebus --help`'s time
     help="Reliable cache invalidation over Redis Streams.",
+    # Every command's context inherits these: `-h` works on `cachebus dlq list` too.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from cachebus.contracts.semconv import library_version
+
+        typer.echo(library_version())
+        raise typer.Exit(ExitCode.OK)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version,
+        help="Print the cachebus version and exit.",
+    ),
+) -> None:  # fmt: skip
     """Reliable cache invalidation over Redis Streams."""
 
 

@@ -23,6 +23,7 @@ from cachebus.contracts.keys import KeySpace
 from cachebus.core import RedisSettings, ValueCodec
 from cachebus.core.connection import create_sync_pool, map_redis_errors
 from cachebus.core.dictionary import DEFAULT_DICTIONARY_SIZE, Dictionary
+from cachebus.exits import ExitCode
 from cachebus.registry_cmd import REGISTRY_OPT, load_cli_registry
 
 __all__ = ["codec_app", "read_file_samples", "read_redis_samples"]
@@ -112,7 +113,10 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="where to write the dictionary"),
     paths: list[Path] = typer.Argument(None, help="sample files or directories"),
     lines: bool = typer.Option(False, "--lines", help="one sample per non-empty line"),
-    url: str | None = typer.Option(None, "--url", help="sample a namespace of this Redis"),
+    url: str | None = typer.Option(
+        None, "--redis-url", help="sample a namespace of this Redis (the cache's)"
+    ),
+    old_url: str | None = typer.Option(None, "--url", hidden=True),  # deprecated: --redis-url
     namespace: str | None = typer.Option(None, "--namespace", help="namespace to sample"),
     prefix: str = typer.Option("cb", help="key prefix of the cache (KeySpace.prefix)"),
     scope: str = typer.Option("shared", help="cache scope (KeySpace.scope)"),
@@ -124,6 +128,9 @@ def train(
     registry: Path = REGISTRY_OPT,
 ) -> None:
     """Train a zstd dictionary from sample values and write it to ``--out``."""
+    if old_url is not None:
+        typer.echo("cachebus codec train: --url is deprecated; use --redis-url", err=True)
+        url = url or old_url
     keyspace = None
     if url:  # sampling a namespace needs the registry that declares it
         loaded = load_cli_registry(registry, "codec train")
@@ -134,8 +141,8 @@ def train(
             decode_with, size,
         )  # fmt: skip
     except CachebusError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        typer.echo(f"cachebus codec train: {exc}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from None
     typer.echo(
         f"wrote {summary['out']}: dictionary {summary['dict_id']}, {summary['size']} bytes, "
         f"from {summary['samples']} samples; held-out 1 KB-class ratio "
@@ -152,11 +159,11 @@ def _train(
     size: int,
 ) -> dict[str, Any]:  # fmt: skip
     if bool(paths) == bool(url):
-        raise ConfigError("give sample files, or --url with --namespace, not both or neither")
+        raise ConfigError("give sample files, or --redis-url with --namespace, not both or neither")
     skipped = 0
     if url:
         if not namespace:
-            raise ConfigError("--url needs --namespace: which namespace's values to sample")
+            raise ConfigError("--redis-url needs --namespace: which namespace's values to sample")
         assert keyspace is not None
         keyspace.namespace(namespace)
         dictionaries = [Dictionary.load(p) for p in decode_with]

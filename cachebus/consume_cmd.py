@@ -34,14 +34,11 @@ import typer
 from pydantic import SecretStr, ValidationError
 
 from cachebus.contracts.errors import AccessDenied, CachebusError, ConfigError
+from cachebus.exits import ExitCode
 from cachebus.service import ConsumerService
-from cachebus.settings import CachebusSettings
+from cachebus.settings import CachebusSettings, explain_invalid
 
-__all__ = ["CONSUME_SETTINGS", "EXIT_CONFIG", "EXIT_KILLED", "EXIT_OK", "consume", "flag_of"]
-
-EXIT_OK = 0
-EXIT_CONFIG = 2
-EXIT_KILLED = 130
+__all__ = ["CONSUME_SETTINGS", "consume", "flag_of"]
 
 log = logging.getLogger("cachebus.cli")
 _FREEZE_AFTER_S = 1.0
@@ -102,7 +99,7 @@ async def serve(service: ConsumerService) -> int:
             stopping.append(asyncio.ensure_future(service.stop()))
         else:
             log.warning("forced exit: pending entries will be replayed at the next start")
-            os._exit(EXIT_KILLED)
+            os._exit(ExitCode.INTERRUPTED)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
@@ -120,7 +117,7 @@ async def serve(service: ConsumerService) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     log.info("consumer %s stopped: %s", service.config.consumer, service.stats.as_dict())
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _access_denied(group: BaseExceptionGroup[Any]) -> AccessDenied | None:
@@ -150,19 +147,14 @@ def consume(**values: Any) -> None:
         service = ConsumerService(CachebusSettings(**given))
         code = asyncio.run(serve(service))
     except ValidationError as exc:  # a setting that does not parse
-        typer.echo(f"cachebus consume: invalid setting: {_one_line(exc)}", err=True)
-        code = EXIT_CONFIG
+        typer.echo(f"cachebus consume: invalid setting: {explain_invalid(exc, given)}", err=True)
+        code = ExitCode.USAGE
     except CachebusError as exc:
         typer.echo(f"cachebus consume: {exc}", err=True)
         # A refused password or ACL right is configuration too: fix it, do not restart-loop.
-        code = EXIT_CONFIG if isinstance(exc, ConfigError | ValueError | AccessDenied) else 1
+        usage = isinstance(exc, ConfigError | ValueError | AccessDenied)
+        code = ExitCode.USAGE if usage else ExitCode.FINDING
     sys.exit(code)
-
-
-def _one_line(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
-    )
 
 
 consume.__signature__ = inspect.Signature(_parameters())  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from rich.table import Table
 from cachebus.contracts.errors import CachebusError
 from cachebus.demo import DemoConfig, DemoReport, run_demo
 from cachebus.demo.registry import SERVICES
+from cachebus.exits import ExitCode
 
 __all__ = ["demo"]
 
@@ -97,11 +98,11 @@ def demo(
         report = _run(config, console)
     except CachebusError as exc:  # e.g. no redis-server, a port taken: say so, no traceback
         typer.echo(f"cachebus demo: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     _print_report(console, report)
     if json_out:
         print(json.dumps(report.as_dict(), default=str))
-    sys.exit(0 if report.passed else 1)
+    sys.exit(ExitCode.OK if report.passed else ExitCode.FINDING)
 
 
 def _run(config: DemoConfig, console: Console) -> DemoReport:

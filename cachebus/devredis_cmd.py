@@ -11,6 +11,7 @@ import typer
 from cachebus.acl import AclLayout, ServiceGrant
 from cachebus.contracts.errors import CachebusError
 from cachebus.devredis import DevRedisConfig, running, start, stop
+from cachebus.exits import ExitCode
 
 __all__ = ["dev_redis_app"]
 
@@ -46,7 +47,7 @@ def start_cmd(
         pair = start(config)
     except CachebusError as exc:
         typer.echo(f"cachebus dev-redis: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     for inst in pair.instances:
         typer.echo(f"{inst.role:<7} redis://{pair.address(inst.role)}  pid {inst.pid}")
     users = ", ".join(u.name for u in layout.users() if u.role != "disabled")
@@ -72,4 +73,4 @@ def status_cmd(run_dir: Path = _DIR) -> None:
         typer.echo(f"{inst.role:<7} 127.0.0.1:{inst.port}  pid {inst.pid}  running")
     if len(alive) < 2:
         typer.echo(f"{2 - len(alive)} instance(s) not running in {run_dir}")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FINDING)

@@ -1,4 +1,5 @@
-"""A tiny HTTP server for probes: ``/healthz`` (liveness), ``/readyz`` (readiness), ``/metrics``.
+"""A tiny HTTP server for probes: ``/healthz`` (liveness), ``/readyz`` (readiness), ``/metrics``,
+and pages for people (``/status``: see :mod:`cachebus.ops.status_page`).
 
 Liveness is the consume loop's heartbeat, never Redis: a Redis outage must not make an
 orchestrator restart every consumer. Readiness says whether invalidations are flowing.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import orjson
 
@@ -17,19 +18,26 @@ from cachebus.consumers import Health
 __all__ = ["HealthServer"]
 
 MetricsFn = Callable[[], tuple[bytes, str]]
+#: A page: its HTML body, rendered from what the process already holds (no I/O).
+PageFn = Callable[[], bytes]
 
 
 class HealthServer:
+    """Probes of ``health`` (None: no probes, pages only), ``/metrics``, and ``pages`` by
+    path (``{"/status": page.render}``)."""
+
     def __init__(
         self,
-        health: Callable[[], Health],
+        health: Callable[[], Health] | None,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
         metrics: MetricsFn | None = None,
+        pages: Mapping[str, PageFn] | None = None,
     ) -> None:
         self._health = health
         self._metrics = metrics
+        self._pages = dict(pages or {})
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
@@ -70,6 +78,11 @@ class HealthServer:
                 await writer.wait_closed()
 
     def _route(self, path: str) -> tuple[str, bytes, str]:
+        page = self._pages.get(path)
+        if page is not None:
+            return ("200 OK", page(), "text/html; charset=utf-8")
+        if self._health is None:
+            return ("404 Not Found", b"not found\n", "text/plain")
         health = self._health()
         if path == "/healthz":
             body = orjson.dumps(

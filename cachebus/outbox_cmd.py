@@ -27,6 +27,7 @@ from cachebus.contracts.errors import CachebusError, ConfigError
 from cachebus.contracts.keys import StreamKeys
 from cachebus.contracts.registry import Registry
 from cachebus.core.connection import RedisSettings
+from cachebus.exits import ExitCode
 from cachebus.producers import Producer
 from cachebus.producers.outbox import OutboxRelay, OutboxStore, RelayConfig, open_store
 from cachebus.producers.outbox.connect import redact_database_url
@@ -34,8 +35,6 @@ from cachebus.registry_cmd import REGISTRY_OPT, load_cli_registry
 
 __all__ = ["outbox_app"]
 
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
 
 log = logging.getLogger("cachebus.outbox")
 
@@ -53,7 +52,7 @@ STREAM = typer.Option("inval", "--stream", envvar="CACHEBUS_STREAM", help="Strea
 
 def _fail(exc: Exception) -> None:
     typer.echo(f"cachebus outbox: {exc}", err=True)
-    sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError | ValueError) else EXIT_FAILED)
+    sys.exit(ExitCode.USAGE if isinstance(exc, ConfigError | ValueError) else ExitCode.FINDING)
 
 
 @outbox_app.command("init")
@@ -96,7 +95,7 @@ def status(
         typer.echo(f"{stream}: {backlog} rows waiting, {len(failed)} failed")
         for row_id, event_id, error in failed:
             typer.echo(f"  failed row {row_id} event {event_id}: {error}")
-    sys.exit(EXIT_FAILED if failed else 0)
+    sys.exit(ExitCode.FINDING if failed else ExitCode.OK)
 
 
 @outbox_app.command("relay")

@@ -9,13 +9,16 @@ Examples, with the demo's registry::
     cachebus publish prices --flush --yes --reason "feed restarted"
     cachebus publish market --key m1:summary --key m1:detail --reason x --dry-run
 
-Exit codes: 0 published, 1 the publish failed (Redis unreachable or refused: nothing or maybe
-something was appended, the message says which), 2 the request itself is wrong.
+Exit codes (:class:`cachebus.exits.ExitCode`): 0 published, 1 the publish failed (Redis
+unreachable or refused: nothing or maybe something was appended, the message says which, and
+after how long), 2 the request itself is wrong. ``--url`` is the deprecated spelling of
+``--redis-url``.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +30,17 @@ from cachebus.contracts.factory import EventFactory, split_ids
 from cachebus.contracts.keys import StreamKeys
 from cachebus.contracts.registry import Registry
 from cachebus.core.connection import RedisSettings
+from cachebus.exits import ExitCode
+from cachebus.ops._common import PREFIX_OPT, REDIS_URL_OPT, STREAM_OPT, load_settings
 from cachebus.producers import SyncProducer, publish_bound
 from cachebus.producers._routing import Router
 from cachebus.registry_cmd import REGISTRY_OPT, load_cli_registry
 
 __all__ = ["publish"]
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
 
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"cachebus publish: {message}", err=True)
     return typer.Exit(code)
 
 
@@ -64,6 +66,42 @@ def _check_shapes(registry: Registry, namespace: str, keys: list[str]) -> None:
             )
 
 
+def _send(
+    options: RedisSettings,
+    stream: str,
+    producer: str,
+    keys: StreamKeys,
+    registry: Registry,
+    payloads: list[dict[str, Any]],
+    timeout: float,
+) -> list[str]:
+    """Publish; a failure says whether anything may have been appended, and after how long."""
+    started = time.monotonic()
+    try:
+        with SyncProducer.from_url(
+            options.url, stream, producer_name=producer, keys=keys, registry=registry,
+            socket_timeout=timeout, socket_connect_timeout=timeout, pool_timeout=timeout,
+            cluster=options.cluster,
+        ) as sync_producer:  # fmt: skip
+            batch = sync_producer.batch()
+            batch.payloads.extend(payloads)
+            entry_ids = batch.send()
+    except PublishError as exc:
+        elapsed = time.monotonic() - started
+        if exc.ambiguous:
+            state = "may have been appended"
+            advice = "run the command again if in doubt: a duplicate is harmless"
+        else:
+            state = "was not appended"
+            advice = "fix the cause, then run the command again"
+        raise _fail(
+            f"{exc}\nthe invalidation {state} (failed after {elapsed:.1f}s; the bound is "
+            f"{publish_bound(options):.1f}s); {advice}",
+            ExitCode.FINDING,
+        ) from None
+    return entry_ids
+
+
 def publish(
     namespace: str = typer.Argument(..., help="A namespace of the registry."),
     key: list[str] = typer.Option(
@@ -75,47 +113,64 @@ def publish(
     flush: bool = typer.Option(False, "--flush", help="Invalidate the whole namespace."),
     yes: bool = typer.Option(False, "--yes", help="Confirm --flush."),
     reason: str = typer.Option(..., "--reason", "-r", help="Why: kept in the stream for audit."),
-    url: str = typer.Option(
-        "redis://127.0.0.1:6379/0", "--url", envvar="CACHEBUS_REDIS_URL", help="Stream Redis."
+    redis_url: str | None = REDIS_URL_OPT,
+    url: str | None = typer.Option(None, "--url", hidden=True),  # deprecated: --redis-url
+    stream: str | None = STREAM_OPT,
+    prefix: str | None = PREFIX_OPT,
+    partitions: int | None = typer.Option(
+        None, "--partitions", help="Partitions of the stream. (env CACHEBUS_PARTITIONS)"
     ),
-    stream: str = typer.Option("inval", "--stream", help="Stream name."),
-    prefix: str = typer.Option("cb", "--prefix", help="Key prefix of the stream."),
-    partitions: int = typer.Option(
-        1, "--partitions", envvar="CACHEBUS_PARTITIONS", help="Partitions of the stream."
-    ),
-    cluster: bool = typer.Option(
-        False, "--cluster", envvar="CACHEBUS_CLUSTER", help="--url names a Redis Cluster node."
+    cluster: bool | None = typer.Option(
+        None,
+        "--cluster",
+        help="--redis-url names a Redis Cluster node. (env CACHEBUS_CLUSTER)",
+        show_default=False,
     ),
     producer: str = typer.Option("ops-cli", "--producer", help="Producer name on the events."),
-    registry_path: Path = REGISTRY_OPT,
+    registry_path: Path | None = REGISTRY_OPT,
     timeout: float = typer.Option(2.0, "--timeout", help="Connect and reply timeout (s)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the entries, send nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per entry."),
 ) -> None:
     """Publish one invalidation: ids (--key), a pattern (--pattern) or a flush (--flush)."""
+    if url is not None:
+        typer.echo("cachebus publish: --url is deprecated; use --redis-url", err=True)
+        redis_url = redis_url or url
     chosen = sum((bool(key), pattern is not None, flush))
     if chosen != 1:
-        raise _fail("give exactly one of --key (repeatable), --pattern or --flush", EXIT_USAGE)
+        raise _fail("give exactly one of --key (repeatable), --pattern or --flush", ExitCode.USAGE)
     if flush and not (yes or dry_run):
         raise _fail(
             f"--flush drops everything cached in {namespace!r} by every service; add --yes",
-            EXIT_USAGE,
+            ExitCode.USAGE,
         )
+    settings = load_settings(
+        "publish", redis_url=redis_url, stream=stream, prefix=prefix, partitions=partitions,
+        cluster=cluster, registry=registry_path,
+    )  # fmt: skip
     registry = load_cli_registry(registry_path, "publish")
+    partitions = settings.partitions
+    stream, prefix = settings.stream, settings.prefix
     try:
         keys = StreamKeys(prefix, partitions=partitions)
         factory = EventFactory(producer, registry)
         _check_shapes(registry, namespace, key)
         payloads = _payloads(factory, namespace, key, pattern, reason)
-        settings = RedisSettings.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, pool_timeout=timeout,
-            cluster=cluster,
+        options = RedisSettings.from_url(
+            settings.stream_url(), socket_timeout=timeout, socket_connect_timeout=timeout,
+            pool_timeout=timeout, cluster=settings.cluster,
         )  # fmt: skip
     except ContractError as exc:
+        if exc.rule == "pattern.bare_star":
+            raise _fail(
+                f"--pattern {pattern!r} matches the whole namespace {namespace!r}; to drop it "
+                "all, use --flush --yes instead",
+                ExitCode.USAGE,
+            ) from None
         rule = f" [{exc.rule}]" if exc.rule not in str(exc) else ""
-        raise _fail(f"{exc}{rule}", EXIT_USAGE) from None
+        raise _fail(f"{exc}{rule}", ExitCode.USAGE) from None
     except ConfigError as exc:
-        raise _fail(str(exc), EXIT_USAGE) from None
+        raise _fail(str(exc), ExitCode.USAGE) from None
     stream_key = StreamKeys(prefix).stream(stream) if partitions > 1 else keys.stream(stream)
     if dry_run:
         if partitions > 1:
@@ -126,22 +181,7 @@ def publish(
         for payload in payloads:
             typer.echo(f"XADD {stream_key} * {FIELD} {encode_payload(payload).decode()}")
         return
-    try:
-        with SyncProducer.from_url(
-            settings.url, stream, producer_name=producer, keys=keys, registry=registry,
-            socket_timeout=timeout, socket_connect_timeout=timeout, pool_timeout=timeout,
-            cluster=cluster,
-        ) as sync_producer:  # fmt: skip
-            batch = sync_producer.batch()
-            batch.payloads.extend(payloads)
-            entry_ids = batch.send()
-    except PublishError as exc:
-        state = "may have been" if exc.ambiguous else "was not"
-        raise _fail(
-            f"{exc}\nthe invalidation {state} appended (within {publish_bound(settings):.1f}s); "
-            "run the command again if in doubt: a duplicate is harmless",
-            EXIT_FAILED,
-        ) from None
+    entry_ids = _send(options, stream, producer, keys, registry, payloads, timeout)
     for payload, entry_id in zip(payloads, entry_ids, strict=True):
         if as_json:
             typer.echo(json.dumps({"stream": stream_key, "entry_id": entry_id, **payload}))

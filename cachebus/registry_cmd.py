@@ -25,11 +25,10 @@ from cachebus.contracts.errors import CachebusError
 from cachebus.contracts.registry import Registry
 from cachebus.contracts.registry_diff import diff_registries
 from cachebus.contracts.registry_file import discover_registry
+from cachebus.exits import ExitCode
 
 __all__ = ["REGISTRY_OPT", "load_cli_registry", "registry_app"]
 
-EXIT_ACTION = 1
-EXIT_USAGE = 2
 
 registry_app = typer.Typer(
     no_args_is_help=True, help="The key registry file: check, show, diff.", add_completion=False
@@ -40,6 +39,7 @@ REGISTRY_OPT: Any = typer.Option(
     None,
     "--registry",
     envvar="CACHEBUS_REGISTRY",
+    show_envvar=False,  # the help says it, as every option's does
     help="The registry file (default: a cachebus.toml, or a pyproject.toml with a "
     "tool.cachebus table, in the current directory). (env CACHEBUS_REGISTRY)",
 )
@@ -54,12 +54,12 @@ def load_cli_registry(path: Path | None, command: str) -> Registry:
             "CACHEBUS_REGISTRY), or put a cachebus.toml in the current directory",
             err=True,
         )
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.USAGE)
     try:
         return Registry.from_file(found)
     except CachebusError as exc:
         typer.echo(f"cachebus {command}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(ExitCode.USAGE) from None
 
 
 @registry_app.command("check")
@@ -132,4 +132,4 @@ def diff(
                           style=style)  # fmt: skip
         Console(highlight=False).print(table)
     if needs:
-        raise typer.Exit(EXIT_ACTION)
+        raise typer.Exit(ExitCode.FINDING)

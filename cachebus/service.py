@@ -13,10 +13,12 @@ registry, timings, URLs, ports): a refused configuration raises there and has to
 ownership: it created them, it closes them), the service's cache (its scope is the service),
 the group consumer (over every partition, or one), an optional broadcast consumer keeping an
 in-process L1, the observers (spans, metrics; Prometheus ``/metrics`` with the ``otel`` extra,
-one warning without it) and the ``/healthz`` ``/readyz`` ``/metrics`` server when a port is
-given. :meth:`~ConsumerService.stop` is idempotent and stops in order: the consumers (each
-finishes and acks its batch within ``grace_period_s``, is cancelled after, abandoned at
-``hard_deadline_s``), then the probe server, the sampler, the clients and pools.
+one warning without it) and the ``/healthz`` ``/readyz`` ``/metrics`` ``/status`` server when a
+port is given (``/status``: the status page, see :mod:`cachebus.ops.status_page`).
+:meth:`~ConsumerService.stop` is idempotent and stops in order: the consumers (each finishes
+and acks its batch within ``grace_period_s``, is cancelled after, abandoned at
+``hard_deadline_s``), then the probe server, the status page's poll, the sampler, the clients
+and pools.
 
 Signals are the caller's (``cachebus consume`` handles them): this module installs none.
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 from opentelemetry.metrics import MeterProvider
@@ -52,8 +54,12 @@ from cachebus.core.config import CacheConfig
 from cachebus.core.connection import RedisSettings, create_async_cluster, create_async_pool
 from cachebus.core.local import LocalCache
 from cachebus.health_server import HealthServer
+from cachebus.ops.status_history import HistoryObserver, StatusHistory
 from cachebus.service_observers import Observability, observe
 from cachebus.settings import CachebusSettings
+
+if TYPE_CHECKING:
+    from cachebus.ops.status_page import StatusPage
 
 __all__ = ["ConsumerService"]
 
@@ -103,6 +109,9 @@ class ConsumerService:
         self._tasks: list[asyncio.Task[None]] = []
         self._error: BaseException | None = None
         self._health_server: HealthServer | None = None
+        #: What /status plots and lists (fed by this service's consumer; see status_page).
+        self.history = StatusHistory()
+        self._status_page: StatusPage | None = None
         self._observed = Observability()
         self.stream_client: AsyncClient | None = None
         self.cache_client: AsyncClient | None = None
@@ -165,7 +174,7 @@ class ConsumerService:
         self.cache = Cache(self.cache_client, scope, self.cache_config)
         self._observed = observe(
             settings, config, self._part_keys, self.stream_settings,
-            client=self.stream_client, cache=self.cache, extra=self._observers,
+            client=self.stream_client, cache=self.cache, extra=self._extra_observers(),
             tracer_provider=self._tracer_provider, meter_provider=self._meter_provider,
         )  # fmt: skip
         observer = self._observed.observer
@@ -203,6 +212,11 @@ class ConsumerService:
             ",".join(sorted(config.namespaces)), self.registry.fingerprint, where,
         )  # fmt: skip
 
+    def _extra_observers(self) -> tuple[ConsumerObserver, ...]:
+        if not self.settings.health_port:
+            return self._observers  # no page to feed
+        return (*self._observers, HistoryObserver(self.history, self.config.group))
+
     def _client(self, settings: RedisSettings) -> AsyncClient:
         if settings.cluster:
             cluster = create_async_cluster(settings)
@@ -215,12 +229,29 @@ class ConsumerService:
         return client
 
     async def _serve_probes(self) -> None:
+        # Here, not at the top: the page's renderer (rich, typer via the ops helpers) is only
+        # loaded by a sidecar that serves probes.
+        from cachebus.ops.status_page import StatusPage
+
         settings = self.settings
+        pages = {}
+        if isinstance(self.stream_client, redis.asyncio.Redis):  # not a cluster client
+            single = settings.partitions == 1 or settings.partition is not None
+            self._status_page = StatusPage(
+                self.stream_client,
+                (self._part_keys,) if single else self.keys.all_partitions(),
+                [self.config.stream],
+                history=self.history,
+                title=f"cachebus: {self.config.group} ({self.config.consumer})",
+                where=self.stream_settings.redacted_url,
+            ).start()
+            pages["/status"] = self._status_page.render
         server = HealthServer(
             self.health,
             host=settings.health_host,
             port=settings.health_port,
             metrics=endpoint.render if (endpoint := self._observed.endpoint) is not None else None,
+            pages=pages,
         )
         try:
             self._health_server = await server.start()
@@ -270,6 +301,9 @@ class ConsumerService:
         if self._health_server is not None:
             await self._health_server.close()
             self._health_server = None
+        if self._status_page is not None:
+            await self._status_page.close()
+            self._status_page = None
         await self._observed.close()
         while self._owned:
             await self._owned.pop().aclose()

@@ -16,10 +16,12 @@ configuration, namespaces included, before anything is sent.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cachebus.consumers.config import BroadcastConfig, ConsumerConfig
@@ -28,7 +30,7 @@ from cachebus.contracts.registry import Registry
 from cachebus.contracts.registry_file import discover_registry
 from cachebus.core.connection import RedisSettings
 
-__all__ = ["CONSUMER_FIELDS", "CachebusSettings"]
+__all__ = ["CONSUMER_FIELDS", "CachebusSettings", "explain_invalid", "variable_of"]
 
 _CONSUMER = ConsumerConfig.__dataclass_fields__
 #: ConsumerConfig fields whose setting has another name.
@@ -153,7 +155,7 @@ class CachebusSettings(BaseSettings):
     )
     health_port: int = Field(
         default=0, ge=0, le=65535,
-        description="Port of /healthz, /readyz and /metrics (0: no server).",
+        description="Port of /healthz, /readyz, /metrics and /status (0: no server).",
     )  # fmt: skip
     health_host: str = Field(default="127.0.0.1", description="Address the probe server binds.")
     socket_timeout: float = Field(
@@ -286,3 +288,29 @@ class CachebusSettings(BaseSettings):
 
 #: The settings that are fields of ConsumerConfig (by their settings name).
 CONSUMER_FIELDS = tuple(_RENAMED.get(name, name) for name in _CONSUMER)
+
+
+_SECRETS = frozenset({"redis_url", "cache_url"})
+
+
+def variable_of(name: str) -> str:
+    """The environment variable of a setting: ``read_count`` -> ``CACHEBUS_READ_COUNT``."""
+    return f"CACHEBUS_{name.upper()}"
+
+
+def explain_invalid(exc: ValidationError, flags: Collection[str] = ()) -> str:
+    """What is wrong, named the way the user gave it: ``--read-count`` for a setting in
+    ``flags`` (given on the command line), else its variable (``CACHEBUS_READ_COUNT=abc``)."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        variable = variable_of(name)
+        secret = name in _SECRETS  # a URL may hold a password: named, never echoed
+        if name in flags:
+            who = f"--{name.replace('_', '-')}" + ("" if secret else f" {error.get('input')!r}")
+        elif variable in os.environ:
+            who = variable if secret else f"{variable}={os.environ[variable]}"
+        else:
+            who = name
+        parts.append(f"{who}: {error['msg']}")
+    return "; ".join(parts)

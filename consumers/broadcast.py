@@ -213,7 +213,10 @@ class BroadcastConsumer:
 
     def _reconnected(self) -> None:
         if not self.connected and self._disconnected_since is not None:
-            log.info("stream Redis reachable again; replaying from %s", self.position)
+            log.warning(
+                "stream Redis reachable again after a %.1fs outage (broadcast); replaying from %s",
+                monotonic() - self._disconnected_since, self.position,
+            )  # fmt: skip
         self.connected = True
         self._disconnected_since = None
         self._stale_flushed = False

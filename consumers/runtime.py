@@ -116,6 +116,7 @@ class Consumer:
         self._connected = False
         self._disconnected_since: float | None = None
         self._sink_failing_since: float | None = None
+        self._sink_error = ""
         self._group_present = False
         self._group_seen = False
         self._lost: FlushReason | None = None  # the group is gone: recreate before reading
@@ -150,6 +151,13 @@ class Consumer:
                     self.replay.owe("group lost")
                 except AccessDenied:
                     raise  # a configuration error: retrying cannot help
+                except _FlushAbandoned as abandoned:
+                    log.warning(
+                        "consumer %s stopped while the cache was unreachable (%s): the %s "
+                        "flush was not done; the next start does it",
+                        self.config.consumer, abandoned.cause, abandoned.reason.value,
+                    )  # fmt: skip
+                    return
                 except BackendError as exc:
                     self.replay.owe("stream error")
                     await self._failed(exc)
@@ -307,8 +315,8 @@ class Consumer:
             except BackendError as exc:
                 # Never given up: without the flush, values the lost entries invalidate would
                 # be served (an OOM cache refuses the generation bump until memory frees).
-                if self._stopping:
-                    raise
+                if self._stopping:  # the group is not marked synced: the next start flushes
+                    raise _FlushAbandoned(reason, exc) from exc
                 self.stats.backend_errors += 1
                 log.warning("flush (%s) failed (%s); retrying", reason, exc)
                 self.processor.link.sink_down(exc)
@@ -318,7 +326,10 @@ class Consumer:
         self.stats.flushes[reason.value] += 1
         self.stats.last_flush_reason = reason.value
         self.stats.last_flush_at = monotonic()
-        log.warning(
+        # A new group's first flush is routine (nothing was cached by it yet); any other
+        # flush means invalidations were lost or refused, which an operator wants to see.
+        log.log(
+            logging.INFO if reason is FlushReason.NEW_GROUP else logging.WARNING,
             "flushed %s of scope %s: %s (%s)",
             sorted(scope),
             self.config.group,
@@ -335,6 +346,11 @@ class Consumer:
 
     # ---- health -------------------------------------------------------------------------
     def _mark_connected(self) -> None:
+        if self._disconnected_since is not None:
+            log.warning(
+                "stream Redis reachable again after a %.1fs outage",
+                monotonic() - self._disconnected_since,
+            )
         self._connected = True
         self._disconnected_since = None
         self._heartbeat = monotonic()
@@ -373,12 +389,17 @@ class Consumer:
             lag, pending = g.lag, g.pending
         if not self._connected:
             reasons.append("not connected to the stream Redis")
-        if not self._group_present:
-            reasons.append("consumer group not present")
-        if self.replay.blocks_readiness:
-            reasons.append(f"own pending entries not replayed yet ({self.replay.reason})")
         if self._sink_failing_since is not None:
-            reasons.append("the cache cannot be reached to apply invalidations")
+            # The cause: a group waiting for its first flush, or entries waiting to be
+            # applied, are only its consequences.
+            reasons.append(
+                f"cache unreachable for {now - self._sink_failing_since:.1f}s: {self._sink_error}"
+            )
+        else:
+            if not self._group_present:
+                reasons.append("consumer group not present")
+            if self.replay.blocks_readiness:
+                reasons.append(f"own pending entries not replayed yet ({self.replay.reason})")
         if lag is not None and lag > self.config.lag_budget:
             reasons.append(f"lag {lag} over budget {self.config.lag_budget}")
         if (
@@ -416,7 +437,20 @@ class _RuntimeLink(Link):
         if self.consumer._sink_failing_since is None:
             log.warning("cache unreachable while applying invalidations: %s", exc)
             self.consumer._sink_failing_since = monotonic()
+        self.consumer._sink_error = str(exc)
         self.consumer._heartbeat = monotonic()
 
     def sink_up(self) -> None:
+        since = self.consumer._sink_failing_since
+        if since is not None:
+            log.warning("cache reachable again after a %.1fs outage", monotonic() - since)
         self.consumer._sink_failing_since = None
+
+
+class _FlushAbandoned(Exception):
+    """A flush could not reach the cache and the consumer is stopping: not a stream error."""
+
+    def __init__(self, reason: FlushReason, cause: BackendError) -> None:
+        super().__init__(f"{reason.value} flush abandoned: {cause}")
+        self.reason = reason
+        self.cause = cause

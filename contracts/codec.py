@@ -212,6 +212,15 @@ def _unwrap(raw: bytes, entry_id: str | None) -> tuple[Any, dict[str, str]]:
     except orjson.JSONDecodeError as exc:
         raise _fail(f"event is not JSON: {exc}", "json.invalid", entry_id) from None
     data = obj.get("data") if isinstance(obj, dict) else None
+    if data is not None and "headers" not in obj and "schema_version" not in obj:
+        # Half an envelope (a hand-made one, another library's): judging its "data" as an
+        # event would only report a missing schema_version.
+        raise _fail(
+            'not a cachebus envelope: it has "data" but no "headers" (expected {"data": '
+            '"<event JSON>", "headers": {...}}, or the event itself)',
+            "envelope.headers_missing",
+            entry_id,
+        )
     if isinstance(data, str) and "headers" in obj and not headers:
         # FastStream's JSON envelope: "data" is the event as a JSON string.
         headers = _text_headers(obj["headers"])

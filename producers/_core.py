@@ -8,7 +8,9 @@ replies are turned into entry ids or a :class:`PublishError` here, once for both
 
 from __future__ import annotations
 
+import errno
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +41,7 @@ __all__ = [
     "PayloadBuffer",
     "ProducerCore",
     "chunked",
+    "connect_refused",
     "producer_settings",
     "publish_bound",
 ]
@@ -48,6 +51,51 @@ Payload = Mapping[str, Any]
 #: ``MAXLEN ~`` cap: a safety net against a runaway stream, far above any healthy backlog
 #: (retention proper is the consumers' job: they trim only what every group has acked).
 DEFAULT_MAXLEN = 1_000_000
+
+
+def connect_refused(error: BaseException) -> bool:
+    """The server refused the connection the command was to be sent on: it never left this
+    process. Only a refusal while the connection was being acquired counts (redis-py's
+    ``get_connection``, before anything is written); one on a retry, after an attempt that may
+    have written the command to a server that then died, does not. Unsure is not refused."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if _refused(seen):
+            return any(_acquiring(e) for e in _chain(error))
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _refused(error: BaseException) -> bool:
+    if not isinstance(error, OSError):
+        return False
+    if error.errno == errno.ECONNREFUSED:
+        return True
+    # asyncio reports every address it tried in one OSError: refused if each of them was.
+    codes = _ERRNO.findall(str(error)) if error.errno is None else []
+    return bool(codes) and all(int(c) == errno.ECONNREFUSED for c in codes)
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: BaseException | None = error
+    while seen is not None and len(out) < 10:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+
+def _acquiring(error: BaseException) -> bool:
+    """Its traceback passes through the pool handing out a connection."""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "get_connection":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+_ERRNO = re.compile(r"\[Errno (\d+)\]")
 
 
 def publish_bound(settings: RedisSettings) -> float:
@@ -243,8 +291,11 @@ class ProducerCore:
                 f"{self.config.timeout:.2f}s publish bound"
             )
         # A connection that failed or timed out may have carried the XADD already: ambiguous.
-        # An error reply means Redis refused the command: nothing was appended.
-        ambiguous = isinstance(cause, BackendUnavailable) or not isinstance(cause, BackendError)
+        # An error reply means Redis refused the command, a refused connect means it was never
+        # sent: nothing was appended.
+        ambiguous = (
+            isinstance(cause, BackendUnavailable) and not connect_refused(cause)
+        ) or not isinstance(cause, BackendError)
         state = "may or may not have been appended" if ambiguous else "were not appended"
         error = PublishError(
             f"{len(event_ids)} event(s) to {self.config.stream_key} {state}: {cause}. "

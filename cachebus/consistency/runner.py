@@ -20,7 +20,7 @@ import contextlib
 import secrets
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -46,16 +46,23 @@ from cachebus.core import Cache, CacheConfig
 from cachebus.producers import Producer
 from cachebus.testing import FaultProxy, RedisServer, ServerOptions
 
-__all__ = ["run_check"]
+__all__ = ["PHASES", "run_check"]
 
 SCOPE = "checked"
 
 
-async def run_check(config: CheckConfig) -> Report:
-    """Run one bounded check and report what it found (see :class:`Report`)."""
+#: The phases of a check, in order, as ``on_phase`` is told them.
+PHASES = ("starting", "load", "quiescence", "comparing")
+
+
+async def run_check(config: CheckConfig, on_phase: Callable[[str], None] | None = None) -> Report:
+    """Run one bounded check and report what it found (see :class:`Report`); ``on_phase`` is
+    called with each of :data:`PHASES` as it begins (a progress display)."""
+    tell = on_phase or (lambda phase: None)
+    tell("starting")
     with tempfile.TemporaryDirectory(prefix="cachebus-check-") as tmp:
         async with _redis(config, Path(tmp)) as (server, url):
-            return await _Run(config, Path(tmp), server, url).go()
+            return await _Run(config, Path(tmp), server, url, tell).go()
 
 
 @contextlib.asynccontextmanager
@@ -75,8 +82,14 @@ async def _redis(config: CheckConfig, tmp: Path) -> AsyncIterator[tuple[RedisSer
 
 class _Run:
     def __init__(
-        self, config: CheckConfig, tmp: Path, server: RedisServer | None, url: str
+        self,
+        config: CheckConfig,
+        tmp: Path,
+        server: RedisServer | None,
+        url: str,
+        tell: Callable[[str], None],
     ) -> None:
+        self.tell = tell
         self.config = config
         self.tmp = tmp
         self.server = server
@@ -183,6 +196,7 @@ class _Run:
             asyncio.create_task(load.reader(caches[i % len(caches)], i)) for i in range(cfg.readers)
         ]
         fault_task = asyncio.create_task(faults.run())
+        self.tell("load")
         await asyncio.sleep(cfg.duration_s)
         load.stop_writers.set()
         await asyncio.gather(*writers)
@@ -191,10 +205,12 @@ class _Run:
             await load.sweep()
         load_s = time.monotonic() - started
         quiet_started = time.monotonic()
+        self.tell("quiescence")
         await self._quiesce(source, consumer)
         quiescence_s = time.monotonic() - quiet_started
         load.stop_readers.set()
         await asyncio.gather(*readers)
+        self.tell("comparing")
         stale, cached = await self._compare(source)
         return self._report(load_s, quiescence_s, stale, cached, faults.records, caches)
 

@@ -1,7 +1,8 @@
-"""What the operations commands share: settings, the Redis connection, output, exit codes.
+"""What the operations commands share: settings, the Redis connection, output, errors.
 
-Exit codes: 0 done (for ``doctor``: no error found), 1 something is wrong (Redis refused or is
-unreachable, ``doctor`` found an error), 2 the command line or a setting is wrong.
+Exit codes are :class:`cachebus.exits.ExitCode`: 0 done, 1 something is wrong (Redis refused
+or is unreachable, ``doctor`` found an error), 2 the command line or a setting is wrong, 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ import redis.asyncio
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
-from cachebus.contracts.errors import CachebusError, ConfigError, ContractError
+from cachebus.contracts.errors import AccessDenied, CachebusError, ConfigError, ContractError
 from cachebus.core.connection import RedisSettings, create_async_pool
-from cachebus.settings import CachebusSettings
+from cachebus.exits import ExitCode
+from cachebus.settings import CachebusSettings, explain_invalid
 
 __all__ = [
-    "EXIT_FAIL",
-    "EXIT_OK",
-    "EXIT_USAGE",
     "PREFIX_OPT",
     "REDIS_URL_OPT",
+    "SERVICE_OPT",
+    "UnknownName",
     "STREAMS_OPT",
     "STREAM_OPT",
     "JSON_OPT",
@@ -42,10 +44,6 @@ __all__ = [
     "run",
 ]
 
-EXIT_OK = 0
-EXIT_FAIL = 1
-EXIT_USAGE = 2
-
 T = TypeVar("T")
 
 REDIS_URL_OPT: Any = typer.Option(
@@ -57,23 +55,32 @@ STREAMS_OPT: Any = typer.Option(
     None, "--stream", help="Stream name; repeat for several. (env CACHEBUS_STREAM)"
 )
 JSON_OPT: Any = typer.Option(False, "--json", help="One JSON document on stdout, for scripts.")
+SERVICE_OPT: Any = typer.Option(
+    None, "--service", "-s", help="The service: its consumer group. (env CACHEBUS_SERVICE)"
+)
+
+
+class UnknownName(ConfigError):
+    """A group or stream named on the command line does not exist: a usage error (exit 2)."""
 
 
 def err_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def fail(command: str, message: str, code: int = EXIT_FAIL) -> NoReturn:
-    err_console().print(f"[bold red]cachebus {command}:[/] {message}", soft_wrap=True)
+def fail(command: str, message: str, code: int = ExitCode.FINDING) -> NoReturn:
+    err_console().print(f"[bold red]cachebus {command}:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
 def load_settings(command: str, **overrides: Any) -> CachebusSettings:
-    """Settings from flags (those not None) over the environment (``CACHEBUS_*``)."""
+    """Settings from flags (those not None) over the environment (``CACHEBUS_*``); a value
+    that does not validate is named as given (``--flag`` or ``CACHEBUS_NAME=value``)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return CachebusSettings(**{k: v for k, v in overrides.items() if v is not None})
+        return CachebusSettings(**given)
     except ValidationError as exc:
-        fail(command, f"invalid setting: {exc}", EXIT_USAGE)
+        fail(command, f"invalid setting: {explain_invalid(exc, given)}", ExitCode.USAGE)
 
 
 @contextlib.asynccontextmanager
@@ -103,11 +110,13 @@ def run(command: str, main: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())  # type: ignore[arg-type]
     except (ConfigError, ContractError) as exc:  # a bad name or setting: the caller's to fix
-        fail(command, str(exc), EXIT_USAGE)
+        fail(command, str(exc), ExitCode.USAGE)
+    except AccessDenied as exc:  # the finding: this user may not run what the command needs
+        fail(command, f"refused: {exc}", ExitCode.FINDING)
     except CachebusError as exc:
-        fail(command, str(exc), EXIT_FAIL)
+        fail(command, str(exc), ExitCode.FINDING)
     except KeyboardInterrupt:
-        raise typer.Exit(EXIT_OK) from None
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
 
 
 def print_json(document: Any) -> None:

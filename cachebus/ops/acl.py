@@ -19,14 +19,14 @@ import redis.asyncio
 
 from cachebus.consumers.config import default_consumer_name
 from cachebus.consumers.entries import text
-from cachebus.contracts.errors import BackendError
+from cachebus.contracts.errors import BackendError, ConfigError
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.contracts.registry import Namespace, Registry
 from cachebus.core.connection import map_redis_errors
 from cachebus.ops._checks import Check, Level
 from cachebus.settings import CachebusSettings
 
-__all__ = ["ROLES", "acl_checks", "role_commands"]
+__all__ = ["ROLES", "acl_checks", "parse_acl_users", "role_commands"]
 
 ROLES = ("producer", "consumer")
 _SHA = "0" * 40  # DRYRUN checks the right to EVALSHA, never the script's existence
@@ -57,7 +57,6 @@ def _stream_commands(settings: CachebusSettings, role: str) -> list[tuple[str, .
         ("XGROUP", "CREATE", stream, group, "$", "MKSTREAM"),
         ("XGROUP", "DELCONSUMER", stream, group, member),
         ("XADD", keys.dead_letter(settings.stream, group), "MAXLEN", "~", "100000", "*", "f", "v"),
-        ("XTRIM", stream, "MINID", "~", "0-1"),
         ("HGETALL", meta),
         ("HSET", meta, "synced", "x"),
         ("HINCRBY", meta, "flushes:manual", "1"),
@@ -67,6 +66,8 @@ def _stream_commands(settings: CachebusSettings, role: str) -> list[tuple[str, .
         ("HGET", record, "def:0"),
         ("EVALSHA", _SHA, "1", stream, group, member, "0"),
         ("INFO", "server"),
+        # Trimming is the retention's, which a consumer user is denied on purpose without it.
+        *([("XTRIM", stream, "MINID", "~", "0-1")] if settings.retention else []),
     ]
 
 
@@ -94,12 +95,16 @@ def role_commands(
     return out
 
 
-def _parse_users(specs: Sequence[str]) -> list[tuple[str, str]]:
+def parse_acl_users(specs: Sequence[str]) -> list[tuple[str, str]]:
+    """``role:name`` specs as ``(role, name)``; a malformed one raises ConfigError."""
     users = []
     for spec in specs:
         role, sep, name = spec.partition(":")
         if not sep or role not in ROLES or not name:
-            raise ValueError(spec)
+            raise ConfigError(
+                f"--acl-user {spec!r} is not role:name; roles: {', '.join(ROLES)} "
+                "(for example producer:cachebus-producer)"
+            )
         users.append((role, name))
     return users
 
@@ -139,11 +144,7 @@ async def acl_checks(
 ) -> list[Check]:
     """One check per user: the connected one as a consumer, then ``settings.acl_users``."""
     name = "cache_acl" if cache_only else "acl"
-    try:
-        users = _parse_users(settings.acl_users) if not cache_only else []
-    except ValueError as exc:
-        return [Check(name, Level.ERROR, f"--acl-user {exc} is not role:name",
-                      f"use one of {', '.join(ROLES)}, e.g. producer:api")]  # fmt: skip
+    users = parse_acl_users(settings.acl_users) if not cache_only else []
     try:
         with map_redis_errors("ACL WHOAMI", "Redis"):
             me = text(await client.execute_command("ACL", "WHOAMI"))

@@ -90,9 +90,11 @@ async def read_dead_letters(
     *,
     ids: Sequence[str] = (),
     limit: int | None = None,
+    newest: bool = False,
     where: str = "Redis",
 ) -> list[DeadLetter]:
-    """The named dead letters (missing ids are left out), or the oldest ``limit`` of them."""
+    """The named dead letters (missing ids are left out), or the oldest ``limit`` of them
+    (with ``newest``, the newest, newest first)."""
     with map_redis_errors(f"XRANGE {dlq_key}", where):
         rows: list[Any]
         if ids:
@@ -100,6 +102,8 @@ async def read_dead_letters(
             for dlq_id in ids:
                 pipe.xrange(dlq_key, dlq_id, dlq_id)
             rows = [row for reply in await pipe.execute() for row in reply]
+        elif newest:
+            rows = list(await client.xrevrange(dlq_key, count=limit) or [])
         else:
             rows = list(await client.xrange(dlq_key, count=limit) or [])
     return [_letter(dlq_id, raw) for dlq_id, raw in rows]

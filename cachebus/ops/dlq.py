@@ -17,13 +17,16 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from cachebus.consumers.entries import text
 from cachebus.contracts.keys import StreamKeys
 from cachebus.core.connection import map_redis_errors
+from cachebus.exits import ExitCode
 from cachebus.ops._common import (
     JSON_OPT,
     PREFIX_OPT,
     REDIS_URL_OPT,
     STREAM_OPT,
+    UnknownName,
     age,
     connect,
     err_console,
@@ -40,7 +43,12 @@ __all__ = ["dlq_app"]
 dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and re-drive a group's dead letters.")
 
 _GROUP_OPT: Any = typer.Option(
-    None, "--group", "-g", help="The consumer group (service). (env CACHEBUS_SERVICE)"
+    None,
+    "--service",
+    "-s",
+    "--group",
+    "-g",
+    help="The service whose consumer group's dead letters to use. (env CACHEBUS_SERVICE)",
 )
 _IDS_OPT: Any = typer.Option(None, "--id", help="A dead-letter id (see list); repeat for several.")
 _ALL_OPT: Any = typer.Option(False, "--all", help="Every dead letter of the group.")
@@ -51,14 +59,39 @@ def _target(command: str, group: str | None, **overrides: Any) -> tuple[Any, str
     settings = load_settings(command, **overrides)
     group = group or settings.service
     if not group:
-        fail(command, "which group? pass --group NAME (or set CACHEBUS_SERVICE)", 2)
+        fail(
+            command, "which service? pass --service NAME (or set CACHEBUS_SERVICE)", ExitCode.USAGE
+        )
     return settings, group
 
 
 def _selection(command: str, ids: list[str] | None, every: bool) -> list[str] | None:
     if bool(ids) == every:
-        fail(command, "name the dead letters with --id ID (repeatable), or pass --all", 2)
+        fail(
+            command,
+            "name the dead letters with --id ID (repeatable), or pass --all",
+            ExitCode.USAGE,
+        )
     return None if every else list(ids or ())
+
+
+async def _known_group(client: Any, keys: StreamKeys, stream: str, group: str, where: str) -> None:
+    """A group that neither exists on the stream nor left dead letters is a typo: say which
+    groups there are, rather than show an empty list."""
+    key = keys.stream(stream)
+    dlq_key = keys.dead_letter(stream, group)
+    with map_redis_errors(f"EXISTS {dlq_key}", where):
+        if await client.exists(dlq_key):
+            return
+    with map_redis_errors(f"XINFO GROUPS {key}", where):
+        exists = await client.exists(key)
+        groups = [text(g["name"]) for g in await client.xinfo_groups(key)] if exists else []
+    if group not in groups:
+        known = ", ".join(groups) or "none"
+        raise UnknownName(
+            f"no consumer group {group!r} on {key} and no dead letters for it "
+            f"(groups: {known}); pass --service with one of them"
+        )
 
 
 @dlq_app.command("list")
@@ -75,6 +108,7 @@ def list_cmd(
 
     async def main() -> tuple[str, int, list[DeadLetter]]:
         async with connect(settings) as (client, where):
+            await _known_group(client, StreamKeys(settings.prefix), settings.stream, group, where)
             key = StreamKeys(settings.prefix).dead_letter(settings.stream, group)
             letters = await read_dead_letters(client, key, limit=limit, where=where)
             with map_redis_errors(f"XLEN {key}", where):
@@ -83,7 +117,7 @@ def list_cmd(
     key, depth, letters = run("dlq list", main)
     if json_out:
         print_json({"dlq": key, "depth": depth, "letters": [x.as_dict() for x in letters]})
-        raise typer.Exit(0)
+        raise typer.Exit(ExitCode.OK)
     table = Table(title=f"{key}: {depth:,} dead letter(s)", show_edge=False)
     for column in ("id", "entry", "reason", "deliveries", "age", "namespace", "kind", "event"):
         table.add_column(column)
@@ -95,7 +129,7 @@ def list_cmd(
             x.event.event_id if x.event else f"[red]{x.decode_error}[/]",
         )  # fmt: skip
     Console(highlight=False).print(table)
-    raise typer.Exit(0)
+    raise typer.Exit(ExitCode.OK)
 
 
 @dlq_app.command("show")
@@ -112,12 +146,13 @@ def show_cmd(
 
     async def main() -> list[DeadLetter]:
         async with connect(settings) as (client, where):
+            await _known_group(client, StreamKeys(settings.prefix), settings.stream, group, where)
             key = StreamKeys(settings.prefix).dead_letter(settings.stream, group)
             return await read_dead_letters(client, key, ids=[dlq_id], where=where)
 
     letters = run("dlq show", main)
     if not letters:
-        fail("dlq show", f"no dead letter {dlq_id} in group {group!r}", 1)
+        fail("dlq show", f"no dead letter {dlq_id} in group {group!r}", ExitCode.FINDING)
     document = letters[0].as_dict(full=True)
     if json_out:
         print_json(document)
@@ -125,7 +160,7 @@ def show_cmd(
         console = Console(highlight=False)
         for name, value in document.items():
             console.print(f"[bold]{name}[/]: {value}", soft_wrap=True)
-    raise typer.Exit(0)
+    raise typer.Exit(ExitCode.OK)
 
 
 @dlq_app.command("replay")
@@ -151,6 +186,7 @@ def replay_cmd(
     async def main() -> ReplayResult:
         async with connect(settings) as (client, where):
             keys = StreamKeys(settings.prefix)
+            await _known_group(client, keys, settings.stream, group, where)
             dlq_key = keys.dead_letter(settings.stream, group)
             letters = await read_dead_letters(client, dlq_key, ids=wanted or (), where=where)
             if dry_run:
@@ -186,7 +222,8 @@ def replay_cmd(
         console.print(f"{verb} {len(result.replayed)} dead letter(s) of group {group}")
         for dlq_id, why in result.skipped:
             console.print(f"[yellow]skipped {dlq_id}[/]: {why}")
-    raise typer.Exit(1 if any(w.startswith("XADD") for _, w in result.skipped) else 0)
+    failed = any(w.startswith("XADD") for _, w in result.skipped)
+    raise typer.Exit(ExitCode.FINDING if failed else ExitCode.OK)
 
 
 @dlq_app.command("purge")
@@ -205,10 +242,14 @@ def purge_cmd(
     wanted = _selection("dlq purge", ids, every)
     if not yes:
         what = "every dead letter" if wanted is None else f"{len(wanted)} dead letter(s)"
-        fail("dlq purge", f"this deletes {what} of group {group!r} for good; add --yes", 2)
+        fail(
+            "dlq purge", f"this deletes {what} of group {group!r} for good; add --yes",
+            ExitCode.USAGE,
+        )  # fmt: skip
 
     async def main() -> int:
         async with connect(settings) as (client, where):
+            await _known_group(client, StreamKeys(settings.prefix), settings.stream, group, where)
             key = StreamKeys(settings.prefix).dead_letter(settings.stream, group)
             return await purge(client, key, wanted, where)
 
@@ -217,4 +258,4 @@ def purge_cmd(
         print_json({"purged": removed})
     else:
         Console(highlight=False).print(f"purged {removed} dead letter(s) of group {group}")
-    raise typer.Exit(0)
+    raise typer.Exit(ExitCode.OK)

@@ -14,7 +14,8 @@ Checks (each ``ok``, ``warn``, ``error`` or ``skip``, with the fix for anything 
 * ACL rights: ``ACL DRYRUN`` of every command each configured user's role needs, on the real
   key names (the connected user as a consumer, plus ``--acl-user role:name``).
 
-Exit code 1 when any check is an error, else 0; ``--strict`` makes warnings count too.
+Exit code 1 when any check is an error, else 0; ``--strict`` makes warnings count too; 2 for
+a malformed option (``--acl-user`` that is not ``role:name``).
 """
 
 from __future__ import annotations
@@ -29,21 +30,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cachebus.contracts.errors import BackendError
+from cachebus.contracts.errors import BackendError, ConfigError
 from cachebus.contracts.keys import StreamKeys
 from cachebus.core.connection import map_redis_errors
+from cachebus.exits import ExitCode
 from cachebus.ops._checks import Check, Level
 from cachebus.ops._common import (
     JSON_OPT,
     PREFIX_OPT,
     REDIS_URL_OPT,
+    SERVICE_OPT,
     STREAM_OPT,
     connect,
+    fail,
     load_settings,
     print_json,
     run,
 )
-from cachebus.ops.acl import acl_checks
+from cachebus.ops.acl import acl_checks, parse_acl_users
 from cachebus.ops.registry_status import RegistryStatus
 from cachebus.ops.status import collect_status
 from cachebus.registry_cmd import REGISTRY_OPT
@@ -191,7 +195,7 @@ async def group_checks(
         if g.dlq_depth:
             checks.append(Check(
                 f"dlq {g.name}", Level.WARN, f"{g.dlq_depth:,} dead letter(s)",
-                f"inspect: cachebus dlq list --group {g.name}",
+                f"inspect: cachebus dlq list --service {g.name}",
             ))  # fmt: skip
     return checks + _registry_checks(status.registry)
 
@@ -249,22 +253,34 @@ def _render(checks: Sequence[Check]) -> None:
 
 def doctor(
     redis_url: str = REDIS_URL_OPT,
-    cache_url: str = typer.Option(None, help="Redis of the cache. (env CACHEBUS_CACHE_URL)"),
+    cache_url: str = typer.Option(
+        None, "--cache-url", help="Redis of the cache. (env CACHEBUS_CACHE_URL)"
+    ),
     prefix: str = PREFIX_OPT,
     stream: str = STREAM_OPT,
-    service: str = typer.Option(None, help="The service (group) to check. (env CACHEBUS_SERVICE)"),
+    service: str = SERVICE_OPT,
     acl_user: list[str] = typer.Option(
         None, "--acl-user", help="Also check this user, as role:name (producer or consumer)."
     ),
-    strict: bool = typer.Option(False, help="Warnings fail too (exit 1)."),
+    retention: bool = typer.Option(
+        None,
+        "--retention",
+        help="The consumers trim the stream: check their XTRIM right. (env CACHEBUS_RETENTION)",
+        show_default=False,
+    ),
+    strict: bool = typer.Option(False, "--strict", help="Warnings fail too (exit 1)."),
     registry: Path = REGISTRY_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Check the deployment (version, eviction, persistence, timeouts, groups, ACL, registry)."""
     settings = load_settings(
         "doctor", redis_url=redis_url, cache_url=cache_url, prefix=prefix, stream=stream,
-        service=service, acl_users=acl_user or None, registry=registry,
+        service=service, acl_users=acl_user or None, registry=registry, retention=retention,
     )  # fmt: skip
+    try:
+        parse_acl_users(settings.acl_users)  # a malformed one is refused before connecting
+    except ConfigError as exc:
+        fail("doctor", str(exc), ExitCode.USAGE)
 
     checks = run("doctor", lambda: diagnose(settings))
     errors = sum(c.level is Level.ERROR for c in checks)
@@ -275,4 +291,4 @@ def doctor(
         )
     else:
         _render(checks)
-    raise typer.Exit(1 if errors or (strict and warnings) else 0)
+    raise typer.Exit(ExitCode.FINDING if errors or (strict and warnings) else ExitCode.OK)

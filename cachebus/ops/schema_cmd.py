@@ -13,6 +13,7 @@ from cachebus.contracts.errors import ContractError
 from cachebus.contracts.events import SCHEMA_VERSION
 from cachebus.contracts.keys import StreamKeys
 from cachebus.contracts.schema import envelope_schema, event_schema, render
+from cachebus.exits import ExitCode
 from cachebus.ops._common import PREFIX_OPT, REDIS_URL_OPT, STREAM_OPT, fail, load_settings
 from cachebus.ops.asyncapi import asyncapi_document
 
@@ -45,17 +46,17 @@ def schema(
             ),
         }
     except ContractError as exc:
-        fail("schema", str(exc), 2)
+        fail("schema", str(exc), ExitCode.USAGE)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         for name, doc in docs.items():
             (out / name).write_text(render(doc), encoding="utf-8")
             typer.echo(str(out / name))
-        raise typer.Exit(0)
+        raise typer.Exit(ExitCode.OK)
     name = {
         Document.EVENT: f"invalidation-event.v{SCHEMA_VERSION}.json",
         Document.ENVELOPE: f"envelope.v{SCHEMA_VERSION}.json",
         Document.ASYNCAPI: "asyncapi.json",
     }[document]
     typer.echo(json.dumps(docs[name], indent=2, sort_keys=True, ensure_ascii=False))
-    raise typer.Exit(0)
+    raise typer.Exit(ExitCode.OK)

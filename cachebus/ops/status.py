@@ -1,4 +1,4 @@
-"""``cachebus status``: is every service caught up? Per stream and consumer group.
+"""What ``cachebus status`` reports: is every service caught up? Per stream and consumer group.
 
 For each group: its members, lag (entries not read yet), pending (read, not acked), the age of
 the oldest pending entry, the dead-letter depth, the last flush with its reason (from the
@@ -15,35 +15,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio
-import typer
-from rich.console import Console
 
 from cachebus.consumers.counters import parse_counters
 from cachebus.consumers.entries import parse_stream_info, stream_id, text
 from cachebus.consumers.retention import safe_min_id
+from cachebus.contracts.errors import AccessDenied
 from cachebus.contracts.keys import StreamKeys
 from cachebus.contracts.registry import Registry
 from cachebus.core.connection import map_redis_errors
-from cachebus.ops._common import (
-    JSON_OPT,
-    PREFIX_OPT,
-    REDIS_URL_OPT,
-    STREAMS_OPT,
-    connect,
-    load_settings,
-    now_ms,
-    print_json,
-    run,
-)
+from cachebus.ops._common import now_ms
 from cachebus.ops.registry_status import RegistryStatus, collect_registry_status
-from cachebus.ops.status_render import render_status
-from cachebus.registry_cmd import REGISTRY_OPT
 
-__all__ = ["GroupStatus", "MemberStatus", "StreamStatus", "collect_status", "status"]
+__all__ = ["GroupStatus", "MemberStatus", "StreamStatus", "collect_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +52,14 @@ class GroupStatus:
     oldest_pending_age_s: float | None
     last_delivered_id: str
     entries_read: int | None
-    dlq_depth: int
+    #: None: this user may not read the dead-letter stream (``refused`` lists it).
+    dlq_depth: int | None
     last_flush_reason: str | None
     last_flush_age_s: float | None
     flushes: Mapping[str, int]
-    #: The members' cache scope is synced to the group's current epoch.
-    synced: bool
+    #: The members' cache scope is synced to the group's current epoch (None: the group
+    #: meta could not be read).
+    synced: bool | None
     #: Seconds since the most recently active member did anything (None: no member).
     idle_s: float | None
     #: No member, or every member idle longer than the retirement threshold.
@@ -98,6 +86,9 @@ class StreamStatus:
     groups: tuple[GroupStatus, ...] = field(default_factory=tuple)
     problem: str | None = None
     registry: RegistryStatus | None = None
+    #: Commands this user was refused, with ``collect_status(refused=...)`` (a page that shows
+    #: what it may read rather than nothing).
+    refused: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -126,31 +117,48 @@ async def _one_stream(
     *,
     where: str,
     retired_after_s: float,
+    tolerate: bool = False,
 ) -> StreamStatus:
     key = keys.stream(name)
+    refused: list[str] | None = [] if tolerate else None
     pipe = client.pipeline(transaction=False)
     pipe.type(key)
     pipe.execute_command("XINFO STREAM", key)
     pipe.execute_command("XINFO GROUPS", key)
     with map_redis_errors(f"XINFO STREAM {key}", where):
-        kind, info, groups_raw = await pipe.execute(raise_on_error=False)
-    kind = text(kind)
+        kind_raw, info, groups_raw = await pipe.execute(raise_on_error=False)
+    kind_raw = _unless_refused(f"TYPE {key}", kind_raw, where, refused)
+    if kind_raw is None:  # TYPE refused: XINFO STREAM tells a stream from no key
+        missing = isinstance(info, Exception) and "no such key" in str(info).lower()
+        kind_raw = "none" if missing else "stream"
+    kind = text(kind_raw)
     if kind == "none":
-        return StreamStatus(name, key, exists=False, problem="no such stream yet")
-    if kind != "stream" or isinstance(info, Exception) or isinstance(groups_raw, Exception):
+        return StreamStatus(name, key, exists=False, problem="no such stream")
+    if kind != "stream":
         return StreamStatus(name, key, exists=True, problem=f"{key} holds a {kind}, not a stream")
+    _unless_refused(f"XINFO STREAM {key}", info, where, None)
+    _unless_refused(f"XINFO GROUPS {key}", groups_raw, where, None)
     state = parse_stream_info(info, groups_raw)
     names = list(state.groups)
     pipe = client.pipeline(transaction=False)
+    commands = []
     for group in names:
         pipe.xpending(key, group)
         pipe.xinfo_consumers(key, group)
         pipe.xlen(keys.dead_letter(name, group))
         pipe.hgetall(keys.group_meta(name, group))
         pipe.hgetall(keys.counters(name, group))
+        commands += [f"XPENDING {key} {group}", f"XINFO CONSUMERS {key} {group}",
+                     f"XLEN {keys.dead_letter(name, group)}",
+                     f"HGETALL {keys.group_meta(name, group)}",
+                     f"HGETALL {keys.counters(name, group)}"]  # fmt: skip
     with map_redis_errors(f"XPENDING {key}", where):
-        replies = await pipe.execute() if names else []
+        raw = await pipe.execute(raise_on_error=False) if names else []
         retention = await safe_min_id(client, key, where) if names else None
+    replies = [
+        _unless_refused(command, reply, where, None if n % 5 < 2 else refused)
+        for n, (command, reply) in enumerate(zip(commands, raw, strict=True))
+    ]
     now = now_ms()
     groups = []
     for n, group in enumerate(names):
@@ -159,13 +167,13 @@ async def _one_stream(
             state.groups[group],
             summary,
             members_raw,
-            int(dlq_depth),
-            {text(k): text(v) for k, v in (meta_raw or {}).items()},
+            None if dlq_depth is None else int(dlq_depth),
+            None if meta_raw is None else {text(k): text(v) for k, v in meta_raw.items()},
             now=now,
             retention=retention,
             retired_after_s=retired_after_s,
         )
-        counters = parse_counters(counters_raw).as_dict()
+        counters = parse_counters(counters_raw or {}).as_dict()
         groups.append(dataclasses.replace(status, counters=counters))
     return StreamStatus(
         name,
@@ -178,15 +186,31 @@ async def _one_stream(
         max_deleted_entry_id=state.max_deleted_entry_id,
         retention_min_id=retention,
         groups=tuple(groups),
+        refused=tuple(refused or ()),
     )
+
+
+def _unless_refused(command: str, reply: Any, where: str, refused: list[str] | None) -> Any:
+    """A pipelined reply; an error reply raises as ours (NOPERM: AccessDenied naming the
+    command), never read as data, except a refusal noted in ``refused`` (then None)."""
+    if not isinstance(reply, Exception):
+        return reply
+    try:
+        with map_redis_errors(command, where):
+            raise reply
+    except AccessDenied:
+        if refused is None:
+            raise
+        refused.append(command)
+        return None
 
 
 def _group_status(
     info: Any,
     summary: Mapping[str, Any],
     members_raw: Sequence[Mapping[Any, Any]],
-    dlq_depth: int,
-    meta: Mapping[str, str],
+    dlq_depth: int | None,
+    meta: Mapping[str, str] | None,
     *,
     now: int,
     retention: str | None,
@@ -203,6 +227,12 @@ def _group_status(
         for m in members_raw
     )
     idle = min((m.idle_s for m in members), default=None)
+    synced = (
+        None
+        if meta is None
+        else meta.get("epoch") is not None and meta.get("epoch") == meta.get("synced")
+    )
+    meta = meta or {}
     flushed_ms = int(meta["last_flush_ms"]) if meta.get("last_flush_ms") else None
     return GroupStatus(
         name=info.name,
@@ -217,7 +247,7 @@ def _group_status(
         last_flush_reason=meta.get("last_flush_reason"),
         last_flush_age_s=None if flushed_ms is None else max(0.0, (now - flushed_ms) / 1000.0),
         flushes={k.split(":", 1)[1]: int(v) for k, v in meta.items() if k.startswith("flushes:")},
-        synced=meta.get("epoch") is not None and meta.get("epoch") == meta.get("synced"),
+        synced=synced,
         idle_s=idle,
         retired=idle is None or idle >= retired_after_s,
         holds_retention=retention is not None
@@ -234,47 +264,32 @@ async def collect_status(
     where: str = "Redis",
     retired_after_s: float = 24 * 3600.0,
     registry: Registry | None = None,
+    tolerate_refusals: bool = False,
 ) -> list[StreamStatus]:
     """The status of each named stream (logical names, as in ``ConsumerConfig.stream``);
-    ``registry``, when given, is compared with the registries the participants recorded."""
+    ``registry``, when given, is compared with the registries the participants recorded.
+
+    A refused command raises :class:`AccessDenied` naming it; with ``tolerate_refusals``, what
+    a refused read would have told (a group's dead letters, meta and counters, the registry
+    records) is left unknown instead, and the refused commands are listed in ``refused``.
+    """
     out = []
     for name in streams:
-        one = await _one_stream(client, keys, name, where=where, retired_after_s=retired_after_s)
+        one = await _one_stream(
+            client, keys, name, where=where, retired_after_s=retired_after_s,
+            tolerate=tolerate_refusals,
+        )  # fmt: skip
         if one.exists and not one.problem:
-            recorded = await collect_registry_status(
-                client, keys, name, where=where, local=registry
-            )
-            one = dataclasses.replace(one, registry=recorded)
+            try:
+                recorded = await collect_registry_status(
+                    client, keys, name, where=where, local=registry
+                )
+            except AccessDenied:
+                if not tolerate_refusals:
+                    raise
+                refused = (*one.refused, f"HGETALL {keys.registry_record(name)}")
+                one = dataclasses.replace(one, refused=refused)
+            else:
+                one = dataclasses.replace(one, registry=recorded)
         out.append(one)
     return out
-
-
-def status(
-    stream: list[str] = STREAMS_OPT,
-    redis_url: str = REDIS_URL_OPT,
-    prefix: str = PREFIX_OPT,
-    registry: Path = REGISTRY_OPT,
-    json_out: bool = JSON_OPT,
-) -> None:
-    """Per stream and group: lag, pending, dead letters, flushes, counters, registry versions."""
-    settings = load_settings("status", redis_url=redis_url, prefix=prefix, registry=registry)
-    names = list(stream or [settings.stream])
-
-    async def main() -> list[StreamStatus]:
-        local = settings.registry_or_none()  # optional: a file to compare the records with
-        async with connect(settings) as (client, where):
-            return await collect_status(
-                client,
-                StreamKeys(settings.prefix),
-                names,
-                where=where,
-                retired_after_s=settings.retired_group_after_s,
-                registry=local,
-            )
-
-    statuses = run("status", main)
-    if json_out:
-        print_json({"generated_at_ms": now_ms(), "streams": [s.as_dict() for s in statuses]})
-    else:
-        render_status(statuses, Console(highlight=False))
-    raise typer.Exit(0)

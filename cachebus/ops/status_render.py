@@ -38,7 +38,7 @@ def render_status(statuses: Sequence[StreamStatus], console: Console) -> None:
                 state.append("[yellow]retired[/]")
             if g.holds_retention and s.length:
                 state.append("holds retention")
-            if not g.synced:
+            if g.synced is False:
                 state.append("[yellow]not synced[/]")
             flush = (
                 f"{g.last_flush_reason} {age(g.last_flush_age_s)} ago"
@@ -51,7 +51,7 @@ def render_status(statuses: Sequence[StreamStatus], console: Console) -> None:
                 "?" if g.lag is None else f"{g.lag:,}",
                 f"{g.pending:,}",
                 age(g.oldest_pending_age_s),
-                f"[red]{g.dlq_depth:,}[/]" if g.dlq_depth else "0",
+                "?" if g.dlq_depth is None else f"[red]{g.dlq_depth:,}[/]" if g.dlq_depth else "0",
                 flush,
                 ", ".join(state) or "[green]ok[/]",
             )

@@ -27,10 +27,12 @@ from cachebus.contracts.errors import CachebusError, EventDecodeError
 from cachebus.contracts.events import InvalidationEvent
 from cachebus.contracts.keys import StreamKeys
 from cachebus.core.connection import map_redis_errors
+from cachebus.exits import ExitCode
 from cachebus.ops._common import (
     PREFIX_OPT,
     REDIS_URL_OPT,
     STREAM_OPT,
+    UnknownName,
     connect,
     fail,
     load_settings,
@@ -154,7 +156,7 @@ def tail(
 ) -> None:
     """Follow invalidation events as they are published (no consumer group involved)."""
     if from_start and from_id:
-        fail("tail", "--from-start and --from are exclusive", 2)
+        fail("tail", "--from-start and --from are exclusive", ExitCode.USAGE)
     settings = load_settings(
         "tail", redis_url=redis_url, prefix=prefix, stream=stream, registry=registry
     )
@@ -164,7 +166,7 @@ def tail(
             for name in namespace or ():
                 known.get(name)
     except CachebusError as exc:
-        fail("tail", str(exc), 2)
+        fail("tail", str(exc), ExitCode.USAGE)
     start = "0-0" if from_start else (from_id or "$")
     console = Console(highlight=False)
 
@@ -178,6 +180,12 @@ def tail(
     async def main() -> int:
         async with connect(settings) as (client, where):
             key = StreamKeys(settings.prefix).stream(settings.stream)
+            with map_redis_errors(f"EXISTS {key}", where):
+                if not await client.exists(key):  # a typo would wait forever for nothing
+                    raise UnknownName(
+                        f"no stream {key} on {where}: check --stream and --prefix (a consumer "
+                        "creates it when it starts)"
+                    )
             return await follow(
                 client,
                 key,
@@ -190,4 +198,4 @@ def tail(
             )
 
     run("tail", main)
-    raise typer.Exit(0)
+    raise typer.Exit(ExitCode.OK)

@@ -55,7 +55,7 @@ async def test_the_sidecar_consumes_every_partition_of_a_cluster_stream(
         # When ids spread over the partitions are invalidated from the command line
         published = cli(
             "publish", "prices", *(a for i in ids for a in ("--key", i)), "--reason", "ops",
-            "--url", redis_cluster.url, "--registry", str(REGISTRY_FILE), *common,
+            "--redis-url", redis_cluster.url, "--registry", str(REGISTRY_FILE), *common,
         )  # fmt: skip
         out, err = published.communicate(timeout=30)
         assert published.returncode == 0, err.decode()

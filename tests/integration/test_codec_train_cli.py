@@ -49,7 +49,7 @@ def test_training_from_a_redis_namespace_reads_values_through_the_codec(
     out = tmp_path / "markets.zdict"
     result = runner.invoke(
         app,
-        ["codec", "train", "--out", str(out), "--url", redis_url, "--namespace",
+        ["codec", "train", "--out", str(out), "--redis-url", redis_url, "--namespace",
          "market_by_condition", "--prefix", keyspace.prefix, "--scope", keyspace.scope, "--json",
              "--registry", str(REGISTRY_FILE)],
     )  # fmt: skip
@@ -64,7 +64,7 @@ def test_training_from_a_redis_namespace_reads_values_through_the_codec(
 def test_training_without_samples_says_what_to_give(tmp_path: Path) -> None:
     result = runner.invoke(app, ["codec", "train", "--out", str(tmp_path / "x.zdict")])
     assert result.exit_code == 2
-    assert "give sample files, or --url with --namespace" in result.output
+    assert "give sample files, or --redis-url with --namespace" in result.output
 
 
 def test_training_from_too_few_samples_fails_clearly(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_training_from_too_few_samples_fails_clearly(tmp_path: Path) -> None:
 def test_an_unreachable_redis_is_reported_not_raised(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
-        ["codec", "train", "--out", str(tmp_path / "x.zdict"), "--url", "redis://127.0.0.1:1/0",
+        ["codec", "train", "--out", str(tmp_path / "x.zdict"), "--redis-url", "redis://127.0.0.1:1/0",
          "--namespace", "market", "--registry", str(REGISTRY_FILE)],
     )  # fmt: skip
     assert result.exit_code == 2
@@ -88,7 +88,14 @@ def test_an_unreachable_redis_is_reported_not_raised(tmp_path: Path) -> None:
 
 
 def test_sampling_redis_needs_a_registry_declaring_the_namespace(tmp_path: Path) -> None:
-    base = ["codec", "train", "--out", str(tmp_path / "x.zdict"), "--url", "redis://127.0.0.1:1/0"]
+    base = [
+        "codec",
+        "train",
+        "--out",
+        str(tmp_path / "x.zdict"),
+        "--redis-url",
+        "redis://127.0.0.1:1/0",
+    ]
     missing = runner.invoke(app, [*base, "--namespace", "market"], env={"CACHEBUS_REGISTRY": ""})
     assert missing.exit_code == 2 and "no registry" in missing.output
     unknown = runner.invoke(app, [*base, "--namespace", "orders", "--registry", str(REGISTRY_FILE)])

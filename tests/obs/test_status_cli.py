@@ -7,7 +7,9 @@ import time
 
 import redis
 import redis.asyncio
+from typer.testing import CliRunner
 
+from cachebus.cli import app
 from cachebus.consumers import Consumer, ConsumerConfig
 from cachebus.contracts.codec import encode_event
 from cachebus.contracts.keys import StreamKeys
@@ -70,10 +72,14 @@ def test_status_json_reports_the_lag_and_pending_of_a_caught_up_and_a_lagging_gr
     assert groups["api"]["dlq_depth"] == 0
 
 
-def test_status_of_a_missing_stream_says_so(redis_url: str, prefix: str) -> None:
-    code, doc = cli_json("status", "--redis-url", redis_url, "--prefix", prefix, "--stream", "x")
-    assert code == 0
-    assert doc["streams"][0]["exists"] is False
+def test_status_of_a_missing_stream_is_an_error_naming_it(redis_url: str, prefix: str) -> None:
+    result = CliRunner().invoke(
+        app, ["status", "--redis-url", redis_url, "--prefix", prefix, "--stream", "x", "--json"]
+    )
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert f"no stream {prefix}:stream:x" in result.stderr
+    assert "--stream" in result.stderr
 
 
 def test_status_renders_a_table_for_people(

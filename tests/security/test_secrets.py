@@ -153,7 +153,7 @@ def test_no_password_in_the_output_of_cachebus_publish(deployment: Deployment) -
     for url, code in cases:
         args = ["publish", "positions", "--key", "1:all", "--reason", "t", "--timeout", "0.5",
                 "--registry", str(REGISTRY_FILE)]  # fmt: skip
-        done = _cli(*args, "--url", url)
+        done = _cli(*args, "--redis-url", url)
         assert done.returncode == code, done.stderr
         outputs += [done.stdout, done.stderr]
     via_env = _cli("publish", "market", "--flush", "--yes", "--reason", "t", "--json",
