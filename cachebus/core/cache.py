@@ -19,8 +19,9 @@ command on its generation key, and pattern invalidation and ``health()`` visit e
 from __future__ import annotations
 
 import asyncio
+import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 import redis.asyncio
 
@@ -31,6 +32,7 @@ from cachebus.core._core import CacheCore, Kind, Read
 from cachebus.core._io import AsyncClient, Batch, Step, run_async
 from cachebus.core._probe import health_step, pool_usage
 from cachebus.core.breaker import CircuitBreaker
+from cachebus.core.cached import AsyncCached, AsyncPublisher, KeySpec
 from cachebus.core.cluster_health import cluster_health_step
 from cachebus.core.cluster_scan import cluster_pattern_step
 from cachebus.core.codec import Decoded
@@ -47,10 +49,14 @@ from cachebus.core.invalidation import (
 )
 from cachebus.core.singleflight import AsyncSingleFlight
 from cachebus.core.stats import CacheStats
+from cachebus.core.typed import Stored, ValueType, typed_read, value_type
 
 __all__ = ["Cache"]
 
 T = TypeVar("T")
+D = TypeVar("D")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class Cache:
@@ -155,22 +161,45 @@ class Cache:
         return result
 
     # ---- reads and writes -------------------------------------------------------------
-    async def get(self, namespace: str, ident: str | int, default: Any = None) -> Any:
-        """The cached value, or ``default`` on a miss (also when Redis is unavailable)."""
-        reads = await self._run(
-            self._core.read_step(namespace, [str(ident)]), Kind.READ, [Read(False)]
-        )
-        return reads[0].value if reads[0].hit else default
+    @overload
+    async def get(self, namespace: str, ident: str | int) -> Stored | None: ...
+    @overload
+    async def get(self, namespace: str, ident: str | int, default: D) -> Stored | D: ...
+    @overload
+    async def get(self, namespace: str, ident: str | int, *, type: type[T]) -> T | None: ...
+    @overload
+    async def get(
+        self, namespace: str, ident: str | int, default: D, *, type: type[T]
+    ) -> T | D: ...
+    async def get(
+        self, namespace: str, ident: str | int, default: object = None, *, type: object = None
+    ) -> Any:
+        """The cached value (validated into ``type``, see :mod:`cachebus.core.typed`), or
+        ``default`` on a miss (also when Redis is unavailable)."""
+        typed: ValueType[Any] | None = None if type is None else value_type(type)
+        step = self._core.read_step(namespace, [str(ident)])
+        (read,) = await self._run(step, Kind.READ, [Read(False)])
+        read = typed_read(self._core, read, typed)
+        return read.value if read.hit else default
 
-    async def get_many(self, namespace: str, ids: Iterable[str | int]) -> dict[str, Any]:
+    @overload
+    async def get_many(self, namespace: str, ids: Iterable[str | int]) -> dict[str, Stored]: ...
+    @overload
+    async def get_many(
+        self, namespace: str, ids: Iterable[str | int], *, type: type[T]
+    ) -> dict[str, T]: ...
+    async def get_many(
+        self, namespace: str, ids: Iterable[str | int], *, type: object = None
+    ) -> dict[str, Any]:
         """The hits among ``ids`` (one round trip), keyed by id."""
         idents = [str(i) for i in ids]
         if not idents:
             return {}
-        reads = await self._run(
-            self._core.read_step(namespace, idents), Kind.READ, [Read(False)] * len(idents)
-        )
-        return {i: r.value for i, r in zip(idents, reads, strict=True) if r.hit}
+        typed: ValueType[Any] | None = None if type is None else value_type(type)
+        step = self._core.read_step(namespace, idents)
+        reads = await self._run(step, Kind.READ, [Read(False)] * len(idents))
+        checked = (typed_read(self._core, r, typed) for r in reads)
+        return {i: r.value for i, r in zip(idents, checked, strict=True) if r.hit}
 
     async def set(
         self, namespace: str, ident: str | int, value: Any, *, ttl: float | None = None
@@ -203,22 +232,58 @@ class Cache:
         self,
         namespace: str,
         ident: str | int,
-        loader: Callable[[], Awaitable[Any]],
+        loader: Callable[[], Awaitable[T]],
         *,
         ttl: float | None = None,
-    ) -> Any:
+        type: type[T] | None = None,
+    ) -> T:
         """The cached value, or ``await loader()`` stored under stampede protection.
 
         One loader per key runs in this process (single-flight) and, through a Redis lease,
-        across processes; see :mod:`cachebus.core.fill`.
+        across processes; see :mod:`cachebus.core.fill`. With ``type``, a hit is validated
+        into it (a value that is not one is loaded again) and the loaded value is stored in
+        its JSON form; without, a hit is the stored JSON, which equals what the loader
+        returned for JSON values (dicts, lists, strings, numbers) and bytes.
         """
+        typed: ValueType[Any] | None = None if type is None else value_type(type)
+        return typing.cast(T, await self._fill(namespace, ident, loader, ttl, typed))
+
+    def cached(
+        self,
+        namespace: str,
+        *,
+        key: KeySpec = None,
+        ttl: float | None = None,
+        type: object = None,
+        producer: AsyncPublisher | None = None,
+        reason: str = "",
+    ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCached[P, R]]:
+        """Cache an async function's results under ``namespace``'s key template, built from its
+        arguments; its ``invalidate(*args)`` publishes through ``producer``. See
+        :mod:`cachebus.core.cached`. Checked here: the namespace, the key's parts, the ttl."""
+
+        def decorate(fn: Callable[P, Awaitable[R]]) -> AsyncCached[P, R]:
+            return AsyncCached(
+                self, fn, namespace, key=key, ttl=ttl, type=type, producer=producer, reason=reason
+            )
+
+        return decorate
+
+    async def _fill(
+        self,
+        namespace: str,
+        ident: str | int,
+        loader: Callable[[], Any],
+        ttl: float | None,
+        typed: ValueType[Any] | None,
+    ) -> Any:
         ident = str(ident)
         self._core.keyspace.key(namespace, ident)  # bad input raises here, not in the flight
         if self._cluster:
             check_colocated(self._core.keyspace, namespace, ident)
         return await self._flight.run(
             (namespace, ident),
-            lambda: self._drive(fill_flow(self._core, namespace, ident, ttl), loader),
+            lambda: self._drive(fill_flow(self._core, namespace, ident, ttl, typed), loader),
         )
 
     async def _drive(self, flow: Flow[Any], loader: Callable[[], Awaitable[Any]]) -> Any:

@@ -18,8 +18,9 @@ Ownership: ``SyncCache(client, ...)`` borrows the client and never closes it;
 from __future__ import annotations
 
 import time
+import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 import redis
 import redis.cluster
@@ -31,6 +32,7 @@ from cachebus.core._core import CacheCore, Kind, Read
 from cachebus.core._io import Batch, Step, SyncClient, run_sync
 from cachebus.core._probe import health_step, pool_usage
 from cachebus.core.breaker import CircuitBreaker
+from cachebus.core.cached import KeySpec, SyncCached, SyncPublisher
 from cachebus.core.cluster_health import cluster_health_step
 from cachebus.core.cluster_scan import cluster_pattern_step
 from cachebus.core.codec import Decoded
@@ -47,10 +49,14 @@ from cachebus.core.invalidation import (
 )
 from cachebus.core.singleflight import SyncSingleFlight
 from cachebus.core.stats import CacheStats
+from cachebus.core.typed import Stored, ValueType, typed_read, value_type
 
 __all__ = ["SyncCache"]
 
 T = TypeVar("T")
+D = TypeVar("D")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class SyncCache:
@@ -153,20 +159,43 @@ class SyncCache:
         return result
 
     # ---- reads and writes -------------------------------------------------------------
-    def get(self, namespace: str, ident: str | int, default: Any = None) -> Any:
-        """The cached value, or ``default`` on a miss (also when Redis is unavailable)."""
-        reads = self._run(self._core.read_step(namespace, [str(ident)]), Kind.READ, [Read(False)])
-        return reads[0].value if reads[0].hit else default
+    @overload
+    def get(self, namespace: str, ident: str | int) -> Stored | None: ...
+    @overload
+    def get(self, namespace: str, ident: str | int, default: D) -> Stored | D: ...
+    @overload
+    def get(self, namespace: str, ident: str | int, *, type: type[T]) -> T | None: ...
+    @overload
+    def get(self, namespace: str, ident: str | int, default: D, *, type: type[T]) -> T | D: ...
+    def get(
+        self, namespace: str, ident: str | int, default: object = None, *, type: object = None
+    ) -> Any:
+        """The cached value (validated into ``type``, see :mod:`cachebus.core.typed`), or
+        ``default`` on a miss (also when Redis is unavailable)."""
+        typed: ValueType[Any] | None = None if type is None else value_type(type)
+        step = self._core.read_step(namespace, [str(ident)])
+        (read,) = self._run(step, Kind.READ, [Read(False)])
+        read = typed_read(self._core, read, typed)
+        return read.value if read.hit else default
 
-    def get_many(self, namespace: str, ids: Iterable[str | int]) -> dict[str, Any]:
+    @overload
+    def get_many(self, namespace: str, ids: Iterable[str | int]) -> dict[str, Stored]: ...
+    @overload
+    def get_many(
+        self, namespace: str, ids: Iterable[str | int], *, type: type[T]
+    ) -> dict[str, T]: ...
+    def get_many(
+        self, namespace: str, ids: Iterable[str | int], *, type: object = None
+    ) -> dict[str, Any]:
         """The hits among ``ids`` (one round trip), keyed by id."""
         idents = [str(i) for i in ids]
         if not idents:
             return {}
-        reads = self._run(
-            self._core.read_step(namespace, idents), Kind.READ, [Read(False)] * len(idents)
-        )
-        return {i: r.value for i, r in zip(idents, reads, strict=True) if r.hit}
+        typed: ValueType[Any] | None = None if type is None else value_type(type)
+        step = self._core.read_step(namespace, idents)
+        reads = self._run(step, Kind.READ, [Read(False)] * len(idents))
+        checked = (typed_read(self._core, r, typed) for r in reads)
+        return {i: r.value for i, r in zip(idents, checked, strict=True) if r.hit}
 
     def set(
         self, namespace: str, ident: str | int, value: Any, *, ttl: float | None = None
@@ -199,22 +228,58 @@ class SyncCache:
         self,
         namespace: str,
         ident: str | int,
-        loader: Callable[[], Any],
+        loader: Callable[[], T],
         *,
         ttl: float | None = None,
-    ) -> Any:
+        type: type[T] | None = None,
+    ) -> T:
         """The cached value, or ``loader()`` stored under stampede protection.
 
         One loader per key runs in this process (single-flight) and, through a Redis lease,
-        across processes; see :mod:`cachebus.core.fill`.
+        across processes; see :mod:`cachebus.core.fill`. With ``type``, a hit is validated
+        into it (a value that is not one is loaded again) and the loaded value is stored in
+        its JSON form; without, a hit is the stored JSON, which equals what the loader
+        returned for JSON values (dicts, lists, strings, numbers) and bytes.
         """
+        typed: ValueType[Any] | None = None if type is None else value_type(type)
+        return typing.cast(T, self._fill(namespace, ident, loader, ttl, typed))
+
+    def cached(
+        self,
+        namespace: str,
+        *,
+        key: KeySpec = None,
+        ttl: float | None = None,
+        type: object = None,
+        producer: SyncPublisher | None = None,
+        reason: str = "",
+    ) -> Callable[[Callable[P, R]], SyncCached[P, R]]:
+        """Cache a sync function's results under ``namespace``'s key template, built from its
+        arguments; its ``invalidate(*args)`` publishes through ``producer``. See
+        :mod:`cachebus.core.cached`. Checked here: the namespace, the key's parts, the ttl."""
+
+        def decorate(fn: Callable[P, R]) -> SyncCached[P, R]:
+            return SyncCached(
+                self, fn, namespace, key=key, ttl=ttl, type=type, producer=producer, reason=reason
+            )
+
+        return decorate
+
+    def _fill(
+        self,
+        namespace: str,
+        ident: str | int,
+        loader: Callable[[], Any],
+        ttl: float | None,
+        typed: ValueType[Any] | None,
+    ) -> Any:
         ident = str(ident)
         self._core.keyspace.key(namespace, ident)  # bad input raises here, not in the flight
         if self._cluster:
             check_colocated(self._core.keyspace, namespace, ident)
         return self._flight.run(
             (namespace, ident),
-            lambda: self._drive(fill_flow(self._core, namespace, ident, ttl), loader),
+            lambda: self._drive(fill_flow(self._core, namespace, ident, ttl, typed), loader),
         )
 
     def _drive(self, flow: Flow[Any], loader: Callable[[], Any]) -> Any:

@@ -242,7 +242,7 @@ async def service(spec: Spec, name: str) -> None:
         ),  # the URLs come from CACHEBUS_REDIS_URL / CACHEBUS_CACHE_URL
         registry=shape.registry, observers=[applied], tracer_provider=provider,
     )  # fmt: skip
-    refs = shape.refs_of(consumers.config.namespaces)
+    refs = shape.refs_of(frozenset(consumers.config.namespaces))
     await consumers.start()
     group, broadcast = consumers.consumer, consumers.broadcast
     l1, sink_cache = consumers.local, consumers.cache
