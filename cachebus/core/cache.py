@@ -261,6 +261,8 @@ class Cache:
         """Cache an async function's results under ``namespace``'s key template, built from its
         arguments; its ``invalidate(*args)`` publishes through ``producer``. See
         :mod:`cachebus.core.cached`. Checked here: the namespace, the key's parts, the ttl."""
+        self._core.keyspace.namespace(namespace)
+        self._core.ttl_seconds(namespace, ttl)
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> AsyncCached[P, R]:
             return AsyncCached(

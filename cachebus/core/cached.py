@@ -178,8 +178,7 @@ class AsyncCached(_Cached[P, R]):
                 f"{getattr(fn, '__qualname__', fn)!r} is not async: cache sync functions "
                 "with SyncCache.cached"
             )
-        ns = cache.keyspace.registry[namespace]
-        cache._core.ttl_seconds(namespace, ttl)  # a bad ttl raises now
+        ns = cache.keyspace.namespace(namespace)
         super().__init__(fn, ns, key=key, ttl=ttl, type=type, reason=reason)
         self._cache = cache
         self._fn = fn
@@ -217,8 +216,7 @@ class SyncCached(_Cached[P, R]):
             raise ConfigError(
                 f"{getattr(fn, '__qualname__', fn)!r} is async: cache it with Cache.cached"
             )
-        ns = cache.keyspace.registry[namespace]
-        cache._core.ttl_seconds(namespace, ttl)  # a bad ttl raises now
+        ns = cache.keyspace.namespace(namespace)
         super().__init__(fn, ns, key=key, ttl=ttl, type=type, reason=reason)
         self._cache = cache
         self._fn = fn
