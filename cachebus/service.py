@@ -109,7 +109,13 @@ class ConsumerService:
         self.cache: Cache | None = None
         self.consumer: Consumer | PartitionedConsumer | None = None
         self.broadcast: BroadcastConsumer | None = None
+        # The L1 exists from here on (empty, in memory), so reads can be wired before start();
+        # it is filled only once the group has caught up (see _l1_fillable).
         self.local: LocalCache | None = None
+        self._l1_warm = False
+        if self._broadcast is not None:
+            self.local = LocalCache(self.registry, maxsize=settings.local_maxsize)
+            self.local.fill_gate = self._l1_fillable
 
     @classmethod
     def from_settings(
@@ -186,7 +192,7 @@ class ConsumerService:
             )  # fmt: skip
         if self._broadcast is not None:
             assert isinstance(self.stream_client, redis.asyncio.Redis)  # not a cluster: checked
-            self.local = LocalCache(self.registry, maxsize=settings.local_maxsize)
+            assert self.local is not None
             # L2 before L1: an L1 is never refilled from an L2 that missed the event.
             sinks_l1: list[Sink] = [RedisCacheSink(self.cache), LocalCacheSink(self.local)]
             self.broadcast = BroadcastConsumer(
@@ -297,6 +303,18 @@ class ConsumerService:
                 return False
             await asyncio.sleep(0.01)
         return True
+
+    def _l1_fillable(self) -> bool:
+        """The L1 is filled only once the group has caught up since this process started.
+
+        The broadcast consumer starts at the stream's end, so it never sees events published
+        before that; until the group has applied those to L2, L2 may still hold what they
+        invalidate, and an L1 filled from it would keep it until its TTL.
+        """
+        if not self._l1_warm and self.broadcast is not None and self.broadcast.position:
+            health = self.health()
+            self._l1_warm = health.ready and health.lag == 0 and not health.pending
+        return self._l1_warm
 
     @property
     def stats(self) -> ConsumerStats:

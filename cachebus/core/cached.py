@@ -16,6 +16,11 @@ Which argument fills which part (``key=``), checked when the function is decorat
 * a callable receiving the function's arguments and returning the parts
   (``key=lambda p: {"product_id": p.id}``).
 
+With ``local=`` (a :class:`~cachebus.LocalCache`, such as ``ConsumerService.local``) a call
+reads the in-process L1 first and fills it after the L2, guarded like every L1 fill (a token
+taken before the L2 read; refused if the key was invalidated meanwhile). The L1 holds the
+object itself: treat it as read-only.
+
 ``fn.ref(*args)`` is the :class:`KeyRef` a call caches under; ``await fn.invalidate(*args)``
 (sync: ``fn.invalidate(*args)``) publishes its invalidation through the ``producer`` given to
 ``cached(...)`` (a :class:`~cachebus.Producer` / :class:`~cachebus.SyncProducer`, or anything
@@ -39,6 +44,7 @@ from cachebus.core.typed import ValueType, value_type
 
 if TYPE_CHECKING:
     from cachebus.core.cache import Cache
+    from cachebus.core.local import LocalCache
     from cachebus.core.sync import SyncCache
 
 __all__ = ["AsyncCached", "AsyncPublisher", "KeySpec", "SyncCached", "SyncPublisher"]
@@ -60,6 +66,9 @@ class SyncPublisher(Protocol):
     """What ``invalidate()`` of a sync cached function publishes through (a ``SyncProducer``)."""
 
     def invalidate(self, *refs: KeyRef, reason: str = "") -> list[str]: ...
+
+
+_MISS = object()
 
 
 def _part(value: object) -> str | int:
@@ -133,6 +142,7 @@ class _Cached(Generic[P, R]):
         ttl: float | None,
         type: object,
         reason: str,
+        local: LocalCache | None,
     ) -> None:
         self.__wrapped__ = fn
         self.__name__ = getattr(fn, "__name__", "cached")
@@ -143,6 +153,18 @@ class _Cached(Generic[P, R]):
         self._binding = _Binding(fn, namespace, key)
         self._typed = _return_type(fn, type)
         self._reason = reason or f"{self.__qualname__} changed"
+        self._local = local
+
+    def _from_l1(self, ref: KeyRef) -> tuple[int, object]:
+        """The L1's fill token (taken before anything is read) and its value, or _MISS."""
+        local = self._local
+        if local is None:
+            return 0, _MISS
+        return local.reserve(), local.get(ref.namespace, ref.id, _MISS)
+
+    def _to_l1(self, ref: KeyRef, value: object, token: int) -> None:
+        if self._local is not None:  # refused if invalidated since the token, or not warm yet
+            self._local.fill(ref.namespace, ref.id, value, token)
 
     def ref(self, *args: P.args, **kwargs: P.kwargs) -> KeyRef:
         """The entry a call with these arguments is cached under."""
@@ -172,6 +194,7 @@ class AsyncCached(_Cached[P, R]):
         type: object = None,
         producer: AsyncPublisher | None = None,
         reason: str = "",
+        local: LocalCache | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigError(
@@ -179,15 +202,18 @@ class AsyncCached(_Cached[P, R]):
                 "with SyncCache.cached"
             )
         ns = cache.keyspace.namespace(namespace)
-        super().__init__(fn, ns, key=key, ttl=ttl, type=type, reason=reason)
+        super().__init__(fn, ns, key=key, ttl=ttl, type=type, reason=reason, local=local)
         self._cache = cache
         self._fn = fn
         self._producer = producer
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         ref = self._binding.ref(args, kwargs)
-        load = lambda: self._fn(*args, **kwargs)  # noqa: E731
-        value = await self._cache._fill(ref.namespace, ref.id, load, self.ttl, self._typed)
+        token, value = self._from_l1(ref)
+        if value is _MISS:
+            load = lambda: self._fn(*args, **kwargs)  # noqa: E731
+            value = await self._cache._fill(ref.namespace, ref.id, load, self.ttl, self._typed)
+            self._to_l1(ref, value, token)
         return typing.cast(R, value)  # the loader's R, or a hit validated into R
 
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> list[str]:
@@ -211,21 +237,25 @@ class SyncCached(_Cached[P, R]):
         type: object = None,
         producer: SyncPublisher | None = None,
         reason: str = "",
+        local: LocalCache | None = None,
     ) -> None:
         if inspect.iscoroutinefunction(fn):
             raise ConfigError(
                 f"{getattr(fn, '__qualname__', fn)!r} is async: cache it with Cache.cached"
             )
         ns = cache.keyspace.namespace(namespace)
-        super().__init__(fn, ns, key=key, ttl=ttl, type=type, reason=reason)
+        super().__init__(fn, ns, key=key, ttl=ttl, type=type, reason=reason, local=local)
         self._cache = cache
         self._fn = fn
         self._producer = producer
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         ref = self._binding.ref(args, kwargs)
-        load = lambda: self._fn(*args, **kwargs)  # noqa: E731
-        value = self._cache._fill(ref.namespace, ref.id, load, self.ttl, self._typed)
+        token, value = self._from_l1(ref)
+        if value is _MISS:
+            load = lambda: self._fn(*args, **kwargs)  # noqa: E731
+            value = self._cache._fill(ref.namespace, ref.id, load, self.ttl, self._typed)
+            self._to_l1(ref, value, token)
         return typing.cast(R, value)  # the loader's R, or a hit validated into R
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> list[str]:

@@ -83,6 +83,9 @@ class LocalCache:
         self.misses = 0
         self.invalidations = 0
         self.refused_fills = 0
+        #: When set and false, :meth:`fill` refuses (counted): the owner of the L1 says its
+        #: source may still be stale (``ConsumerService`` until its group has caught up).
+        self.fill_gate: Callable[[], bool] | None = None
         # Fill guard: a counter that every invalidation advances, per id and per namespace.
         self._seq = 0
         self._key_seq = _Invalidated(max(4 * maxsize, 1024))
@@ -136,6 +139,9 @@ class LocalCache:
         cache = self._cache(namespace)
         key = validate_id(ident)
         seconds = self._ttl[namespace] if ttl is None else float(ttl)
+        if self.fill_gate is not None and not self.fill_gate():
+            self.refused_fills += 1
+            return False
         with self._lock:
             last = max(
                 self._key_seq.get((namespace, key), 0),

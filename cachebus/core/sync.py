@@ -47,6 +47,7 @@ from cachebus.core.invalidation import (
     unlink_ids_step,
     unlink_refs_step,
 )
+from cachebus.core.local import LocalCache
 from cachebus.core.singleflight import SyncSingleFlight
 from cachebus.core.stats import CacheStats
 from cachebus.core.typed import Stored, ValueType, typed_read, value_type
@@ -253,16 +254,26 @@ class SyncCache:
         type: object = None,
         producer: SyncPublisher | None = None,
         reason: str = "",
+        local: LocalCache | None = None,
     ) -> Callable[[Callable[P, R]], SyncCached[P, R]]:
         """Cache a sync function's results under ``namespace``'s key template, built from its
-        arguments; its ``invalidate(*args)`` publishes through ``producer``. See
+        arguments, read through the L1 ``local`` if given; its ``invalidate(*args)`` publishes
+        through ``producer``. See
         :mod:`cachebus.core.cached`. Checked here: the namespace, the key's parts, the ttl."""
         self._core.keyspace.namespace(namespace)
         self._core.ttl_seconds(namespace, ttl)
 
         def decorate(fn: Callable[P, R]) -> SyncCached[P, R]:
             return SyncCached(
-                self, fn, namespace, key=key, ttl=ttl, type=type, producer=producer, reason=reason
+                self,
+                fn,
+                namespace,
+                key=key,
+                ttl=ttl,
+                type=type,
+                producer=producer,
+                reason=reason,
+                local=local,
             )
 
         return decorate
