@@ -18,15 +18,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, overload
 
 from cachetools import LRUCache, TLRUCache
 
 from cachebus.contracts.errors import ConfigError, ContractError
 from cachebus.contracts.names import KeyRef, glob_match, validate_id, validate_pattern
 from cachebus.contracts.registry import Registry
+from cachebus.core.typed import value_type
 
 __all__ = ["LocalCache"]
+
+T = TypeVar("T")
+D = TypeVar("D")
 
 
 class _Entry(NamedTuple):
@@ -99,7 +103,18 @@ class LocalCache:
             raise
 
     # ---- reads and writes -------------------------------------------------------------
-    def get(self, namespace: str, ident: str | int, default: Any = None) -> Any:
+    @overload
+    def get(self, namespace: str, ident: str | int) -> object | None: ...
+    @overload
+    def get(self, namespace: str, ident: str | int, default: D) -> object | D: ...
+    @overload
+    def get(self, namespace: str, ident: str | int, *, type: type[T]) -> T | None: ...
+    @overload
+    def get(self, namespace: str, ident: str | int, default: D, *, type: type[T]) -> T | D: ...
+    def get(
+        self, namespace: str, ident: str | int, default: object = None, *, type: object = None
+    ) -> Any:
+        """The value, or ``default``; with ``type``, checked to be one (pydantic), else a miss."""
         cache = self._cache(namespace)
         key = validate_id(ident)
         with self._lock:
@@ -108,7 +123,10 @@ class LocalCache:
                 self.misses += 1
                 return default
             self.hits += 1
+        if type is None:
             return entry.value
+        ok, value = value_type(type).revive(entry.value)
+        return value if ok else default
 
     def set(
         self, namespace: str, ident: str | int, value: Any, *, ttl: float | None = None
