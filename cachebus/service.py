@@ -28,6 +28,7 @@ runtime a library user can assemble by hand.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -291,7 +292,13 @@ class ConsumerService:
     # ---- state ------------------------------------------------------------------------------
     def health(self) -> Health:
         """The group consumer's health (liveness, readiness and why not)."""
-        return _NOT_STARTED if self.consumer is None else self.consumer.health()
+        if self.consumer is None:
+            return _NOT_STARTED
+        health = self.consumer.health()
+        if self._state in ("stopping", "stopped"):  # its last reading would still say ready
+            reasons = (*health.reasons, f"the service is {self._state}")
+            return dataclasses.replace(health, ready=False, reasons=reasons)
+        return health
 
     async def wait_ready(self, within: float) -> bool:
         """Whether the group became ready (connected, group present, own pending replayed)

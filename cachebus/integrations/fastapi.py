@@ -16,7 +16,8 @@
 its L1 broadcast consumer) before the app serves and stops it after, then runs the app's own
 lifespan if one is given; it puts the runtime in ``app.state.cachebus``, where the
 dependencies find it. ``/readyz`` answers 200 once the group consumer is ready and 503 with
-its reasons while not, for a load balancer or Kubernetes readiness probe.
+its reasons while not (also before the lifespan ran), for a load balancer or a Kubernetes
+readiness probe.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def cachebus_lifespan(runtime: CachebusRuntime, then: Lifespan | None = None) ->
     return lifespan
 
 
-def get_runtime(request: Request) -> CachebusRuntime:
+async def get_runtime(request: Request) -> CachebusRuntime:
+    """The app's runtime (async, like every dependency here: no thread for a lookup)."""
     runtime = getattr(request.app.state, "cachebus", None)
     if not isinstance(runtime, CachebusRuntime):
         raise ConfigError(
@@ -84,19 +86,19 @@ def get_runtime(request: Request) -> CachebusRuntime:
     return runtime
 
 
-def get_cache(request: Request) -> Cache:
+async def get_cache(request: Request) -> Cache:
     """The service's cache (its L2 scope, kept by its consumer)."""
-    return get_runtime(request).cache
+    return (await get_runtime(request)).cache
 
 
-def get_producer(request: Request) -> Producer:
+async def get_producer(request: Request) -> Producer:
     """The service's producer."""
-    return get_runtime(request).producer
+    return (await get_runtime(request)).producer
 
 
-def get_local(request: Request) -> LocalCache:
+async def get_local(request: Request) -> LocalCache:
     """The service's L1 (needs ``broadcast``)."""
-    local = get_runtime(request).local
+    local = (await get_runtime(request)).local
     if local is None:
         raise ConfigError("this service keeps no L1: run it with broadcast=True")
     return local
@@ -113,7 +115,14 @@ def readiness_router(path: str = "/readyz") -> APIRouter:
     router = APIRouter()
 
     @router.get(path, include_in_schema=False)
-    def readyz(runtime: RuntimeDep) -> JSONResponse:
+    async def readyz(request: Request) -> JSONResponse:
+        runtime = getattr(request.app.state, "cachebus", None)
+        if not isinstance(runtime, CachebusRuntime):
+            body = {
+                "ready": False,
+                "reasons": ["cachebus is not started: the lifespan has not run"],
+            }
+            return JSONResponse(body, status_code=503)
         health = runtime.health()
         body = {"ready": health.ready, "reasons": list(health.reasons)}
         return JSONResponse(body, status_code=200 if health.ready else 503)

@@ -1,4 +1,5 @@
-"""The examples type-check under ``mypy --strict`` (``make typecheck``), and nothing they get from cachebus is Any.
+"""The examples type-check under ``mypy --strict`` (``make typecheck``), and nothing they get
+from cachebus is Any.
 
 ``--disallow-any-expr`` flags every expression typed Any; in the examples the only ones
 allowed are those of third parties, each listed below with why. A cachebus read, decorator or
@@ -19,7 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: (file, text on the flagged line, why its Any is not ours)
 THIRD_PARTY_ANY = [
-    ("examples/shop/store.py", "", "sqlite3 and aiosqlite rows are Any (store.py uses no cachebus)"),
+    (
+        "examples/shop/store.py",
+        "",
+        "sqlite3 and aiosqlite rows are Any (store.py uses no cachebus)",
+    ),
     ("examples/shop/api.py", "@app.", "FastAPI's route decorators are typed with an Any bound"),
 ]
 
