@@ -19,7 +19,7 @@ from typing import assert_type
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
-from cachebus import CachebusSettings, KeyRef, Registry
+from cachebus import CachebusSettings, Registry
 from cachebus.integrations.fastapi import (
     CacheDep,
     LocalDep,
@@ -74,8 +74,7 @@ def create_app(runtime: CachebusRuntime, db: Path) -> FastAPI:
         if not await store.set_price(db, product_id, change.price):
             raise HTTPException(404, f"no product {product_id}")
         # After the commit: a consumer that applied it before would let the old row back in.
-        ref = assert_type(product.ref(product_id), KeyRef)
-        (entry_id,) = await producer.invalidate(ref, reason="price changed")
+        (entry_id,) = await producer.invalidate(product.ref(product_id), reason="price changed")
         return {"invalidation": entry_id}
 
     @app.get("/cache/products/{product_id}")
