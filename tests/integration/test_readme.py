@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cachebus.testing import RedisServer
-from tests.harness.readme import ROOT, Block, blocks, readme_block
+from tests.harness.readme import README, ROOT, Block, blocks, readme_block
 
 BLOCKS = blocks()
 RUN_PY = [b for b in BLOCKS if b.is_python and b.marker is not None and b.marker.kind == "run"]
@@ -160,3 +160,21 @@ def test_a_command_block_runs_as_written(
             f"{block.where}: {command!r} exited {done.returncode}, not {expected}:\n"
             f"{done.stdout}\n{done.stderr}"
         )
+
+
+def test_the_readme_names_only_files_of_the_repository() -> None:
+    """Every path the README cites (``tests/...::test``, ``examples/...``) is in the repository,
+    and no link or path leads outside it."""
+    text = README.read_text()
+    roots = ("tests/", "examples/", "cachebus/", "contracts/", "producers/", "consumers/", "infra/")
+    cited = re.findall(r"`((?:" + "|".join(roots) + r")[\w./*-]*)(?:::(\w+))?", text)
+    assert len(cited) > 20, "the README cites almost no file: the check is not reading it"
+    missing = [path for path, _ in cited if not any(ROOT.glob(path.rstrip("/")))]
+    missing += [
+        f"{path}::{test}"
+        for path, test in cited
+        if test and (ROOT / path).is_file() and f"def {test}(" not in (ROOT / path).read_text()
+    ]
+    assert not missing, f"README.md cites what the repository does not have: {missing}"
+    outside = re.findall(r"\]\((?!https?://|#)[^)]*\)|\.\./[\w/.-]+|/work/\S+", text)
+    assert not outside, f"README.md leads outside the repository: {outside}"
