@@ -18,27 +18,24 @@ command on its generation key, and pattern invalidation and ``health()`` visit e
 
 from __future__ import annotations
 
-import asyncio
-import typing
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, ParamSpec, TypeVar, overload
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 import redis.asyncio
 
 from cachebus.contracts.errors import BackendError, BackendUnavailable
 from cachebus.contracts.keys import KeyRef, KeySpace
-from cachebus.core._client import check_client, check_colocated, describe, is_cluster
-from cachebus.core._core import CacheCore, Kind, Read
-from cachebus.core._io import AsyncClient, Batch, Step, run_async
+from cachebus.core._client import check_client, describe, is_cluster
+from cachebus.core._core import CacheCore, Kind
+from cachebus.core._io import AsyncClient, Step, run_async
 from cachebus.core._probe import health_step, pool_usage
 from cachebus.core.breaker import CircuitBreaker
-from cachebus.core.cached import AsyncCached, AsyncPublisher, KeySpec
+from cachebus.core.cache_reads import AsyncReads
 from cachebus.core.cluster_health import cluster_health_step
 from cachebus.core.cluster_scan import cluster_pattern_step
 from cachebus.core.codec import Decoded
 from cachebus.core.config import CacheConfig
 from cachebus.core.connection import RedisSettings, create_async_cluster, create_async_pool
-from cachebus.core.fill import Flow, Load, Pause, fill_flow, single
 from cachebus.core.health import HealthReport
 from cachebus.core.invalidation import (
     PatternResult,
@@ -47,21 +44,17 @@ from cachebus.core.invalidation import (
     unlink_ids_step,
     unlink_refs_step,
 )
-from cachebus.core.local import LocalCache
 from cachebus.core.singleflight import AsyncSingleFlight
 from cachebus.core.stats import CacheStats
-from cachebus.core.typed import Stored, ValueType, typed_read, value_type
 
 __all__ = ["Cache"]
 
 T = TypeVar("T")
-D = TypeVar("D")
-R = TypeVar("R")
-P = ParamSpec("P")
 
 
-class Cache:
-    """A namespaced Redis cache for one :class:`KeySpace` scope (asyncio)."""
+class Cache(AsyncReads):
+    """A namespaced Redis cache for one :class:`KeySpace` scope (asyncio); reads in
+    :class:`~cachebus.core.cache_reads.AsyncReads`."""
 
     def __init__(
         self,
@@ -162,46 +155,6 @@ class Cache:
         return result
 
     # ---- reads and writes -------------------------------------------------------------
-    @overload
-    async def get(self, namespace: str, ident: str | int) -> Stored | None: ...
-    @overload
-    async def get(self, namespace: str, ident: str | int, default: D) -> Stored | D: ...
-    @overload
-    async def get(self, namespace: str, ident: str | int, *, type: type[T]) -> T | None: ...
-    @overload
-    async def get(
-        self, namespace: str, ident: str | int, default: D, *, type: type[T]
-    ) -> T | D: ...
-    async def get(
-        self, namespace: str, ident: str | int, default: object = None, *, type: object = None
-    ) -> Any:
-        """The cached value (validated into ``type``, see :mod:`cachebus.core.typed`), or
-        ``default`` on a miss (also when Redis is unavailable)."""
-        typed: ValueType[Any] | None = None if type is None else value_type(type)
-        step = self._core.read_step(namespace, [str(ident)])
-        (read,) = await self._run(step, Kind.READ, [Read(False)])
-        read = typed_read(self._core, read, typed)
-        return read.value if read.hit else default
-
-    @overload
-    async def get_many(self, namespace: str, ids: Iterable[str | int]) -> dict[str, Stored]: ...
-    @overload
-    async def get_many(
-        self, namespace: str, ids: Iterable[str | int], *, type: type[T]
-    ) -> dict[str, T]: ...
-    async def get_many(
-        self, namespace: str, ids: Iterable[str | int], *, type: object = None
-    ) -> dict[str, Any]:
-        """The hits among ``ids`` (one round trip), keyed by id."""
-        idents = [str(i) for i in ids]
-        if not idents:
-            return {}
-        typed: ValueType[Any] | None = None if type is None else value_type(type)
-        step = self._core.read_step(namespace, idents)
-        reads = await self._run(step, Kind.READ, [Read(False)] * len(idents))
-        checked = (typed_read(self._core, r, typed) for r in reads)
-        return {i: r.value for i, r in zip(idents, checked, strict=True) if r.hit}
-
     async def set(
         self, namespace: str, ident: str | int, value: Any, *, ttl: float | None = None
     ) -> bool:
@@ -228,99 +181,6 @@ class Cache:
     async def delete(self, namespace: str, ident: str | int) -> bool:
         """Remove one value (an invalidation: raises when Redis is unavailable)."""
         return await self.invalidate_refs([KeyRef(namespace, str(ident))]) == 1
-
-    async def get_or_set(
-        self,
-        namespace: str,
-        ident: str | int,
-        loader: Callable[[], Awaitable[T]],
-        *,
-        ttl: float | None = None,
-        type: type[T] | None = None,
-    ) -> T:
-        """The cached value, or ``await loader()`` stored under stampede protection.
-
-        One loader per key runs in this process (single-flight) and, through a Redis lease,
-        across processes; see :mod:`cachebus.core.fill`. With ``type``, a hit is validated
-        into it (a value that is not one is loaded again) and the loaded value is stored in
-        its JSON form; without, a hit is the stored JSON, which equals what the loader
-        returned for JSON values (dicts, lists, strings, numbers) and bytes.
-        """
-        typed: ValueType[Any] | None = None if type is None else value_type(type)
-        return typing.cast(T, await self._fill(namespace, ident, loader, ttl, typed))
-
-    def cached(
-        self,
-        namespace: str,
-        *,
-        key: KeySpec = None,
-        ttl: float | None = None,
-        type: object = None,
-        producer: AsyncPublisher | None = None,
-        reason: str = "",
-        local: LocalCache | None = None,
-    ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCached[P, R]]:
-        """Cache an async function's results under ``namespace``'s key template, built from its
-        arguments, read through the L1 ``local`` if given; its ``invalidate(*args)`` publishes
-        through ``producer``. See
-        :mod:`cachebus.core.cached`. Checked here: the namespace, the key's parts, the ttl."""
-        self._core.keyspace.namespace(namespace)
-        self._core.ttl_seconds(namespace, ttl)
-
-        def decorate(fn: Callable[P, Awaitable[R]]) -> AsyncCached[P, R]:
-            return AsyncCached(
-                self,
-                fn,
-                namespace,
-                key=key,
-                ttl=ttl,
-                type=type,
-                producer=producer,
-                reason=reason,
-                local=local,
-            )
-
-        return decorate
-
-    async def _fill(
-        self,
-        namespace: str,
-        ident: str | int,
-        loader: Callable[[], Any],
-        ttl: float | None,
-        typed: ValueType[Any] | None,
-    ) -> Any:
-        ident = str(ident)
-        self._core.keyspace.key(namespace, ident)  # bad input raises here, not in the flight
-        if self._cluster:
-            check_colocated(self._core.keyspace, namespace, ident)
-        return await self._flight.run(
-            (namespace, ident),
-            lambda: self._drive(fill_flow(self._core, namespace, ident, ttl, typed), loader),
-        )
-
-    async def _drive(self, flow: Flow[Any], loader: Callable[[], Awaitable[Any]]) -> Any:
-        reply: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                op = flow.throw(error) if error is not None else flow.send(reply)
-            except StopIteration as stop:
-                return stop.value
-            reply, error = None, None
-            if isinstance(op, Batch):
-                try:
-                    reply = await self._run(single(op), Kind.FLOW)
-                except Exception as exc:
-                    error = exc
-            elif isinstance(op, Pause):
-                await asyncio.sleep(op.seconds)
-            else:
-                assert isinstance(op, Load)
-                try:
-                    reply = await loader()
-                except Exception as exc:
-                    error = exc
 
     # ---- invalidation -----------------------------------------------------------------
     async def invalidate_keys(self, namespace: str, ids: Iterable[str | int]) -> int:

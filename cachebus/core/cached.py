@@ -43,9 +43,9 @@ from cachebus.contracts.templates import Parts
 from cachebus.core.typed import ValueType, value_type
 
 if TYPE_CHECKING:
-    from cachebus.core.cache import Cache
+    from cachebus.core.cache_reads import AsyncReads
     from cachebus.core.local import LocalCache
-    from cachebus.core.sync import SyncCache
+    from cachebus.core.sync_reads import SyncReads
 
 __all__ = ["AsyncCached", "AsyncPublisher", "KeySpec", "SyncCached", "SyncPublisher"]
 
@@ -185,7 +185,7 @@ class AsyncCached(_Cached[P, R]):
 
     def __init__(
         self,
-        cache: Cache,
+        cache: AsyncReads,
         fn: Callable[P, Awaitable[R]],
         namespace: str,
         *,
@@ -201,7 +201,7 @@ class AsyncCached(_Cached[P, R]):
                 f"{getattr(fn, '__qualname__', fn)!r} is not async: cache sync functions "
                 "with SyncCache.cached"
             )
-        ns = cache.keyspace.namespace(namespace)
+        ns = cache._core.keyspace.namespace(namespace)
         super().__init__(fn, ns, key=key, ttl=ttl, type=type, reason=reason, local=local)
         self._cache = cache
         self._fn = fn
@@ -228,7 +228,7 @@ class SyncCached(_Cached[P, R]):
 
     def __init__(
         self,
-        cache: SyncCache,
+        cache: SyncReads,
         fn: Callable[P, R],
         namespace: str,
         *,
@@ -243,7 +243,7 @@ class SyncCached(_Cached[P, R]):
             raise ConfigError(
                 f"{getattr(fn, '__qualname__', fn)!r} is async: cache it with Cache.cached"
             )
-        ns = cache.keyspace.namespace(namespace)
+        ns = cache._core.keyspace.namespace(namespace)
         super().__init__(fn, ns, key=key, ttl=ttl, type=type, reason=reason, local=local)
         self._cache = cache
         self._fn = fn
