@@ -21,6 +21,9 @@ reads the in-process L1 first and fills it after the L2, guarded like every L1 f
 taken before the L2 read; refused if the key was invalidated meanwhile). The L1 holds the
 object itself: treat it as read-only.
 
+Functions, not methods: a cached function is an object that does not bind ``self``; decorate
+a module-level function, or one made where the cache is (an app factory).
+
 ``fn.ref(*args)`` is the :class:`KeyRef` a call caches under; ``await fn.invalidate(*args)``
 (sync: ``fn.invalidate(*args)``) publishes its invalidation through the ``producer`` given to
 ``cached(...)`` (a :class:`~cachebus.Producer` / :class:`~cachebus.SyncProducer`, or anything

@@ -225,3 +225,20 @@ def test_sync_functions_are_cached_and_invalidated_the_same_way(
                 return 1
     finally:
         producer.close()
+
+
+def test_sync_reads_are_typed_like_async_ones(sync_cache: SyncCache) -> None:
+    loads = 0
+
+    def load() -> Price:
+        nonlocal loads
+        loads += 1
+        return Price("t1", 4.0)
+
+    assert sync_cache.get_or_set("prices", "t1", load, type=Price) == Price("t1", 4.0)
+    assert sync_cache.get_or_set("prices", "t1", load, type=Price) == Price("t1", 4.0)
+    assert loads == 1
+    assert sync_cache.get("prices", "t1") == {"market_id": "t1", "bid": 4.0}
+    assert sync_cache.get_many("prices", ["t1", "t2"], type=Price) == {"t1": Price("t1", 4.0)}
+    assert sync_cache.get("prices", "t1", type=list[int]) is None
+    assert sync_cache.stats.invalid == 1
