@@ -19,20 +19,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Hashable
-from typing import Any, Generic, TypeAlias, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
+from typing_extensions import TypeAliasType
 
 from cachebus.contracts.errors import CodecError, ConfigError
 from cachebus.core._core import CacheCore, Read
 
 __all__ = ["JSON", "Stored", "ValueType", "typed_read", "value_type"]
 
+# TypeAliasType rather than a string alias: also usable at run time (pydantic fields, typing
+# introspection), and recursive, on Python 3.11 as with 3.12's ``type`` statement.
 #: A decoded JSON value.
-JSON: TypeAlias = "bool | int | float | str | list[JSON] | dict[str, JSON] | None"
+JSON = TypeAliasType("JSON", "bool | int | float | str | list[JSON] | dict[str, JSON] | None")
 #: What an untyped read returns: the caller's bytes, or the stored JSON.
-Stored: TypeAlias = "bytes | JSON"
+Stored = TypeAliasType("Stored", "bytes | JSON")
 
 T = TypeVar("T")
 
