@@ -316,12 +316,17 @@ class ConsumerService:
 
         The broadcast consumer starts at the stream's end, so it never sees events published
         before that; until the group has applied those to L2, L2 may still hold what they
-        invalidate, and an L1 filled from it would keep it until its TTL.
+        invalidate, and an L1 filled from it would keep it until its TTL. Nor while the
+        broadcast consumer is disconnected: nothing keeps the L1 then (it is flushed when the
+        outage outlasts its budget, and a fill between two flushes would outlive them).
         """
-        if not self._l1_warm and self.broadcast is not None and self.broadcast.position:
+        broadcast = self.broadcast
+        if broadcast is None:
+            return False
+        if not self._l1_warm and broadcast.position:
             health = self.health()
             self._l1_warm = health.ready and health.lag == 0 and not health.pending
-        return self._l1_warm
+        return self._l1_warm and broadcast.connected
 
     @property
     def stats(self) -> ConsumerStats:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from cachebus.core.local import LocalCache
+from cachebus.service import ConsumerService
+from cachebus.settings import CachebusSettings
 from tests.harness.registry import REGISTRY
 
 
@@ -33,3 +35,11 @@ def test_fills_wait_for_the_gate_and_are_counted_as_refused() -> None:
     open_ = True
     assert l1.fill("prices", "m1", 1, l1.reserve())
     assert l1.get("prices", "m1") == 1
+
+
+def test_a_services_l1_exists_before_start_and_refuses_fills_until_caught_up() -> None:
+    settings = CachebusSettings(redis_url="redis://127.0.0.1:1/0", service="svc", broadcast=True)
+    service = ConsumerService(settings, registry=REGISTRY)  # built, checked, nothing sent
+    assert service.local is not None
+    assert not service.local.fill("prices", "m1", 1, service.local.reserve())
+    assert service.local.refused_fills == 1
