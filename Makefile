@@ -17,7 +17,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy --strict $(LIBS)
+	$(VENV)/bin/mypy --strict $(LIBS) examples
 
 pytest: $(VENV)/.installed
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -80,6 +80,7 @@ EXTRA_OF: dict[str, str] = {
     "prometheus_client": "otel",
     "faststream": "faststream",
     "asyncpg": "outbox",
+    "fastapi": "fastapi",  # cachebus.integrations.fastapi (no command needs it)
 }
 
 

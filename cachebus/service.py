@@ -30,6 +30,7 @@ runtime a library user can assemble by hand.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -118,7 +119,13 @@ class ConsumerService:
         self.cache: Cache | None = None
         self.consumer: Consumer | PartitionedConsumer | None = None
         self.broadcast: BroadcastConsumer | None = None
+        # The L1 exists from here on (empty, in memory), so reads can be wired before start();
+        # it is filled only once the group has caught up (see _l1_fillable).
         self.local: LocalCache | None = None
+        self._l1_warm = False
+        if self._broadcast is not None:
+            self.local = LocalCache(self.registry, maxsize=settings.local_maxsize)
+            self.local.fill_gate = self._l1_fillable
 
     @classmethod
     def from_settings(
@@ -195,7 +202,7 @@ class ConsumerService:
             )  # fmt: skip
         if self._broadcast is not None:
             assert isinstance(self.stream_client, redis.asyncio.Redis)  # not a cluster: checked
-            self.local = LocalCache(self.registry, maxsize=settings.local_maxsize)
+            assert self.local is not None
             # L2 before L1: an L1 is never refilled from an L2 that missed the event.
             sinks_l1: list[Sink] = [RedisCacheSink(self.cache), LocalCacheSink(self.local)]
             self.broadcast = BroadcastConsumer(
@@ -319,7 +326,13 @@ class ConsumerService:
     # ---- state ------------------------------------------------------------------------------
     def health(self) -> Health:
         """The group consumer's health (liveness, readiness and why not)."""
-        return _NOT_STARTED if self.consumer is None else self.consumer.health()
+        if self.consumer is None:
+            return _NOT_STARTED
+        health = self.consumer.health()
+        if self._state in ("stopping", "stopped"):  # its last reading would still say ready
+            reasons = (*health.reasons, f"the service is {self._state}")
+            return dataclasses.replace(health, ready=False, reasons=reasons)
+        return health
 
     async def wait_ready(self, within: float) -> bool:
         """Whether the group became ready (connected, group present, own pending replayed)
@@ -331,6 +344,23 @@ class ConsumerService:
                 return False
             await asyncio.sleep(0.01)
         return True
+
+    def _l1_fillable(self) -> bool:
+        """The L1 is filled only once the group has caught up since this process started.
+
+        The broadcast consumer starts at the stream's end, so it never sees events published
+        before that; until the group has applied those to L2, L2 may still hold what they
+        invalidate, and an L1 filled from it would keep it until its TTL. Nor while the
+        broadcast consumer is disconnected: nothing keeps the L1 then (it is flushed when the
+        outage outlasts its budget, and a fill between two flushes would outlive them).
+        """
+        broadcast = self.broadcast
+        if broadcast is None:
+            return False
+        if not self._l1_warm and broadcast.position:
+            health = self.health()
+            self._l1_warm = health.ready and health.lag == 0 and not health.pending
+        return self._l1_warm and broadcast.connected
 
     @property
     def stats(self) -> ConsumerStats:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -38,6 +39,16 @@ class FlushReason(StrEnum):
     SERVER_CHANGED = "server_changed"  # the server's run_id changed and a check found a loss
     FAILOVER = "failover"  # cluster: another node serves the partition now (async replication)
     MANUAL = "manual"
+
+
+def namespace_set(names: Collection[str], owner: str) -> frozenset[str]:
+    """The namespaces as a frozenset; one name alone is refused (it would be its letters)."""
+    if isinstance(names, str | bytes):
+        raise ConfigError(
+            f"{owner}(namespaces={names!r}): pass a collection of names, "
+            f"such as namespaces={{{names!r}}}"
+        )
+    return frozenset(names)
 
 
 def default_consumer_name(group: str) -> str:
@@ -77,8 +88,9 @@ class ConsumerConfig:
     group: str
     #: This member's stable name (see :func:`default_consumer_name`).
     consumer: str = ""
-    #: Namespaces this service caches; events for others are acked and ignored.
-    namespaces: frozenset[str] = frozenset()
+    #: Namespaces this service caches; events for others are acked and ignored. Any collection
+    #: of names (a set, a list, a tuple); kept as a frozenset.
+    namespaces: Collection[str] = frozenset()
     #: Entries per XREADGROUP.
     read_count: int = 500
     #: How long a read blocks waiting for new entries (milliseconds).
@@ -125,11 +137,11 @@ class ConsumerConfig:
         if not self.consumer:
             object.__setattr__(self, "consumer", default_consumer_name(self.group))
         validate_name(self.consumer, "consumer")
+        object.__setattr__(self, "namespaces", namespace_set(self.namespaces, "ConsumerConfig"))
         if not self.namespaces:
             raise ConfigError(
                 f"consumer group {self.group!r} guards no namespace: pass the namespaces it caches"
             )
-        object.__setattr__(self, "namespaces", frozenset(self.namespaces))
         if self.claim_interval_s is None:
             object.__setattr__(self, "claim_interval_s", default_claim_interval(self.min_idle_ms))
         wrong = [rule for rule, ok in self._rules().items() if not ok]
@@ -184,7 +196,7 @@ class BroadcastConfig:
     """Broadcast mode: every process reads every event, without a group, into its own L1."""
 
     stream: str
-    namespaces: frozenset[str] = field(default_factory=frozenset)
+    namespaces: Collection[str] = field(default_factory=frozenset)
     read_count: int = 500
     block_ms: int = 1000
     #: Disconnected longer than this, the L1 is flushed and bypassed until caught up (seconds).
@@ -196,8 +208,8 @@ class BroadcastConfig:
 
     def __post_init__(self) -> None:
         validate_name(self.stream, "stream")
+        object.__setattr__(self, "namespaces", namespace_set(self.namespaces, "BroadcastConfig"))
         if not self.namespaces:
             raise ConfigError("a broadcast consumer guards no namespace: pass the namespaces")
-        object.__setattr__(self, "namespaces", frozenset(self.namespaces))
         if self.block_ms < 1:
             raise ConfigError("block_ms must be at least 1 (0 would block forever)")

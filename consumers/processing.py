@@ -125,7 +125,7 @@ class BatchProcessor:
         if trimmed:
             self.stats.trimmed_pending += len(trimmed)
             await self.flush(
-                self.config.namespaces,
+                frozenset(self.config.namespaces),
                 FlushReason.TRIMMED,
                 f"{len(trimmed)} pending entries trimmed",
             )
@@ -280,7 +280,7 @@ class BatchProcessor:
         # pending and comes back; if we flushed after, a crash could lose the flush.
         scope = (
             frozenset({namespace})
-            if namespace in self.config.namespaces
+            if namespace is not None and namespace in self.config.namespaces
             else frozenset(self.config.namespaces)
         )
         await self.flush(scope, FlushReason.POISON, f"entry {entry.id}: {reason}")

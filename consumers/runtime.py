@@ -110,6 +110,7 @@ class Consumer:
             drift=drift,
         )
         self._stopping = False
+        self._started = False  # a stop() before the first run() must not be lost
         self._task: asyncio.Task[None] | None = None
         self._stop_lock: asyncio.Lock | None = None
         self._heartbeat = monotonic()
@@ -131,7 +132,9 @@ class Consumer:
         if self._task is not None:
             raise ConsumerError("this consumer is already running")
         self._task = asyncio.current_task()
-        self._stopping = False
+        if self._started or not self._stopping:
+            self._stopping = False  # a restart after a stop runs again
+        self._started = True
         self.replay.owe("start", again=False)  # every (re)start replays our pending entries
         block_ms = min(self.config.block_ms, 100) if until_idle else self.config.block_ms
         try:

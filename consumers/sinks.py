@@ -89,6 +89,12 @@ FlushCallback = Callable[[frozenset[str], FlushReason], Awaitable[None]]
 class CallbackSink:
     """Calls ``on_event`` once per event, in stream order; ``on_flush`` for every flush.
 
+    ``on_event`` receives a :class:`~cachebus.consumers.plan.Delivered`: the event
+    (``.event``), its entry id, its envelope headers and how often it was delivered. If it
+    raises, the batch is retried and, after ``max_deliveries``, the event is dead-lettered
+    and its namespace flushed (``on_flush`` is told), so a callback should raise only for
+    what a retry can fix.
+
     Delivery is at least once, so a callback may see an event again after a crash; a window of
     recent ``event_id`` values spares it the common case of the same event twice in a row
     (a redelivered batch, a producer retry that appended a duplicate).

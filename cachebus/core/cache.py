@@ -18,25 +18,24 @@ command on its generation key, and pattern invalidation and ``health()`` visit e
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis.asyncio
 
 from cachebus.contracts.errors import BackendError, BackendUnavailable
 from cachebus.contracts.keys import KeyRef, KeySpace
-from cachebus.core._client import check_client, check_colocated, describe, is_cluster
-from cachebus.core._core import CacheCore, Kind, Read
-from cachebus.core._io import AsyncClient, Batch, Step, run_async
+from cachebus.core._client import check_client, describe, is_cluster
+from cachebus.core._core import CacheCore, Kind
+from cachebus.core._io import AsyncClient, Step, run_async
 from cachebus.core._probe import health_step, pool_usage
 from cachebus.core.breaker import CircuitBreaker
+from cachebus.core.cache_reads import AsyncReads
 from cachebus.core.cluster_health import cluster_health_step
 from cachebus.core.cluster_scan import cluster_pattern_step
 from cachebus.core.codec import Decoded
 from cachebus.core.config import CacheConfig
 from cachebus.core.connection import RedisSettings, create_async_cluster, create_async_pool
-from cachebus.core.fill import Flow, Load, Pause, fill_flow, single
 from cachebus.core.health import HealthReport
 from cachebus.core.invalidation import (
     PatternResult,
@@ -53,8 +52,9 @@ __all__ = ["Cache"]
 T = TypeVar("T")
 
 
-class Cache:
-    """A namespaced Redis cache for one :class:`KeySpace` scope (asyncio)."""
+class Cache(AsyncReads):
+    """A namespaced Redis cache for one :class:`KeySpace` scope (asyncio); reads in
+    :class:`~cachebus.core.cache_reads.AsyncReads`."""
 
     def __init__(
         self,
@@ -155,23 +155,6 @@ class Cache:
         return result
 
     # ---- reads and writes -------------------------------------------------------------
-    async def get(self, namespace: str, ident: str | int, default: Any = None) -> Any:
-        """The cached value, or ``default`` on a miss (also when Redis is unavailable)."""
-        reads = await self._run(
-            self._core.read_step(namespace, [str(ident)]), Kind.READ, [Read(False)]
-        )
-        return reads[0].value if reads[0].hit else default
-
-    async def get_many(self, namespace: str, ids: Iterable[str | int]) -> dict[str, Any]:
-        """The hits among ``ids`` (one round trip), keyed by id."""
-        idents = [str(i) for i in ids]
-        if not idents:
-            return {}
-        reads = await self._run(
-            self._core.read_step(namespace, idents), Kind.READ, [Read(False)] * len(idents)
-        )
-        return {i: r.value for i, r in zip(idents, reads, strict=True) if r.hit}
-
     async def set(
         self, namespace: str, ident: str | int, value: Any, *, ttl: float | None = None
     ) -> bool:
@@ -198,51 +181,6 @@ class Cache:
     async def delete(self, namespace: str, ident: str | int) -> bool:
         """Remove one value (an invalidation: raises when Redis is unavailable)."""
         return await self.invalidate_refs([KeyRef(namespace, str(ident))]) == 1
-
-    async def get_or_set(
-        self,
-        namespace: str,
-        ident: str | int,
-        loader: Callable[[], Awaitable[Any]],
-        *,
-        ttl: float | None = None,
-    ) -> Any:
-        """The cached value, or ``await loader()`` stored under stampede protection.
-
-        One loader per key runs in this process (single-flight) and, through a Redis lease,
-        across processes; see :mod:`cachebus.core.fill`.
-        """
-        ident = str(ident)
-        self._core.keyspace.key(namespace, ident)  # bad input raises here, not in the flight
-        if self._cluster:
-            check_colocated(self._core.keyspace, namespace, ident)
-        return await self._flight.run(
-            (namespace, ident),
-            lambda: self._drive(fill_flow(self._core, namespace, ident, ttl), loader),
-        )
-
-    async def _drive(self, flow: Flow[Any], loader: Callable[[], Awaitable[Any]]) -> Any:
-        reply: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                op = flow.throw(error) if error is not None else flow.send(reply)
-            except StopIteration as stop:
-                return stop.value
-            reply, error = None, None
-            if isinstance(op, Batch):
-                try:
-                    reply = await self._run(single(op), Kind.FLOW)
-                except Exception as exc:
-                    error = exc
-            elif isinstance(op, Pause):
-                await asyncio.sleep(op.seconds)
-            else:
-                assert isinstance(op, Load)
-                try:
-                    reply = await loader()
-                except Exception as exc:
-                    error = exc
 
     # ---- invalidation -----------------------------------------------------------------
     async def invalidate_keys(self, namespace: str, ids: Iterable[str | int]) -> int:

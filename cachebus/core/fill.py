@@ -38,6 +38,7 @@ from cachebus.core.leases import (
     parse_acquire,
     release_batch,
 )
+from cachebus.core.typed import ValueType, typed_read
 
 __all__ = ["LOAD", "Flow", "Load", "Pause", "fill_flow", "single"]
 
@@ -68,12 +69,23 @@ class _LoadState:
         self.value: Any = None
 
 
-def fill_flow(core: CacheCore, namespace: str, ident: str, ttl: float | None = None) -> Flow[Any]:
-    """The flow of ``get_or_set(namespace, ident, loader)``. Validates before any I/O."""
+def fill_flow(
+    core: CacheCore,
+    namespace: str,
+    ident: str,
+    ttl: float | None = None,
+    typed: ValueType[Any] | None = None,
+) -> Flow[Any]:
+    """The flow of ``get_or_set(namespace, ident, loader)``. Validates before any I/O.
+
+    With ``typed``, hits are validated into its type (one that does not validate is a miss)
+    and loaded values are stored in its JSON form; the loader's own value is returned as is.
+    """
     core.keyspace.key(namespace, ident)
     ttl_s = core.ttl_seconds(namespace, ttl)
     state = _LoadState()
-    return _degrading(core, _fill(core, namespace, ident, ttl_s, state), state)
+    fill = _fill(core, namespace, ident, ttl_s, state, typed)
+    return _degrading(core, fill, state)
 
 
 def _degrading(core: CacheCore, flow: Flow[Any], state: _LoadState) -> Flow[Any]:
@@ -104,10 +116,16 @@ def _fresh(core: CacheCore, read: Read, ttl_s: float) -> bool:
 
 
 def _fill(
-    core: CacheCore, namespace: str, ident: str, ttl_s: float, state: _LoadState
+    core: CacheCore,
+    namespace: str,
+    ident: str,
+    ttl_s: float,
+    state: _LoadState,
+    typed: ValueType[Any] | None,
 ) -> Flow[Any]:
     cfg = core.config
     (read,) = yield from core.read_step(namespace, [ident])
+    read = typed_read(core, read, typed)
     if read.hit and _fresh(core, read, ttl_s):
         return read.value
     refreshing = read.hit
@@ -134,6 +152,7 @@ def _fill(
             return (yield from _load(core, state))  # not cached: the lease holder fills it
         yield Pause(min(cfg.lease_poll, deadline - now))
         (read,) = yield from core.read_step(namespace, [ident], count=False)
+        read = typed_read(core, read, typed)
         if read.hit:
             return read.value
     # The lease is ours, taken under generation_raw: only from here on may we load.
@@ -145,7 +164,8 @@ def _fill(
     if refreshing:
         core.stats.refreshes += 1
     try:
-        prepared = core.codec.prepare(value, namespace=namespace)
+        stored = value if typed is None else typed.dump(value)
+        prepared = core.codec.prepare(stored, namespace=namespace)
     except CodecError:
         core.stats.unstorable += 1  # the caller still gets its value; it is just not cached
         yield from _release(core, namespace, ident, token)

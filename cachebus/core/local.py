@@ -18,15 +18,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, overload
 
 from cachetools import LRUCache, TLRUCache
 
 from cachebus.contracts.errors import ConfigError, ContractError
 from cachebus.contracts.names import KeyRef, glob_match, validate_id, validate_pattern
 from cachebus.contracts.registry import Registry
+from cachebus.core.typed import value_type
 
 __all__ = ["LocalCache"]
+
+T = TypeVar("T")
+D = TypeVar("D")
 
 
 class _Entry(NamedTuple):
@@ -83,6 +87,9 @@ class LocalCache:
         self.misses = 0
         self.invalidations = 0
         self.refused_fills = 0
+        #: When set and false, :meth:`fill` refuses (counted): the owner of the L1 says its
+        #: source may still be stale (``ConsumerService`` until its group has caught up).
+        self.fill_gate: Callable[[], bool] | None = None
         # Fill guard: a counter that every invalidation advances, per id and per namespace.
         self._seq = 0
         self._key_seq = _Invalidated(max(4 * maxsize, 1024))
@@ -96,7 +103,18 @@ class LocalCache:
             raise
 
     # ---- reads and writes -------------------------------------------------------------
-    def get(self, namespace: str, ident: str | int, default: Any = None) -> Any:
+    @overload
+    def get(self, namespace: str, ident: str | int) -> object | None: ...
+    @overload
+    def get(self, namespace: str, ident: str | int, default: D) -> object | D: ...
+    @overload
+    def get(self, namespace: str, ident: str | int, *, type: type[T]) -> T | None: ...
+    @overload
+    def get(self, namespace: str, ident: str | int, default: D, *, type: type[T]) -> T | D: ...
+    def get(
+        self, namespace: str, ident: str | int, default: object = None, *, type: object = None
+    ) -> Any:
+        """The value, or ``default``; with ``type``, checked to be one (pydantic), else a miss."""
         cache = self._cache(namespace)
         key = validate_id(ident)
         with self._lock:
@@ -105,7 +123,10 @@ class LocalCache:
                 self.misses += 1
                 return default
             self.hits += 1
+        if type is None:
             return entry.value
+        ok, value = value_type(type).revive(entry.value)
+        return value if ok else default
 
     def set(
         self, namespace: str, ident: str | int, value: Any, *, ttl: float | None = None
@@ -136,6 +157,9 @@ class LocalCache:
         cache = self._cache(namespace)
         key = validate_id(ident)
         seconds = self._ttl[namespace] if ttl is None else float(ttl)
+        if self.fill_gate is not None and not self.fill_gate():
+            self.refused_fills += 1
+            return False
         with self._lock:
             last = max(
                 self._key_seq.get((namespace, key), 0),

@@ -40,7 +40,9 @@ class CacheStats:
 
     ``corrupt``, ``oversize``, ``unknown_codec`` and ``unknown_dictionary`` are reads whose
     value could not be used: each is also a miss. ``stale`` are values from an older
-    namespace generation (after a flush), also misses. ``degraded_reads``/``skipped_writes``
+    namespace generation (after a flush), also misses; ``invalid`` are hits a typed read
+    could not validate into its type (the caller gets a miss; ``get_or_set`` loads again).
+    ``degraded_reads``/``skipped_writes``
     are reads turned into misses and writes dropped because Redis was unavailable or the
     breaker was open; ``rejected_invalidations`` were refused with ``CircuitOpenError``.
     ``unstorable`` are values a ``get_or_set`` loader returned that the codec refused (over
@@ -60,6 +62,7 @@ class CacheStats:
     unknown_codec: int = 0
     unknown_dictionary: int = 0
     stale: int = 0
+    invalid: int = 0
     loads: int = 0
     unstorable: int = 0
     lease_waits: int = 0

@@ -17,8 +17,7 @@ Ownership: ``SyncCache(client, ...)`` borrows the client and never closes it;
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis
@@ -26,9 +25,9 @@ import redis.cluster
 
 from cachebus.contracts.errors import BackendError, BackendUnavailable
 from cachebus.contracts.keys import KeyRef, KeySpace
-from cachebus.core._client import check_client, check_colocated, describe, is_cluster
-from cachebus.core._core import CacheCore, Kind, Read
-from cachebus.core._io import Batch, Step, SyncClient, run_sync
+from cachebus.core._client import check_client, describe, is_cluster
+from cachebus.core._core import CacheCore, Kind
+from cachebus.core._io import Step, SyncClient, run_sync
 from cachebus.core._probe import health_step, pool_usage
 from cachebus.core.breaker import CircuitBreaker
 from cachebus.core.cluster_health import cluster_health_step
@@ -36,7 +35,6 @@ from cachebus.core.cluster_scan import cluster_pattern_step
 from cachebus.core.codec import Decoded
 from cachebus.core.config import CacheConfig
 from cachebus.core.connection import RedisSettings, create_sync_cluster, create_sync_pool
-from cachebus.core.fill import Flow, Load, Pause, fill_flow, single
 from cachebus.core.health import HealthReport
 from cachebus.core.invalidation import (
     PatternResult,
@@ -47,14 +45,16 @@ from cachebus.core.invalidation import (
 )
 from cachebus.core.singleflight import SyncSingleFlight
 from cachebus.core.stats import CacheStats
+from cachebus.core.sync_reads import SyncReads
 
 __all__ = ["SyncCache"]
 
 T = TypeVar("T")
 
 
-class SyncCache:
-    """A namespaced Redis cache for one :class:`KeySpace` scope (blocking)."""
+class SyncCache(SyncReads):
+    """A namespaced Redis cache for one :class:`KeySpace` scope (blocking); reads in
+    :class:`~cachebus.core.sync_reads.SyncReads`."""
 
     def __init__(
         self,
@@ -153,21 +153,6 @@ class SyncCache:
         return result
 
     # ---- reads and writes -------------------------------------------------------------
-    def get(self, namespace: str, ident: str | int, default: Any = None) -> Any:
-        """The cached value, or ``default`` on a miss (also when Redis is unavailable)."""
-        reads = self._run(self._core.read_step(namespace, [str(ident)]), Kind.READ, [Read(False)])
-        return reads[0].value if reads[0].hit else default
-
-    def get_many(self, namespace: str, ids: Iterable[str | int]) -> dict[str, Any]:
-        """The hits among ``ids`` (one round trip), keyed by id."""
-        idents = [str(i) for i in ids]
-        if not idents:
-            return {}
-        reads = self._run(
-            self._core.read_step(namespace, idents), Kind.READ, [Read(False)] * len(idents)
-        )
-        return {i: r.value for i, r in zip(idents, reads, strict=True) if r.hit}
-
     def set(
         self, namespace: str, ident: str | int, value: Any, *, ttl: float | None = None
     ) -> bool:
@@ -194,51 +179,6 @@ class SyncCache:
     def delete(self, namespace: str, ident: str | int) -> bool:
         """Remove one value (an invalidation: raises when Redis is unavailable)."""
         return self.invalidate_refs([KeyRef(namespace, str(ident))]) == 1
-
-    def get_or_set(
-        self,
-        namespace: str,
-        ident: str | int,
-        loader: Callable[[], Any],
-        *,
-        ttl: float | None = None,
-    ) -> Any:
-        """The cached value, or ``loader()`` stored under stampede protection.
-
-        One loader per key runs in this process (single-flight) and, through a Redis lease,
-        across processes; see :mod:`cachebus.core.fill`.
-        """
-        ident = str(ident)
-        self._core.keyspace.key(namespace, ident)  # bad input raises here, not in the flight
-        if self._cluster:
-            check_colocated(self._core.keyspace, namespace, ident)
-        return self._flight.run(
-            (namespace, ident),
-            lambda: self._drive(fill_flow(self._core, namespace, ident, ttl), loader),
-        )
-
-    def _drive(self, flow: Flow[Any], loader: Callable[[], Any]) -> Any:
-        reply: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                op = flow.throw(error) if error is not None else flow.send(reply)
-            except StopIteration as stop:
-                return stop.value
-            reply, error = None, None
-            if isinstance(op, Batch):
-                try:
-                    reply = self._run(single(op), Kind.FLOW)
-                except Exception as exc:
-                    error = exc
-            elif isinstance(op, Pause):
-                time.sleep(op.seconds)
-            else:
-                assert isinstance(op, Load)
-                try:
-                    reply = loader()
-                except Exception as exc:
-                    error = exc
 
     # ---- invalidation -----------------------------------------------------------------
     def invalidate_keys(self, namespace: str, ids: Iterable[str | int]) -> int:

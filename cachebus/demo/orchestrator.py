@@ -395,7 +395,7 @@ def _verify(run: _Cluster, report: DemoReport) -> None:
             space = KeySpace(prefix=run.prefix, scope=name, registry=run.registry)
             cache = SyncCache(client, space)
             for ref in shape.refs_of(namespaces):
-                value = cache.get(ref.namespace, ref.id)
+                value = cache.get(ref.namespace, ref.id, type=dict[str, int])
                 if value is None:
                     continue
                 result.l2_checked += 1

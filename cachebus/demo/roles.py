@@ -242,7 +242,7 @@ async def service(spec: Spec, name: str) -> None:
         ),  # the URLs come from CACHEBUS_REDIS_URL / CACHEBUS_CACHE_URL
         registry=shape.registry, observers=[applied], tracer_provider=provider,
     )  # fmt: skip
-    refs = shape.refs_of(consumers.config.namespaces)
+    refs = shape.refs_of(frozenset(consumers.config.namespaces))
     await consumers.start()
     group, broadcast = consumers.consumer, consumers.broadcast
     l1, sink_cache = consumers.local, consumers.cache
@@ -321,7 +321,7 @@ async def service(spec: Spec, name: str) -> None:
             truth = {(ns, ident): v for ns, ident, v in await cursor.fetchall()}
         stale = sum(
             1 for ref in refs
-            if (value := l1.get(ref.namespace, ref.id)) is not None
+            if (value := l1.get(ref.namespace, ref.id, type=dict[str, int])) is not None
             and value["v"] < truth[(ref.namespace, ref.id)]
         )  # fmt: skip
         write_stats(spec.root / f"verify-{name}.json", {"l1_entries": len(l1), "l1_stale": stale})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio
 
 from cachebus.consumers.config import FlushReason
@@ -125,4 +127,24 @@ async def test_a_duplicate_in_a_row_reaches_the_callback_once(
     await publish(client, stream_keys, [event, event])  # a producer retry that appended twice
     await consumer.run(until_idle=True)
     assert rec.applied == [event.event_id]
+    await client.aclose()
+
+
+async def test_a_stop_before_the_first_run_is_kept_and_a_later_run_runs_again(
+    redis_url: str, stream_keys: StreamKeys
+) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    consumer = make_consumer(client, stream_keys, Recorder())
+    running = asyncio.ensure_future(consumer.run())  # not started yet when stop() is called
+    await consumer.stop()
+    await asyncio.wait_for(running, timeout=5)  # it saw the stop: it never read
+    assert await client.exists(stream_keys.stream("inval")) == 0
+    rec = Recorder()
+    restarted = make_consumer(client, stream_keys, rec)
+    await restarted.run(until_idle=True)  # a stopped consumer's successor runs
+    again = asyncio.ensure_future(restarted.run())  # and the same one restarts after a stop
+    await asyncio.sleep(0)
+    await restarted.stop()
+    await asyncio.wait_for(again, timeout=5)
+    assert rec.reasons() == {FlushReason.NEW_GROUP: 1}
     await client.aclose()

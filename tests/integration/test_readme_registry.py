@@ -9,7 +9,6 @@ the command line and from the library, and its cache is invalidated.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -25,19 +24,11 @@ from cachebus.contracts.registry import Registry
 from cachebus.core import SyncCache
 from cachebus.testing import RedisServer, eventually
 from cachebus.testing.server import free_port
+from tests.harness.readme import readme_block
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "cachebus.cli"]
-
-
-def readme_block(marker: str) -> str:
-    text = (ROOT / "README.md").read_text()
-    found = re.search(
-        rf"<!-- readme-test: {re.escape(marker)} -->\n```[a-z]*\n(.*?)```", text, re.S
-    )
-    assert found, f"README.md has no block marked {marker!r}"
-    return found.group(1)
 
 
 def _ready(port: int) -> bool:

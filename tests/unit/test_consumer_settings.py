@@ -91,3 +91,17 @@ def test_a_refused_service_configuration_raises_before_any_client_exists() -> No
             ConsumerService(settings, registry=REGISTRY)
     with pytest.raises(ValueError, match="health_port"):  # pydantic's: a ValidationError
         CachebusSettings(service="bot", health_port=70_000)
+
+
+@pytest.mark.parametrize(
+    "names", [{"prices", "positions"}, ["prices", "positions"], ("prices", "positions")]
+)
+def test_namespaces_are_any_collection_of_names_kept_as_a_frozenset(names: object) -> None:
+    config = ConsumerConfig("inval", "svc", namespaces=names)  # type: ignore[arg-type]
+    assert config.namespaces == frozenset({"prices", "positions"})
+    assert isinstance(config.namespaces, frozenset)
+
+
+def test_one_name_alone_is_refused_rather_than_split_into_letters() -> None:
+    with pytest.raises(ConfigError, match=r"namespaces=\{'prices'\}"):
+        ConsumerConfig("inval", "svc", namespaces="prices")
