@@ -54,7 +54,9 @@ STREAM_OPT: Any = typer.Option(None, "--stream", help="Stream name. (env CACHEBU
 STREAMS_OPT: Any = typer.Option(
     None, "--stream", help="Stream name; repeat for several. (env CACHEBUS_STREAM)"
 )
-JSON_OPT: Any = typer.Option(False, "--json", help="One JSON document on stdout, for scripts.")
+JSON_OPT: Any = typer.Option(
+    False, "--json", help="One JSON object on the last line of stdout, for scripts."
+)
 SERVICE_OPT: Any = typer.Option(
     None, "--service", "-s", help="The service: its consumer group. (env CACHEBUS_SERVICE)"
 )
@@ -120,7 +122,9 @@ def run(command: str, main: Callable[[], Awaitable[T]]) -> T:
 
 
 def print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    """The grammar of ``--json``: one object, on one line, the last of stdout (a script reads
+    ``tail -n 1``; indenting would split it over many)."""
+    sys.stdout.write(json.dumps(document, sort_keys=True, default=str) + "\n")
     sys.stdout.flush()
 
 
