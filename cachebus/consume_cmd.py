@@ -36,7 +36,7 @@ from pydantic import SecretStr, ValidationError
 from cachebus.contracts.errors import AccessDenied, CachebusError, ConfigError
 from cachebus.exits import ExitCode
 from cachebus.service import ConsumerService
-from cachebus.settings import CachebusSettings, explain_invalid
+from cachebus.settings import CachebusSettings, explain_invalid, unknown_variables
 
 __all__ = ["CONSUME_SETTINGS", "consume", "flag_of"]
 
@@ -139,6 +139,8 @@ def consume(**values: Any) -> None:
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     given = {k: v for k, v in values.items() if v is not None}
+    for line in unknown_variables():  # through the log: a sidecar's stderr is its log
+        log.warning("%s", line)
     for secret in ("redis_url", "cache_url"):
         if secret in given:
             given[secret] = SecretStr(given[secret])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from cachebus.contracts.errors import CachebusError
 from cachebus.demo import DemoConfig, DemoReport, run_demo
 from cachebus.demo.registry import SERVICES
 from cachebus.exits import ExitCode
+from cachebus.ops._common import warn_unknown_variables
 
 __all__ = ["demo"]
 
@@ -80,20 +80,29 @@ def demo(
     seconds: float = typer.Option(30.0, help="How long the writers write."),
     run_dir: Path = typer.Option(None, help="Where logs and data go (default .demo/run-*)."),
     redis_url: str = typer.Option(
-        None, help="Use this Redis instead of starting two (env REDIS_URL); no restart fault."
+        None,
+        "--redis-url",
+        # CACHEBUS_REDIS_URL like every command; REDIS_URL, which `make demo` documented
+        # first, stays a fallback.
+        envvar=["CACHEBUS_REDIS_URL", "REDIS_URL"],
+        show_envvar=False,
+        help="Use this Redis instead of starting two; no restart fault. "
+        "(env CACHEBUS_REDIS_URL, else REDIS_URL)",
     ),
     registry: Path = typer.Option(
         None,
         envvar="CACHEBUS_REGISTRY",
+        show_envvar=False,
         help="A registry file declaring the demo's namespaces (default: the demo's own, "
         "cachebus/demo/registry.toml). (env CACHEBUS_REGISTRY)",
     ),
     json_out: bool = typer.Option(False, "--json", help="End with one JSON line."),
 ) -> None:
     """Run the audited system in miniature under faults; exit 1 if anything was lost or stale."""
+    warn_unknown_variables("demo")
     console = Console(stderr=json_out, width=None if sys.stdout.isatty() else 150)
     config = DemoConfig(seconds=seconds, run_dir=run_dir, registry=registry,
-                        redis_url=redis_url or os.environ.get("REDIS_URL") or None)  # fmt: skip
+                        redis_url=redis_url or None)  # fmt: skip
     try:
         report = _run(config, console)
     except CachebusError as exc:  # e.g. no redis-server, a port taken: say so, no traceback

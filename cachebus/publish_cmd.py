@@ -12,7 +12,8 @@ Examples, with the demo's registry::
 Exit codes (:class:`cachebus.exits.ExitCode`): 0 published, 1 the publish failed (Redis
 unreachable or refused: nothing or maybe something was appended, the message says which, and
 after how long), 2 the request itself is wrong. ``--url`` is the deprecated spelling of
-``--redis-url``.
+``--redis-url``. ``--json`` prints one object on the last line, whatever the outcome:
+``{"ok": true, "published": [entries...], ...}`` or ``{"ok": false, "ambiguous": ...}``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ __all__ = ["publish"]
 def _fail(message: str, code: int) -> typer.Exit:
     typer.echo(f"cachebus publish: {message}", err=True)
     return typer.Exit(code)
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    """The ``--json`` grammar: one object on the last line, however many entries."""
+    typer.echo(json.dumps(document, sort_keys=True))
 
 
 def _payloads(
@@ -74,6 +80,7 @@ def _send(
     registry: Registry,
     payloads: list[dict[str, Any]],
     timeout: float,
+    as_json: bool,
 ) -> list[str]:
     """Publish; a failure says whether anything may have been appended, and after how long."""
     started = time.monotonic()
@@ -94,6 +101,11 @@ def _send(
         else:
             state = "was not appended"
             advice = "fix the cause, then run the command again"
+        if as_json:  # a script reads the outcome on the last line, even a failure
+            _print_json(
+                {"ok": False, "ambiguous": exc.ambiguous, "error": str(exc),
+                 "elapsed_s": round(elapsed, 3), "published": []}
+            )  # fmt: skip
         raise _fail(
             f"{exc}\nthe invalidation {state} (failed after {elapsed:.1f}s; the bound is "
             f"{publish_bound(options):.1f}s); {advice}",
@@ -130,7 +142,9 @@ def publish(
     registry_path: Path | None = REGISTRY_OPT,
     timeout: float = typer.Option(2.0, "--timeout", help="Connect and reply timeout (s)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the entries, send nothing."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per entry."),
+    as_json: bool = typer.Option(
+        False, "--json", help="One JSON object on the last line, listing every entry."
+    ),
 ) -> None:
     """Publish one invalidation: ids (--key), a pattern (--pattern) or a flush (--flush)."""
     if url is not None:
@@ -174,19 +188,32 @@ def publish(
     stream_key = StreamKeys(prefix).stream(stream) if partitions > 1 else keys.stream(stream)
     if dry_run:
         if partitions > 1:
-            for part, piece in Router(keys, stream, None).pieces(payloads):
-                part_key = keys.for_partition(part).stream(stream)
-                typer.echo(f"XADD {part_key} * {FIELD} {encode_payload(piece).decode()}")
-            return
-        for payload in payloads:
-            typer.echo(f"XADD {stream_key} * {FIELD} {encode_payload(payload).decode()}")
-        return
-    entry_ids = _send(options, stream, producer, keys, registry, payloads, timeout)
-    for payload, entry_id in zip(payloads, entry_ids, strict=True):
-        if as_json:
-            typer.echo(json.dumps({"stream": stream_key, "entry_id": entry_id, **payload}))
+            entries = [
+                (keys.for_partition(part).stream(stream), piece)
+                for part, piece in Router(keys, stream, None).pieces(payloads)
+            ]
         else:
-            typer.echo(
-                f"published {payload['kind']} {namespace} entry={entry_id} "
-                f"event_id={payload['event_id']} stream={stream_key}"
-            )
+            entries = [(stream_key, payload) for payload in payloads]
+        if as_json:
+            _print_json(
+                {"ok": True, "dry_run": True, "namespace": namespace, "published": [],
+                 "would_publish": [{"stream": k, **piece} for k, piece in entries]}
+            )  # fmt: skip
+            return
+        for entry_key, piece in entries:
+            typer.echo(f"XADD {entry_key} * {FIELD} {encode_payload(piece).decode()}")
+        return
+    entry_ids = _send(options, stream, producer, keys, registry, payloads, timeout, as_json)
+    if as_json:
+        _print_json(
+            {"ok": True, "dry_run": False, "namespace": namespace, "published": [
+                {"stream": stream_key, "entry_id": entry_id, **payload}
+                for payload, entry_id in zip(payloads, entry_ids, strict=True)
+            ]}
+        )  # fmt: skip
+        return
+    for payload, entry_id in zip(payloads, entry_ids, strict=True):
+        typer.echo(
+            f"published {payload['kind']} {namespace} entry={entry_id} "
+            f"event_id={payload['event_id']} stream={stream_key}"
+        )

@@ -79,7 +79,7 @@ def check(
 def show(
     path: Path = typer.Argument(None, help="The registry file."),
     registry: Path = REGISTRY_OPT,
-    as_json: bool = typer.Option(False, "--json", help="One JSON document."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on the last line."),
 ) -> None:
     """Every namespace: key template, TTL, compression, owners, readers, fingerprint."""
     loaded = load_cli_registry(path or registry, "registry show")
@@ -90,7 +90,7 @@ def show(
             "fingerprint": loaded.fingerprint,
             "namespaces": [ns.to_dict() for ns in loaded],
         }
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.write(json.dumps(document) + "\n")  # one line: the --json grammar
         return
     table = Table(title=f"{loaded.source} (version {loaded.version or '-'}, {loaded.fingerprint})")
     for column in ("namespace", "key", "ttl_s", "compression", "patterns", "owners", "readers",
@@ -109,7 +109,7 @@ def show(
 def diff(
     old: Path = typer.Argument(..., help="The registry file running now."),
     new: Path = typer.Argument(..., help="The registry file to roll out."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON document."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on the last line."),
 ) -> None:
     """What rolling NEW out changes; exit 1 when a change needs action (a flush, a dictionary
     shipped to readers first)."""
@@ -119,7 +119,7 @@ def diff(
     needs = [c for c in changes if c.needs_action]
     if as_json:
         document = {"changes": [c.as_dict() for c in changes], "needs_action": bool(needs)}
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.write(json.dumps(document) + "\n")  # one line: the --json grammar
     elif not changes:
         typer.echo(f"no change: both files define the same namespaces ({after.fingerprint})")
     else:

@@ -16,8 +16,9 @@ configuration, namespaces included, before anything is sent.
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +31,13 @@ from cachebus.contracts.registry import Registry
 from cachebus.contracts.registry_file import discover_registry
 from cachebus.core.connection import RedisSettings
 
-__all__ = ["CONSUMER_FIELDS", "CachebusSettings", "explain_invalid", "variable_of"]
+__all__ = [
+    "CONSUMER_FIELDS",
+    "CachebusSettings",
+    "explain_invalid",
+    "unknown_variables",
+    "variable_of",
+]
 
 _CONSUMER = ConsumerConfig.__dataclass_fields__
 #: ConsumerConfig fields whose setting has another name.
@@ -314,3 +321,35 @@ def explain_invalid(exc: ValidationError, flags: Collection[str] = ()) -> str:
             who = name
         parts.append(f"{who}: {error['msg']}")
     return "; ".join(parts)
+
+
+#: ``CACHEBUS_*`` variables that are not settings but are read elsewhere (the outbox's
+#: commands, the demo's and a consumer's processes, the test harness): not typos.
+_OTHER_VARIABLES = frozenset(
+    {
+        "CACHEBUS_OUTBOX_DATABASE_URL", "CACHEBUS_OUTBOX_TABLE", "CACHEBUS_RELAY_NAME",
+        "CACHEBUS_DEMO_SPEC", "CACHEBUS_CONSUMER_ORDINAL", "CACHEBUS_NO_DOCKER",
+    }
+)  # fmt: skip
+#: Families of variables: ``cachebus acl render`` writes CACHEBUS_PASSWORD_<USER>.
+_OTHER_PREFIXES = ("CACHEBUS_PASSWORD_",)
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A line for each ``CACHEBUS_*`` variable that nothing reads, naming the closest known
+    one: pydantic-settings ignores variables that match no field, so a typo
+    (``CACHEBUS_REDIS_ULR``) would silently leave the default in place. A warning, not an
+    error: other tools may share the prefix."""
+    settings = sorted(variable_of(name) for name in CachebusSettings.model_fields)
+    known = {*settings, *_OTHER_VARIABLES}
+    lines = []
+    for name in sorted(os.environ if environ is None else environ):
+        upper = name.upper()  # settings' variables are read case-insensitively
+        if not upper.startswith("CACHEBUS_") or upper in known:
+            continue
+        if upper.startswith(_OTHER_PREFIXES):
+            continue
+        close = difflib.get_close_matches(upper, [*settings, *sorted(_OTHER_VARIABLES)], n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"{name} is not a cachebus setting, ignored{hint}")
+    return lines

@@ -324,7 +324,7 @@ def _restart(run: _Cluster, role: str) -> str:
 def _restart_stream(run: _Cluster) -> str:
     if run.restart_stream_redis():
         return "stream Redis restarted (AOF reloaded)"
-    return "stream Redis not restarted (external REDIS_URL)"
+    return "stream Redis not restarted (an external Redis: --redis-url)"
 
 
 async def _create_outbox(spec: Spec) -> None:

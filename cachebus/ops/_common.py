@@ -24,7 +24,7 @@ from rich.markup import escape
 from cachebus.contracts.errors import AccessDenied, CachebusError, ConfigError, ContractError
 from cachebus.core.connection import RedisSettings, create_async_pool
 from cachebus.exits import ExitCode
-from cachebus.settings import CachebusSettings, explain_invalid
+from cachebus.settings import CachebusSettings, explain_invalid, unknown_variables
 
 __all__ = [
     "PREFIX_OPT",
@@ -42,6 +42,7 @@ __all__ = [
     "now_ms",
     "print_json",
     "run",
+    "warn_unknown_variables",
 ]
 
 T = TypeVar("T")
@@ -54,7 +55,9 @@ STREAM_OPT: Any = typer.Option(None, "--stream", help="Stream name. (env CACHEBU
 STREAMS_OPT: Any = typer.Option(
     None, "--stream", help="Stream name; repeat for several. (env CACHEBUS_STREAM)"
 )
-JSON_OPT: Any = typer.Option(False, "--json", help="One JSON document on stdout, for scripts.")
+JSON_OPT: Any = typer.Option(
+    False, "--json", help="One JSON object on the last line of stdout, for scripts."
+)
 SERVICE_OPT: Any = typer.Option(
     None, "--service", "-s", help="The service: its consumer group. (env CACHEBUS_SERVICE)"
 )
@@ -77,10 +80,17 @@ def load_settings(command: str, **overrides: Any) -> CachebusSettings:
     """Settings from flags (those not None) over the environment (``CACHEBUS_*``); a value
     that does not validate is named as given (``--flag`` or ``CACHEBUS_NAME=value``)."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    warn_unknown_variables(command)
     try:
         return CachebusSettings(**given)
     except ValidationError as exc:
         fail(command, f"invalid setting: {explain_invalid(exc, given)}", ExitCode.USAGE)
+
+
+def warn_unknown_variables(command: str) -> None:
+    """One line on stderr per ``CACHEBUS_*`` variable no setting reads (a likely typo)."""
+    for line in unknown_variables():
+        typer.echo(f"cachebus {command}: warning: {line}", err=True)
 
 
 @contextlib.asynccontextmanager
@@ -120,7 +130,9 @@ def run(command: str, main: Callable[[], Awaitable[T]]) -> T:
 
 
 def print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    """The grammar of ``--json``: one object, on one line, the last of stdout (a script reads
+    ``tail -n 1``; indenting would split it over many)."""
+    sys.stdout.write(json.dumps(document, sort_keys=True, default=str) + "\n")
     sys.stdout.flush()
 
 

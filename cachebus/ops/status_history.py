@@ -52,6 +52,9 @@ class Bucket:
     published: int = 0
     applied: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    #: The time the counts span: the intervals since the previous poll of the polls that
+    #: landed here (a bucket in progress, or one the page began in, spans less than its length).
+    covered_ms: int = 0
 
     def latency(self, quantile: float) -> float | None:
         if not self.latencies_ms:
@@ -77,6 +80,7 @@ class StatusHistory:
         self._buckets: deque[Bucket] = deque()
         self._flushes: deque[FlushMark] = deque(maxlen=max_flushes)
         self._totals: dict[str, tuple[int, int]] = {}  # stream key -> (added, applied)
+        self._last_poll_ms: int | None = None
         #: Whether a consumer in this process feeds latencies (the sidecar's page).
         self.measures_latency = False
 
@@ -113,6 +117,9 @@ class StatusHistory:
     def observe_status(self, statuses: Sequence[StreamStatus]) -> None:
         """One poll of ``cachebus status``'s data: counts since the last poll, new flushes."""
         now = self.now_ms()
+        if self._last_poll_ms is not None:
+            self._bucket(now).covered_ms += max(0, now - self._last_poll_ms)
+        self._last_poll_ms = now
         for s in statuses:
             if not s.exists or s.problem:
                 # Counted from zero once it appears: a new stream's first events are not lost.
@@ -138,6 +145,21 @@ class StatusHistory:
         first = now - now % self.bucket_ms - self.window_ms + self.bucket_ms
         have = {b.start_ms: b for b in self._buckets}
         return [have.get(t) or Bucket(t) for t in range(first, now + 1, self.bucket_ms)]
+
+    def throughput(self, buckets: Sequence[Bucket]) -> list[tuple[float | None, float | None]]:
+        """Events (published, applied) per second in each of ``buckets``, each count over the
+        time its polls spanned: the newest bucket is still filling, and its count over the
+        whole bucket would dip at "now". The newest bucket before its first poll is a gap
+        (None), not a zero; an older one no poll reached held nothing (0)."""
+        rates: list[tuple[float | None, float | None]] = []
+        for i, b in enumerate(buckets):
+            newest = i == len(buckets) - 1
+            if not b.covered_ms:
+                rates.append((None, None) if newest else (0.0, 0.0))
+                continue
+            spanned_s = b.covered_ms / 1000.0
+            rates.append((b.published / spanned_s, b.applied / spanned_s))
+        return rates
 
     def flushes(self) -> list[FlushMark]:
         """The recent flushes, newest first."""

@@ -93,10 +93,10 @@ def _charts(history: StatusHistory) -> str:
     buckets: list[Bucket] = history.buckets()
     per_s = history.bucket_ms / 1000.0
     span = f"-{history.window_ms / 60_000:g} min"
+    rates = history.throughput(buckets)
     throughput = line_chart(
         f"throughput (events/s, {per_s:g} s buckets)",
-        [("published", [b.published / per_s for b in buckets]),
-         ("applied", [b.applied / per_s for b in buckets])],
+        [("published", [p for p, _ in rates]), ("applied", [a for _, a in rates])],
         unit="ev/s", span=span,
     )  # fmt: skip
     if not history.measures_latency:

@@ -3,7 +3,9 @@
 Reads with plain ``XREAD`` (no consumer group): watching never takes entries from a service,
 never acks, never creates anything. Starts at the end of the stream (``--from-start`` or
 ``--from ID`` to look back) and stops after ``--count`` events, after ``--seconds``, or on
-Ctrl-C. ``--json`` prints one JSON object per line (JSON Lines) for ``jq``.
+Ctrl-C. ``--json`` prints one JSON object per line (JSON Lines) for ``jq``: the one command
+whose ``--json`` is not a single object on the last line, because it follows a stream that
+has no end (a watcher wants each event as it arrives, not a document after Ctrl-C).
 """
 
 from __future__ import annotations
@@ -152,7 +154,11 @@ def tail(
     redis_url: str = REDIS_URL_OPT,
     prefix: str = PREFIX_OPT,
     registry: Path = REGISTRY_OPT,
-    json_out: bool = typer.Option(False, "--json", help="One JSON object per line (JSON Lines)."),
+    json_out: bool = typer.Option(
+        False,
+        "--json",
+        help="One JSON object per event, as it arrives (JSON Lines).",
+    ),
 ) -> None:
     """Follow invalidation events as they are published (no consumer group involved)."""
     if from_start and from_id:

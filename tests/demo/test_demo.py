@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from cachebus.demo import DemoConfig, run_demo
+from cachebus.testing import RedisServer
+from cachebus.testing.server import free_port
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,3 +52,31 @@ def test_cachebus_demo_prints_a_report_and_a_json_verdict(tmp_path: Path) -> Non
     verdict = json.loads(result.stdout.decode().strip().splitlines()[-1])
     assert verdict["passed"] and verdict["lost"] == 0 and verdict["stale_after_quiescence"] == 0
     assert b"PASS" in result.stderr and b"example trace" in result.stderr
+
+
+def test_cachebus_demo_reads_cachebus_redis_url_before_redis_url(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # Given CACHEBUS_REDIS_URL naming a Redis, and REDIS_URL (the fallback) one nobody serves
+    env = {
+        **os.environ,
+        "CACHEBUS_REDIS_URL": redis_server.url,
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "cachebus.cli", "demo", "--seconds", "6", "--json",
+         "--run-dir", str(tmp_path / "cli")],
+        cwd=ROOT, capture_output=True, timeout=200, env=env,
+    )  # fmt: skip
+    # Then the demo ran on that Redis: its writers' XADDs are in its command statistics
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    report = json.loads(result.stdout.decode().splitlines()[-1])
+    assert report["passed"] is True, report
+    assert "stream Redis not restarted (an external Redis: --redis-url)" in [
+        t["event"] for t in report["timeline"]
+    ]
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        assert int(client.info("commandstats")["cmdstat_xadd"]["calls"]) > 0
+    finally:
+        client.close()

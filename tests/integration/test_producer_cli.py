@@ -30,7 +30,10 @@ def test_publishing_keys_appends_one_event_and_prints_its_ids(
         "--redis-url", redis_url, "--prefix", prefix, "--json",
     )  # fmt: skip
     assert code == 0, err
-    printed = json.loads(out)
+    (line,) = out.splitlines()  # one object, however many entries
+    report = json.loads(line)
+    assert report["ok"] is True and report["namespace"] == "positions"
+    (printed,) = report["published"]
     ((entry_id, fields),) = redis_client.xrange(StreamKeys(prefix).stream("inval"))
     event = decode_fields(fields).event
     assert printed["entry_id"] == entry_id.decode()
@@ -99,6 +102,15 @@ def test_a_refused_connection_appended_nothing_and_says_after_how_long() -> None
     # the time reported is the time it took, not the worst-case bound
     bound = float(re.search(r"the bound is (\d+\.\d)s", err).group(1))  # type: ignore[union-attr]
     assert reported < bound
+    # And with --json the outcome is the last line too, for a script that reads only that
+    code, out, _ = run(
+        "prices", "--key", "m1", "--reason", "x", "--timeout", "0.2", "--json",
+        "--redis-url", f"redis://127.0.0.1:{free_port()}/0",
+    )  # fmt: skip
+    report = json.loads(out.splitlines()[-1])
+    assert code == 1
+    assert (report["ok"], report["ambiguous"], report["published"]) == (False, False, [])
+    assert "Connection refused" in report["error"]
 
 
 def test_url_is_a_deprecated_alias_of_redis_url(

@@ -81,6 +81,35 @@ def test_an_invalid_environment_value_names_its_variable(redis_url: str) -> None
     assert "pydantic" not in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_unknown_variable_is_a_warning_naming_the_closest_known_one(
+    redis_url: str, redis_client: redis.Redis, prefix: str, stream_keys: StreamKeys
+) -> None:
+    redis_client.xadd(stream_keys.stream("inval"), encode_event(keys_event("prices", "1")))  # type: ignore[arg-type]
+    env = {
+        "CACHEBUS_REDIS_ULR": "redis://typo:6379/0",  # the typo: silently ignored before
+        "CACHEBUS_PASSWORD_CACHEBUS_OPS": "x",  # written by `acl render`: known
+        "CACHEBUS_OUTBOX_TABLE": "t",  # read by the outbox commands: known
+    }
+    result = runner.invoke(app, ["status", "--redis-url", redis_url, "--prefix", prefix], env=env)
+    # a warning, not an error: other tools may share the prefix
+    assert result.exit_code == ExitCode.OK, result.output
+    (warning,) = result.stderr.splitlines()
+    assert warning == (
+        "cachebus status: warning: CACHEBUS_REDIS_ULR is not a cachebus setting, ignored; "
+        "did you mean CACHEBUS_REDIS_URL?"
+    )
+    clean = runner.invoke(app, ["status", "--redis-url", redis_url, "--prefix", prefix])
+    assert clean.exit_code == ExitCode.OK and clean.stderr == ""
+    # the sidecar says it through its log (refused here by a bad port, before any connection)
+    consume = subprocess.run(
+        [sys.executable, "-m", "cachebus.cli", "consume", "--service", "web", "--namespaces",
+         "prices", "--health-port", "70000", "--registry", str(ROOT / "tests" / "registry.toml")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+    )  # fmt: skip
+    assert consume.returncode == ExitCode.USAGE, consume.stderr
+    assert "WARNING cachebus.cli: CACHEBUS_REDIS_ULR is not a cachebus setting" in consume.stderr
+
+
 def test_an_invalid_flag_value_names_its_flag() -> None:
     result = runner.invoke(
         app, ["consume", "--service", "web", "--namespaces", "prices", "--health-port", "70000"]

@@ -84,3 +84,27 @@ def test_a_chart_draws_gaps_and_its_peak() -> None:
     svg = line_chart("t", [("a", [1.0, None, 3.0, 4.0])], unit="x", span="-1 min")
     assert 'data-peak="4"' in svg
     assert svg.count("<polyline") == 1 and svg.count("<circle") == 1  # [1] alone, [3, 4] a line
+
+
+def test_throughput_is_counted_over_the_time_polled_so_now_is_no_dip() -> None:
+    # Given a steady 50 events/s polled every 2 s, 10 s buckets, the page begun mid-bucket
+    clock = Clock(1_004.0)
+    history = StatusHistory(window_s=60, bucket_s=10, clock=clock)
+    published = 0
+    history.observe_status([_stream(published, published)])  # the baseline
+    for _ in range(4):  # polls at 1006, 1008 (first bucket), 1010, 1012 (the newest)
+        clock.at += 2
+        published += 100
+        history.observe_status([_stream(published, published)])
+    clock.at += 1  # now is 1013: the newest bucket is 3 s old, polled over 4 s of events
+    buckets = history.buckets()
+    rates = history.throughput(buckets)
+    # Then every bucket with data reads 50/s: the page's first bucket (4 s of events, not 10)
+    # and the newest, still filling (whole-bucket division read 40 and 20: dips at both ends)
+    measured = [(b.start_ms, r) for b, r in zip(buckets, rates, strict=True) if b.covered_ms]
+    assert measured == [(1_000_000, (50.0, 50.0)), (1_010_000, (50.0, 50.0))]
+    assert set(rates[:-2]) == {(0.0, 0.0)}  # before the page: nothing counted
+    assert 'data-peak="50"' in render_page([_stream(1, 1)], history, {}, title="t")
+    # And a bucket just begun, not polled yet, is a gap rather than a drop to zero
+    clock.at = 1_020.5
+    assert history.throughput(history.buckets())[-2:] == [(50.0, 50.0), (None, None)]
