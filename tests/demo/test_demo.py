@@ -43,14 +43,19 @@ def test_the_demo_survives_a_killed_bot_and_a_restarted_stream_redis(tmp_path: P
 
 
 def test_cachebus_demo_prints_a_report_and_a_json_verdict(tmp_path: Path) -> None:
+    # 3 s is shorter than the fault schedule (the bot restarts 2 s after its kill at 1.2 s):
+    # every fault must still happen, and the run still pass.
     result = subprocess.run(
-        [sys.executable, "-m", "cachebus.cli", "demo", "--seconds", "5", "--json",
+        [sys.executable, "-m", "cachebus.cli", "demo", "--seconds", "3", "--json",
          "--run-dir", str(tmp_path / "cli")],
         cwd=ROOT, capture_output=True, timeout=200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     verdict = json.loads(result.stdout.decode().strip().splitlines()[-1])
     assert verdict["passed"] and verdict["lost"] == 0 and verdict["stale_after_quiescence"] == 0
+    events = [entry["event"] for entry in verdict["timeline"]]
+    assert "bot SIGKILLed" in events and "stream Redis restarted (AOF reloaded)" in events
+    assert any(event.startswith("bot restarted") for event in events)
     assert b"PASS" in result.stderr and b"example trace" in result.stderr
 
 
