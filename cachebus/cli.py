@@ -69,6 +69,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Local stream + cache Redis instances from infra/redis/*.conf, with ACL users.",
     ),
     "outbox": ("cachebus.outbox_cmd:outbox_app", "The transactional outbox."),
+    "cdc": (
+        "cachebus.cdc_cmd:cdc",
+        "Relay PostgreSQL's commit log (a logical replication slot) to the stream.",
+    ),
 }
 
 #: The modules each extra of pyproject.toml brings (a missing one names its extra).
@@ -78,6 +82,7 @@ EXTRA_OF: dict[str, str] = {
     "prometheus_client": "otel",
     "faststream": "faststream",
     "asyncpg": "outbox",
+    "psycopg2": "cdc",
 }
 
 
