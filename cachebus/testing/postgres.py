@@ -115,7 +115,7 @@ class PostgresServer:
         self._as_user: dict[str, Any] = {}
         if os.geteuid() == 0:
             entry = pwd.getpwnam(_OS_USER)
-            self._as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+            self._as_user = dict(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
             os.chown(self.directory, entry.pw_uid, entry.pw_gid)
         self._log_offset = 0
 
