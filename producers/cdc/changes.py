@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cachebus.contracts.errors import ContractError
+from cachebus.contracts.names import MAX_ID_LENGTH
 from cachebus.contracts.tables import TableMapping
 from cachebus.producers.cdc.pgoutput import (
     UNCHANGED,
@@ -67,6 +68,31 @@ class _Plan:
     #: Indices of the filter's columns (empty: every change counts).
     watched_at: tuple[int, ...]
     missing: str = ""
+    #: The template's first literal, and per key column: (index, separator, literal after).
+    head: str = ""
+    fast: tuple[tuple[int, str, str], ...] = ()
+
+
+_SLOW = "\x00slow"
+
+
+def _fast_id(plan: _Plan, row: list[Value]) -> str | None:
+    """The id in the common case (every part plain text), None for a NULL part, _SLOW when
+    the template's own checks must decide (they also word the error)."""
+    out = plan.head
+    for at, separator, after in plan.fast:
+        value = row[at]
+        if value is None:
+            return None
+        if value is UNCHANGED:
+            return _SLOW
+        text = value.decode()
+        if not text or "\x00" in text or "\r" in text or "\n" in text:
+            return _SLOW
+        if separator and separator in text:
+            return _SLOW
+        out += text + after
+    return out if len(out) <= MAX_ID_LENGTH else _SLOW
 
 
 class TransactionBuilder:
@@ -121,6 +147,7 @@ class TransactionBuilder:
         plans = []
         for mapping in mappings:
             absent = [c for c in (*mapping.key_columns, *mapping.columns) if c not in index]
+            literals = mapping.key.literals
             plans.append(
                 _Plan(
                     mapping,
@@ -128,6 +155,11 @@ class TransactionBuilder:
                     tuple(c in rel.identity for c in mapping.key_columns),
                     tuple(index[c] for c in mapping.watched if c in index),
                     f"{rel.qualified} has no column {', '.join(absent)}" if absent else "",
+                    literals[0],
+                    tuple(
+                        (index.get(c, -1), literals[i + 1][:1], literals[i + 1])
+                        for i, c in enumerate(mapping.key_columns)
+                    ),
                 )
             )
         self._plans[rel.oid] = plans
@@ -189,6 +221,9 @@ class TransactionBuilder:
     ) -> str | None:
         """The id ``row`` names; None when a key column is NULL (no such item); _FLUSHED
         when the namespace was flushed instead."""
+        fast = _fast_id(plan, row)
+        if fast is not _SLOW:
+            return fast
         parts: dict[str, str] = {}
         mapping = plan.mapping
         for column, at, in_identity in zip(
