@@ -34,12 +34,14 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 import redis
+from opentelemetry.metrics import MeterProvider
 
 from cachebus.contracts.errors import BackendUnavailable, CachebusError, ConfigError, PublishError
 from cachebus.contracts.keys import StreamKeys
 from cachebus.contracts.registry import Registry
 from cachebus.producers.cdc import database as db
 from cachebus.producers.cdc.changes import Transaction, TransactionBuilder
+from cachebus.producers.cdc.metrics import register_metrics
 from cachebus.producers.cdc.pgoutput import decode
 from cachebus.producers.cdc.publish import CdcPublisher
 
@@ -115,6 +117,8 @@ class CdcRelay:
         config: CdcConfig,
         registry: Registry,
         publisher_factory: Any,
+        *,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         """``publisher_factory(system_id)`` returns the :class:`CdcPublisher` to use."""
         if not registry.tables:
@@ -125,6 +129,7 @@ class CdcRelay:
         self.config = config
         self.registry = registry
         self.stats = CdcStats()
+        register_metrics(self.stats, config.slot, meter_provider)
         self._publisher_factory = publisher_factory
         self.publisher: CdcPublisher | None = None
         self._stop = threading.Event()
@@ -142,6 +147,7 @@ class CdcRelay:
         keys: StreamKeys | None = None,
         producer_name: str = "cdc",
         timeout: float = 10.0,
+        meter_provider: MeterProvider | None = None,
     ) -> CdcRelay:
         """A relay publishing through ``client`` (a sync client you own) to ``stream``."""
         layout = keys or StreamKeys()
@@ -158,7 +164,7 @@ class CdcRelay:
                 timeout=timeout,
             )
 
-        return cls(config, registry, publisher)
+        return cls(config, registry, publisher, meter_provider=meter_provider)
 
     # ---- start -------------------------------------------------------------------------
     def _connect(self, **kwargs: Any) -> Any:
