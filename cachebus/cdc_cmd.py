@@ -46,8 +46,7 @@ def cdc(
         ...,
         "--database",
         envvar="CACHEBUS_CDC_DATABASE_URL",
-        help="postgresql://user@host/db (a user with REPLICATION). "
-        "(env CACHEBUS_CDC_DATABASE_URL)",
+        help="postgresql://user@host/db (a user with REPLICATION). (env CACHEBUS_CDC_DATABASE_URL)",
     ),
     redis_url: str = typer.Option(
         "redis://127.0.0.1:6379/0", "--redis-url", envvar="CACHEBUS_REDIS_URL", help="Stream Redis."
