@@ -66,8 +66,8 @@ class CdcConfig:
     standby_retry_s: float = 1.0
     backoff_base_s: float = 0.2
     backoff_cap_s: float = 5.0
-    #: Idle: move the slot (and the position) to the server's WAL end this often (seconds),
-    #: so writes to other tables do not pile up WAL behind the slot.
+    #: Confirm the recorded position to PostgreSQL this often (seconds); an idle relay moves
+    #: it to the server's WAL end, so writes to other tables do not pile up WAL behind it.
     idle_confirm_s: float = 1.0
     #: How often the slot's retained bytes and lag are read (seconds).
     metrics_interval_s: float = 5.0
@@ -288,7 +288,9 @@ class CdcRelay:
                 slot_name=self.config.slot,
                 decode=False,
                 options={"proto_version": "1", "publication_names": self.config.publication},
-                status_interval=5,
+                # Feedback is ours alone (forced, after Redis recorded it): psycopg2's own
+                # periodic status would report positions Redis may not hold yet.
+                status_interval=3600,
             )
             self.stats.sessions += 1
             self.stats.standby = False
@@ -304,8 +306,8 @@ class CdcRelay:
             self.registry.tables, max_keys=self.config.max_keys_per_transaction
         )
         pending: list[Transaction] = []
-        confirmed = 0
-        next_idle = next_metrics = 0.0
+        recorded = published
+        next_feedback = next_metrics = 0.0
         while not self._stop.is_set():
             msg = cur.read_message()
             if msg is not None:
@@ -314,40 +316,42 @@ class CdcRelay:
                     continue
                 if txn.end_lsn <= published:
                     self.stats.skipped += 1
-                    confirmed = max(confirmed, txn.end_lsn)
                     continue
                 pending.append(txn)
                 if len(pending) < self.config.max_batch:
                     continue
             now = time.monotonic()
             if pending:
-                confirmed = published = self._publish(cur, pending)
+                recorded = published = self._publish(pending)
                 pending = []
-                next_idle = now + self.config.idle_confirm_s
                 if msg is not None:
                     continue
-            elif not builder.in_transaction and now >= next_idle:
-                next_idle = now + self.config.idle_confirm_s
-                end = int(cur.wal_end or 0)
-                if end > max(published, confirmed):
+            if not builder.in_transaction:
+                # Caught up: everything before the server's WAL end was received and
+                # published. psycopg2 moves its flush position there on a keepalive once
+                # all it received was confirmed: record it in Redis before any feedback, so
+                # the slot never confirms past the recorded position (past it at start, the
+                # slot was recreated: a gap).
+                end = max(published, int(cur.wal_end or 0))
+                if end > recorded:
                     self.publisher.record(end)
-                    confirmed = published = end
-                    cur.send_feedback(flush_lsn=end)
-                    self.stats.confirmed_lsn = end
+                    recorded = published = end
+                if now >= next_feedback:
+                    next_feedback = now + self.config.idle_confirm_s
+                    cur.send_feedback(flush_lsn=recorded, force=True)
+                    self.stats.confirmed_lsn = recorded
             if now >= next_metrics:
                 next_metrics = now + self.config.metrics_interval_s
                 self._read_metrics()
             select.select([conn], [], [], 0.2)
 
-    def _publish(self, cur: Any, txns: list[Transaction]) -> int:
+    def _publish(self, txns: list[Transaction]) -> int:
         assert self.publisher is not None
         lsn = txns[-1].end_lsn
         sent = self.publisher.publish([t for t in txns if not t.empty], lsn)
-        cur.send_feedback(flush_lsn=lsn)
         self.stats.transactions += len(txns)
         self.stats.changes += sum(t.changes for t in txns)
         self.stats.events += sent
-        self.stats.confirmed_lsn = lsn
         return lsn
 
     def _read_metrics(self) -> None:

@@ -262,3 +262,41 @@ async def test_a_second_relay_on_the_slot_waits_and_takes_over(
     finally:
         client.close()
         other.close()
+
+
+# ---- the slot dropped (and maybe recreated) while the relay was stopped -------------------------
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("recreated", [False, True], ids=["dropped", "recreated"])
+async def test_a_slot_dropped_behind_the_relays_back_is_a_flush_per_namespace(
+    logical_postgres: PostgresServer, redis_url: str, stream_keys: StreamKeys, recreated: bool
+) -> None:
+    dsn = new_database(logical_postgres)
+    slot = "recreated" if recreated else "dropped"
+    relay, client = make_relay(dsn, redis_url, stream_keys, slot=slot)
+    try:
+        with running(relay):
+            await streaming(relay)
+            execute(dsn, "INSERT INTO positions (user_id) VALUES (1)")
+            await eventually(lambda: relay.stats.transactions >= 1, within=20, what="relayed")
+        execute(dsn, f"SELECT pg_drop_replication_slot('{slot}')")
+        execute(dsn, "INSERT INTO positions (user_id) VALUES (2)")  # no slot saw it
+        if recreated:
+            execute(dsn, f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')")
+        # without --create: the slot existed, so the relay recreates it (after the flush)
+        relay, other = make_relay(dsn, redis_url, stream_keys, slot=slot, create=False)
+        other.close()
+        with running(relay):
+            await streaming(relay)
+            execute(dsn, "INSERT INTO positions (user_id) VALUES (3)")
+            await eventually(
+                lambda: ("positions", "3:all") in invalidated(client, stream_keys),
+                within=20,
+                what="the relay goes on after the gap",
+            )
+        flushes = [e for e in events(client, stream_keys) if e.kind == "flush"]
+        assert sorted(f.namespace for f in flushes) == MAPPED_NAMESPACES
+        assert all(("recreated?" if recreated else "was missing") in f.reason for f in flushes)
+        assert ("positions", "2:all") not in invalidated(client, stream_keys)  # the flush did
+        assert relay.stats.gaps == 1
+    finally:
+        client.close()
