@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from cachebus._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from cachebus.producers.cdc.config import CdcConfig as CdcConfig
+    from cachebus.producers.cdc.config import CdcStats as CdcStats
     from cachebus.producers.cdc.publish import CdcPublisher as CdcPublisher
-    from cachebus.producers.cdc.relay import CdcConfig as CdcConfig
     from cachebus.producers.cdc.relay import CdcRelay as CdcRelay
-    from cachebus.producers.cdc.relay import CdcStats as CdcStats
 
 __all__ = ["CdcConfig", "CdcPublisher", "CdcRelay", "CdcStats"]
 
@@ -23,6 +23,7 @@ if not TYPE_CHECKING:
         globals(),
         {
             "cachebus.producers.cdc.publish": ("CdcPublisher",),
-            "cachebus.producers.cdc.relay": ("CdcConfig", "CdcRelay", "CdcStats"),
+            "cachebus.producers.cdc.config": ("CdcConfig", "CdcStats"),
+            "cachebus.producers.cdc.relay": ("CdcRelay",),
         },
     )

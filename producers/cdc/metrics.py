@@ -24,7 +24,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from cachebus.contracts import semconv as sc
 
 if TYPE_CHECKING:
-    from cachebus.producers.cdc.relay import CdcStats
+    from cachebus.producers.cdc.config import CdcStats
 
 __all__ = ["register_metrics"]
 

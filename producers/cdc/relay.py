@@ -22,11 +22,9 @@ Streaming was chosen over the SQL functions (``pg_logical_slot_peek_binary_chang
 from __future__ import annotations
 
 import logging
-import re
 import select
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2
@@ -41,68 +39,15 @@ from cachebus.contracts.keys import StreamKeys
 from cachebus.contracts.registry import Registry
 from cachebus.producers.cdc import database as db
 from cachebus.producers.cdc.changes import Transaction, TransactionBuilder
+from cachebus.producers.cdc.config import CdcConfig, CdcStats
 from cachebus.producers.cdc.metrics import register_metrics
 from cachebus.producers.cdc.pgoutput import decode
 from cachebus.producers.cdc.publish import CdcPublisher
+from cachebus.producers.cdc.slot import prepare_slot
 
-__all__ = ["CdcConfig", "CdcRelay", "CdcStats"]
+__all__ = ["CdcRelay"]
 
 log = logging.getLogger("cachebus.cdc")
-_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-@dataclass(frozen=True, slots=True)
-class CdcConfig:
-    dsn: str
-    slot: str = "cachebus"
-    publication: str = "cachebus"
-    #: Create the publication (or add missing tables) and the slot when absent.
-    create: bool = False
-    #: Most transactions published in one MULTI/EXEC.
-    max_batch: int = 500
-    #: Above this many ids of one namespace in one transaction, flush the namespace instead.
-    max_keys_per_transaction: int = 10_000
-    #: A standby tries to take the slot this often (seconds).
-    standby_retry_s: float = 1.0
-    backoff_base_s: float = 0.2
-    backoff_cap_s: float = 5.0
-    #: Confirm the recorded position to PostgreSQL this often (seconds); an idle relay moves
-    #: it to the server's WAL end, so writes to other tables do not pile up WAL behind it.
-    idle_confirm_s: float = 1.0
-    #: How often the slot's retained bytes and lag are read (seconds).
-    metrics_interval_s: float = 5.0
-    connect_timeout_s: int = 5
-
-    def __post_init__(self) -> None:
-        for what, name in (("slot", self.slot), ("publication", self.publication)):
-            if not _NAME.fullmatch(name):
-                raise ConfigError(
-                    f"{what} name {name!r} must be a plain lower-case identifier "
-                    "(letters, digits, '_'; at most 63)"
-                )
-        if self.max_batch < 1 or self.max_keys_per_transaction < 1:
-            raise ConfigError("max_batch and max_keys_per_transaction must be positive")
-
-
-@dataclass(slots=True)
-class CdcStats:
-    transactions: int = 0
-    changes: int = 0
-    events: int = 0
-    #: Transactions read again after a crash and skipped (the Redis position covered them).
-    skipped: int = 0
-    gaps: int = 0
-    last_gap: str = ""
-    sessions: int = 0
-    errors: int = 0
-    #: True while another relay holds the slot and this one waits.
-    standby: bool = False
-    streaming: bool = False
-    confirmed_lsn: int = 0
-    retained_bytes: int = 0
-    lag_bytes: int = 0
-    last_error: str = ""
-    gap_reasons: list[str] = field(default_factory=list)
 
 
 class _Standby(Exception):
@@ -193,52 +138,20 @@ class CdcRelay:
             conn.close()
 
     def _prepare_slot(self) -> int:
-        """Make the slot usable; returns the LSN transactions up to which were published."""
+        """Make the slot usable; returns the LSN up to which transactions were published."""
         assert self.publisher is not None
-        slot = self.config.slot
-        position = self.publisher.position()
         conn = self._connect()
         try:
-            cur = conn.cursor()
-            info = db.slot_info(cur, slot)
-            if info is not None and info.active_pid is not None:
-                raise _Standby(f"the slot {slot} is in use by PostgreSQL pid {info.active_pid}")
-            why = ""
-            if info is None:
-                if position is not None:
-                    why = f"the slot {slot} was missing (dropped?): changes since were lost"
-                elif not self.config.create:
-                    raise ConfigError(
-                        f"the replication slot {slot} does not exist: run with --create"
-                    )
-            elif info.plugin != "pgoutput":
-                raise ConfigError(f"the slot {slot} uses {info.plugin}, not pgoutput")
-            elif info.database != conn.info.dbname:
-                raise ConfigError(
-                    f"the slot {slot} decodes the database {info.database}, not "
-                    f"{conn.info.dbname}: choose another --slot name"
-                )
-            elif info.wal_status == "lost":
-                why = (
-                    f"the slot {slot} was invalidated by PostgreSQL (max_slot_wal_keep_size "
-                    "exceeded): changes since were lost"
-                )
-                db.drop_slot(cur, slot)
-            elif position is not None and info.confirmed_flush_lsn > position.lsn:
-                why = (
-                    f"the slot {slot} starts at {db.format_lsn(info.confirmed_flush_lsn)}, past "
-                    f"what was published ({db.format_lsn(position.lsn)}): recreated?"
-                )
-            if info is None or info.wal_status == "lost":
-                start = db.create_slot(cur, slot)
-            else:
-                start = info.confirmed_flush_lsn
-            if why:
-                self._gap(why, start)
-                return start
-            return max(start, position.lsn if position is not None else 0)
+            ready = prepare_slot(
+                conn, self.config.slot, self.publisher.position(), create=self.config.create
+            )
         finally:
             conn.close()
+        if ready.active_pid is not None:
+            raise _Standby(f"the slot {self.config.slot} is in use by pid {ready.active_pid}")
+        if ready.gap:
+            self._gap(ready.gap, ready.start)
+        return ready.start
 
     def _gap(self, why: str, lsn: int) -> None:
         assert self.publisher is not None
