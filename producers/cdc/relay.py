@@ -165,6 +165,15 @@ class CdcRelay:
     def run(self) -> None:
         """Relay until :meth:`stop`. Raises :class:`ConfigError` for a refused configuration."""
         self.check()
+        watcher = threading.Thread(target=self._watch_slot, name="cdc-slot-metrics", daemon=True)
+        watcher.start()
+        try:
+            self._relay()
+        finally:
+            self._stop.set()
+            watcher.join(timeout=self.config.connect_timeout_s + 5)
+
+    def _relay(self) -> None:
         delay = self.config.backoff_base_s
         while not self._stop.is_set():
             try:
@@ -220,7 +229,7 @@ class CdcRelay:
         )
         pending: list[Transaction] = []
         recorded = published
-        next_feedback = next_metrics = 0.0
+        next_feedback = 0.0
         while not self._stop.is_set():
             msg = cur.read_message()
             if msg is not None:
@@ -239,23 +248,19 @@ class CdcRelay:
                 pending = []
                 if msg is not None:
                     continue
-            if not builder.in_transaction:
+            if not builder.in_transaction and now >= next_feedback:
                 # Caught up: everything before the server's WAL end was received and
                 # published. psycopg2 moves its flush position there on a keepalive once
-                # all it received was confirmed: record it in Redis before any feedback, so
-                # the slot never confirms past the recorded position (past it at start, the
-                # slot was recreated: a gap).
+                # all it received was confirmed, and sends it with the next feedback: record
+                # it in Redis first, so the slot never confirms past the recorded position
+                # (past it at start, the slot was recreated: a gap).
+                next_feedback = now + self.config.idle_confirm_s
                 end = max(published, int(cur.wal_end or 0))
                 if end > recorded:
                     self.publisher.record(end)
                     recorded = published = end
-                if now >= next_feedback:
-                    next_feedback = now + self.config.idle_confirm_s
-                    cur.send_feedback(flush_lsn=recorded, force=True)
-                    self.stats.confirmed_lsn = recorded
-            if now >= next_metrics:
-                next_metrics = now + self.config.metrics_interval_s
-                self._read_metrics()
+                cur.send_feedback(flush_lsn=recorded, force=True)
+                self.stats.confirmed_lsn = recorded
             select.select([conn], [], [], 0.2)
 
     def _publish(self, txns: list[Transaction]) -> int:
@@ -267,15 +272,23 @@ class CdcRelay:
         self.stats.events += sent
         return lsn
 
-    def _read_metrics(self) -> None:
-        try:
-            conn = self._connect()
-        except psycopg2.Error:
-            return
-        try:
-            info = db.slot_info(conn.cursor(), self.config.slot)
-        finally:
+    def _watch_slot(self) -> None:
+        """Read the slot's retained WAL and lag every ``metrics_interval_s`` (a thread of its
+        own, with its own connection: a connect or a slow catalog read never delays the
+        stream)."""
+        conn = None
+        while not self._stop.wait(self.config.metrics_interval_s):
+            try:
+                if conn is None:
+                    conn = self._connect()
+                info = db.slot_info(conn.cursor(), self.config.slot)
+            except psycopg2.Error:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                continue
+            if info is not None:
+                self.stats.retained_bytes = info.retained_bytes
+                self.stats.lag_bytes = info.lag_bytes
+        if conn is not None:
             conn.close()
-        if info is not None:
-            self.stats.retained_bytes = info.retained_bytes
-            self.stats.lag_bytes = info.lag_bytes

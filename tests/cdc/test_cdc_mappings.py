@@ -3,6 +3,9 @@ the configurations it refuses at start (touching nothing)."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import psycopg2
 import pytest
 
@@ -192,3 +195,17 @@ def test_the_registry_file_checks_table_mappings() -> None:
         Registry.from_toml(
             base + '[tables."public.t"]\nnamespace = "prices"\nkey = "{id}"\ncolums = ["a"]\n'
         )
+
+
+def test_the_readmes_table_mappings_are_a_valid_registry() -> None:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    found = re.search(r"<!-- readme-test: cdc-tables -->\n```toml\n(.*?)```", text, re.S)
+    assert found, "README.md has no cdc-tables block"
+    registry = Registry.from_toml(REGISTRY_FILE.read_text() + found.group(1))
+    described = [m.describe() for m in registry.tables]
+    assert described == [
+        "public.positions → positions '{user_id}:all'",
+        "public.markets → market '{id}:summary'",
+        "public.markets → market_by_condition '{condition_id}'",
+        "public.prices → prices '{market_id}' when price change",
+    ]
