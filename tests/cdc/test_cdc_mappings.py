@@ -209,3 +209,32 @@ def test_the_readmes_table_mappings_are_a_valid_registry() -> None:
         "public.markets → market_by_condition '{condition_id}'",
         "public.prices → prices '{market_id}' when price change",
     ]
+
+
+async def test_rows_that_name_no_id_flush_or_skip_never_silently_drop(
+    logical_postgres: PostgresServer, redis_url: str, stream_keys: StreamKeys
+) -> None:
+    dsn = new_database(logical_postgres)
+    relay, client = make_relay(dsn, redis_url, stream_keys, max_keys_per_transaction=100)
+    try:
+        with running(relay):
+            await streaming(relay)
+            # a NULL key column names no item: nothing for that mapping, the other one works
+            execute(dsn, "INSERT INTO markets VALUES ('m1', NULL, 'no condition')")
+            # a value that cannot be a part of the id (it holds the template's separator):
+            # the namespace is flushed
+            execute(dsn, "INSERT INTO markets VALUES ('a:b', 'c9', 'odd id')")
+            # more ids of one namespace in one transaction than the relay keeps: a flush
+            execute(dsn, "INSERT INTO positions (user_id) SELECT g FROM generate_series(1, 150) g")
+            await eventually(lambda: relay.stats.transactions >= 3, within=20, what="relayed")
+        got = [
+            (e.kind, e.namespace, getattr(e, "keys", e.reason)) for e in events(client, stream_keys)
+        ]
+        assert got[0] == ("keys", "market", ("m1:summary",))
+        assert got[1][:2] == ("flush", "market")
+        assert "no id for a row" in got[1][2]
+        assert got[2] == ("keys", "market_by_condition", ("c9",))
+        assert got[3] == ("flush", "positions", "more than 100 ids in one transaction")
+        assert len(got) == 4
+    finally:
+        client.close()
