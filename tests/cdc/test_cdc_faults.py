@@ -300,3 +300,31 @@ async def test_a_slot_dropped_behind_the_relays_back_is_a_flush_per_namespace(
         assert relay.stats.gaps == 1
     finally:
         client.close()
+
+
+# ---- Redis away ------------------------------------------------------------------------------
+@pytest.mark.timeout(90)
+async def test_changes_committed_while_redis_is_away_arrive_when_it_is_back(
+    logical_postgres: PostgresServer, redis_server_factory: object, stream_keys: StreamKeys
+) -> None:
+    server = redis_server_factory()  # type: ignore[operator]
+    dsn = new_database(logical_postgres)
+    relay, client = make_relay(dsn, server.url, stream_keys, backoff_cap_s=0.5)
+    try:
+        with running(relay):
+            await streaming(relay)
+            execute(dsn, "INSERT INTO positions (user_id) VALUES (1)")
+            await eventually(lambda: relay.stats.transactions == 1, within=20, what="relayed")
+            server.kill()
+            execute(dsn, "INSERT INTO positions (user_id) VALUES (2)")
+            await eventually(lambda: relay.stats.errors >= 1, within=20, what="publish failed")
+            server.start()  # empty: no persistence
+            await eventually(
+                lambda: ("positions", "2:all") in invalidated(client, stream_keys),
+                within=30,
+                what="the change committed while Redis was away",
+                diagnose=lambda: repr(relay.stats),
+            )
+        assert relay.stats.gaps == 0  # the slot kept it: nothing to flush
+    finally:
+        client.close()

@@ -99,3 +99,24 @@ def test_the_command_refuses_a_wrong_configuration_with_exit_2(
         assert cur.fetchone() == (0,)
     finally:
         conn.close()
+
+
+def test_drop_slot_retires_the_relays_slot(
+    logical_postgres: PostgresServer, redis_url: str, tmp_path: Path
+) -> None:
+    dsn = new_database(logical_postgres)
+    registry = tmp_path / "cachebus.toml"
+    registry.write_text(REGISTRY_FILE.read_text() + TABLES)
+    execute(dsn, "SELECT pg_create_logical_replication_slot('retire_me', 'pgoutput')")
+    base = ["cdc", "--database", dsn, "--redis-url", redis_url, "--registry", str(registry)]
+    code, out = cli(*base, "--slot", "retire_me", "--drop-slot")
+    assert code == 0 and "dropped the slot retire_me" in out
+    conn = psycopg2.connect(dsn)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'retire_me'")
+        assert cur.fetchone() == (0,)
+    finally:
+        conn.close()
+    code, out = cli(*base, "--slot", "retire_me", "--drop-slot")
+    assert code == 0 and "no slot retire_me" in out
