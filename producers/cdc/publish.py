@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from cachebus.contracts.errors import ConfigError, PublishError
+from cachebus.contracts.errors import AccessDenied, ConfigError, PublishError
 from cachebus.contracts.factory import split_ids
 from cachebus.contracts.ids import derived_event_id
 from cachebus.contracts.keys import StreamKeys
@@ -37,7 +37,7 @@ _INDEX_BITS = 16
 
 
 def position_key(keys: StreamKeys, stream: str, slot: str) -> str:
-    return f"{keys.prefix}:cdc:{keys.stream(stream).rpartition(':')[2]}:{slot}"
+    return keys.cdc_position(stream, slot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +113,10 @@ class CdcPublisher:
     # ---- the position ------------------------------------------------------------------
     def position(self) -> Position | None:
         """The recorded position of this slot on this PostgreSQL system (None: none yet)."""
-        found = Position.from_hash(self._run([("HGETALL", self.key)], False)[0])
+        reply = self._run([("HGETALL", self.key)], False)[0]
+        if isinstance(reply, BaseException):
+            raise reply
+        found = Position.from_hash(reply)
         if found is None or found.system_id != self.system_id or found.slot != self.slot:
             return None
         return found
@@ -170,6 +173,9 @@ class CdcPublisher:
                 extra = [*extra, calls.pop()]
         replies = self._run([*calls, *extra], True)
         errors = [r for r in replies if isinstance(r, BaseException)]
+        denied = next((e for e in errors if isinstance(e, AccessDenied)), None)
+        if denied is not None:
+            raise denied  # a configuration error: retrying cannot help
         if errors:
             raise PublishError(
                 f"Redis refused part of a cdc transaction ({errors[0]}); the slot is not "

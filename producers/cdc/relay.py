@@ -34,7 +34,13 @@ import psycopg2.extras
 import redis
 from opentelemetry.metrics import MeterProvider
 
-from cachebus.contracts.errors import BackendUnavailable, CachebusError, ConfigError, PublishError
+from cachebus.contracts.errors import (
+    AccessDenied,
+    BackendUnavailable,
+    CachebusError,
+    ConfigError,
+    PublishError,
+)
 from cachebus.contracts.keys import StreamKeys
 from cachebus.contracts.registry import Registry
 from cachebus.producers.cdc import database as db
@@ -184,8 +190,8 @@ class CdcRelay:
                     log.info("standby: %s", str(exc).strip())
                 self.stats.standby = True
                 self._stop.wait(self.config.standby_retry_s)
-            except ConfigError:
-                raise
+            except (ConfigError, AccessDenied):
+                raise  # a configuration error: the same request is refused again
             except (psycopg2.Error, PublishError, BackendUnavailable, CachebusError) as exc:
                 self.stats.errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {str(exc).strip()}"
