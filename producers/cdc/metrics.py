@@ -15,8 +15,9 @@ figures come from ``pg_replication_slots``, read by the relay every ``metrics_in
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -26,7 +27,7 @@ from cachebus.contracts import semconv as sc
 if TYPE_CHECKING:
     from cachebus.producers.cdc.config import CdcStats
 
-__all__ = ["register_metrics"]
+__all__ = ["register_metrics", "watch_slot"]
 
 
 def register_metrics(
@@ -66,3 +67,35 @@ def register_metrics(
             unit=unit,
             description=description,
         )
+
+
+def watch_slot(
+    stop: threading.Event,
+    interval_s: float,
+    connect: Callable[[], Any],
+    slot: str,
+    stats: CdcStats,
+) -> None:
+    """Read the slot's retained WAL and lag into ``stats`` every ``interval_s`` until
+    ``stop`` (a thread of its own, with its own connection: a connect or a slow catalog read
+    never delays the stream)."""
+    import psycopg2
+
+    from cachebus.producers.cdc.database import slot_info
+
+    conn = None
+    while not stop.wait(interval_s):
+        try:
+            if conn is None:
+                conn = connect()
+            info = slot_info(conn.cursor(), slot)
+        except psycopg2.Error:
+            if conn is not None:
+                conn.close()
+            conn = None
+            continue
+        if info is not None:
+            stats.retained_bytes = info.retained_bytes
+            stats.lag_bytes = info.lag_bytes
+    if conn is not None:
+        conn.close()

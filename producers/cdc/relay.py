@@ -46,7 +46,7 @@ from cachebus.contracts.registry import Registry
 from cachebus.producers.cdc import database as db
 from cachebus.producers.cdc.changes import Transaction, TransactionBuilder
 from cachebus.producers.cdc.config import CdcConfig, CdcStats
-from cachebus.producers.cdc.metrics import register_metrics
+from cachebus.producers.cdc.metrics import register_metrics, watch_slot
 from cachebus.producers.cdc.pgoutput import decode
 from cachebus.producers.cdc.publish import CdcPublisher
 from cachebus.producers.cdc.slot import prepare_slot
@@ -170,8 +170,23 @@ class CdcRelay:
     # ---- run -----------------------------------------------------------------------------
     def run(self) -> None:
         """Relay until :meth:`stop`. Raises :class:`ConfigError` for a refused configuration."""
-        self.check()
-        watcher = threading.Thread(target=self._watch_slot, name="cdc-slot-metrics", daemon=True)
+        delay = self.config.backoff_base_s
+        while True:
+            try:
+                self.check()
+                break
+            except psycopg2.OperationalError as exc:  # not up yet: not a configuration error
+                log.warning("PostgreSQL unreachable, retrying in %.1fs: %s", delay, exc)
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, self.config.backoff_cap_s)
+        watcher = threading.Thread(
+            target=watch_slot,
+            args=(self._stop, self.config.metrics_interval_s, self._connect, self.config.slot,
+                  self.stats),
+            name="cdc-slot-metrics",
+            daemon=True,
+        )  # fmt: skip
         watcher.start()
         try:
             self._relay()
@@ -277,24 +292,3 @@ class CdcRelay:
         self.stats.changes += sum(t.changes for t in txns)
         self.stats.events += sent
         return lsn
-
-    def _watch_slot(self) -> None:
-        """Read the slot's retained WAL and lag every ``metrics_interval_s`` (a thread of its
-        own, with its own connection: a connect or a slow catalog read never delays the
-        stream)."""
-        conn = None
-        while not self._stop.wait(self.config.metrics_interval_s):
-            try:
-                if conn is None:
-                    conn = self._connect()
-                info = db.slot_info(conn.cursor(), self.config.slot)
-            except psycopg2.Error:
-                if conn is not None:
-                    conn.close()
-                conn = None
-                continue
-            if info is not None:
-                self.stats.retained_bytes = info.retained_bytes
-                self.stats.lag_bytes = info.lag_bytes
-        if conn is not None:
-            conn.close()
