@@ -37,7 +37,7 @@ _OS_USER = "postgres"
 #: Settings every server gets (logical decoding, no durability cost a test does not need).
 BASE_SETTINGS: Mapping[str, str] = {
     "wal_level": "logical",
-    "max_replication_slots": "16",
+    "max_replication_slots": "100",  # tests share a server and leave their slots
     "max_wal_senders": "16",
     "listen_addresses": "127.0.0.1",
     "fsync": "off",

@@ -152,3 +152,20 @@ def invalidated(client: redis.Redis, keys: StreamKeys) -> set[tuple[str, str]]:
         elif event.kind == "flush":
             out.add((event.namespace, "*"))
     return out
+
+
+async def drop_slot(dsn: str, slot: str) -> None:
+    """Drop ``slot`` once released: a stopped relay's walsender ends a moment after it."""
+
+    def released() -> bool:
+        conn = psycopg2.connect(dsn)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+            row = cur.fetchone()
+        finally:
+            conn.close()
+        return row is None or not row[0]
+
+    await eventually(released, within=20, what=f"slot {slot} released")
+    execute(dsn, f"SELECT pg_drop_replication_slot('{slot}')")

@@ -23,6 +23,7 @@ from cachebus.testing.postgres import PostgresServer
 from tests.cdc.helpers import (
     MAPPED_NAMESPACES,
     TABLES,
+    drop_slot,
     events,
     execute,
     invalidated,
@@ -278,7 +279,7 @@ async def test_a_slot_dropped_behind_the_relays_back_is_a_flush_per_namespace(
             await streaming(relay)
             execute(dsn, "INSERT INTO positions (user_id) VALUES (1)")
             await eventually(lambda: relay.stats.transactions >= 1, within=20, what="relayed")
-        execute(dsn, f"SELECT pg_drop_replication_slot('{slot}')")
+        await drop_slot(dsn, slot)
         execute(dsn, "INSERT INTO positions (user_id) VALUES (2)")  # no slot saw it
         if recreated:
             execute(dsn, f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')")

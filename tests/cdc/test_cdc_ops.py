@@ -15,7 +15,15 @@ from cachebus.ops.cdc_checks import slot_checks
 from cachebus.producers.cdc import CdcConfig, CdcRelay
 from cachebus.testing import RedisServer, eventually
 from cachebus.testing.postgres import PostgresServer
-from tests.cdc.helpers import CDC_REGISTRY, TABLES, execute, new_database, running, streaming
+from tests.cdc.helpers import (
+    CDC_REGISTRY,
+    TABLES,
+    drop_slot,
+    execute,
+    new_database,
+    running,
+    streaming,
+)
 from tests.harness.registry import REGISTRY_FILE
 from tests.obs.cli_helpers import cli, cli_json
 from tests.obs.otel_helpers import Telemetry
@@ -50,10 +58,10 @@ async def test_the_relay_reports_retained_wal_lag_and_counts(
         assert telemetry.value("cachebus.cdc.gaps") == 0
         slot = {"cachebus.cdc.slot": "metered"}
         assert all(attrs == slot for attrs, _ in telemetry.points("cachebus.cdc.slot.lag"))
+        await drop_slot(dsn, "metered")
     finally:
         client.close()
         telemetry.close()
-        execute(dsn, "SELECT pg_drop_replication_slot('metered')")
 
 
 def test_doctor_warns_on_an_unbounded_and_a_large_slot(
