@@ -250,7 +250,7 @@ class CdcRelay:
         )
         pending: list[Transaction] = []
         recorded = published
-        next_feedback = 0.0
+        next_feedback = time.monotonic() + self.config.idle_confirm_s
         while not self._stop.is_set():
             msg = cur.read_message()
             if msg is not None:

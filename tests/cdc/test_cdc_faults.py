@@ -329,3 +329,41 @@ async def test_changes_committed_while_redis_is_away_arrive_when_it_is_back(
         assert relay.stats.gaps == 0  # the slot kept it: nothing to flush
     finally:
         client.close()
+
+
+# ---- published, not confirmed -----------------------------------------------------------------
+@pytest.mark.timeout(90)
+async def test_what_was_published_but_not_confirmed_comes_back_with_the_same_ids(
+    logical_postgres: PostgresServer, redis_url: str, stream_keys: StreamKeys
+) -> None:
+    dsn = new_database(logical_postgres)
+    # no feedback within the test: every transaction stays unconfirmed
+    never = {"slot": "unconfirmed", "idle_confirm_s": 3600.0}
+    relay, client = make_relay(dsn, redis_url, stream_keys, **never)
+    try:
+        with running(relay):
+            await streaming(relay)
+            for user in (1, 2, 3):
+                execute(dsn, f"INSERT INTO positions (user_id) VALUES ({user})")
+            await eventually(lambda: relay.stats.transactions == 3, within=20, what="relayed")
+        first = [e.event_id for e in events(client, stream_keys)]
+        assert len(first) == 3
+        # the slot sends them again; the position recorded in Redis covers them: skipped
+        again, other = make_relay(dsn, redis_url, stream_keys, **never)
+        other.close()
+        with running(again):
+            await streaming(again)
+            await eventually(lambda: again.stats.skipped == 3, within=20, what="skipped")
+        assert [e.event_id for e in events(client, stream_keys)] == first
+        # Redis lost the position (not the stream): the same events again, same ids
+        assert again.publisher is not None
+        client.delete(again.publisher.key)
+        third, other = make_relay(dsn, redis_url, stream_keys, **never)
+        other.close()
+        with running(third):
+            await streaming(third)
+            await eventually(lambda: third.stats.transactions == 3, within=20, what="again")
+        assert [e.event_id for e in events(client, stream_keys)] == first + first
+        assert duplicates(client, stream_keys) == 3
+    finally:
+        client.close()
