@@ -255,7 +255,7 @@ def cdc(
         ])  # fmt: skip
         from cachebus.producers.outbox import PostgresOutbox
 
-        asyncio.run(_outbox_schema(PostgresOutbox(dsn)))
+        _sql(dsn, PostgresOutbox().schema_statements())
         cdc_cmd = [CLI, "cdc", "--database", dsn, "--redis-url", rs.url, "--prefix", "cdclat",
                    "--slot", "bench", "--publication", PUBLICATION, "--create",
                    "--registry", registry, "--log-level", "WARNING"]  # fmt: skip
@@ -294,11 +294,3 @@ def cdc(
         summary,
         as_json=json_out,
     )
-
-
-async def _outbox_schema(store: Any) -> None:
-    await store.open()
-    try:
-        await store.create_schema()
-    finally:
-        await store.close()
