@@ -71,6 +71,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Local stream + cache Redis instances from infra/redis/*.conf, with ACL users.",
     ),
     "outbox": ("cachebus.outbox_cmd:outbox_app", "The transactional outbox."),
+    "cdc": (
+        "cachebus.cdc_cmd:cdc",
+        "Relay PostgreSQL's commit log (a logical replication slot) to the stream.",
+    ),
 }
 
 #: The modules each extra of pyproject.toml brings (a missing one names its extra).
@@ -81,6 +85,7 @@ EXTRA_OF: dict[str, str] = {
     "faststream": "faststream",
     "asyncpg": "outbox",
     "fastapi": "fastapi",  # cachebus.integrations.fastapi (no command needs it)
+    "psycopg2": "cdc",
 }
 
 

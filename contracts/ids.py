@@ -15,7 +15,13 @@ import random
 import threading
 import time
 
-__all__ = ["EVENT_ID_LENGTH", "event_id_time_ms", "new_event_id", "next_event_id"]
+__all__ = [
+    "EVENT_ID_LENGTH",
+    "derived_event_id",
+    "event_id_time_ms",
+    "new_event_id",
+    "next_event_id",
+]
 
 #: Length of the ids made here (other producers may use other shapes, see ``rules``).
 EVENT_ID_LENGTH = 26
@@ -81,6 +87,15 @@ def next_event_id() -> tuple[str, int]:
             _high = rand >> 10
             _high_text = _encode(_high, 7)
         return _time_text + _high_text + _PAIRS[rand & 0x3FF], ms
+
+
+def derived_event_id(ms: int, value: int) -> str:
+    """An id of the same shape whose 80 low bits are ``value`` instead of random: a producer
+    that must make the *same* id again after a crash derives it from its source (the
+    commit-log relay: a commit's LSN and the event's index in it)."""
+    if not 0 <= value < _RANDOM_LIMIT:
+        raise ValueError(f"value must fit {_RANDOM_BITS} bits")
+    return _encode(ms % _TIME_LIMIT, 5) + _encode(value, 8)
 
 
 def event_id_time_ms(event_id: str) -> int | None:

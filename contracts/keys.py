@@ -259,6 +259,11 @@ class StreamKeys:
         incremented in the ack's round trip (see :mod:`cachebus.consumers.counters`)."""
         return f"{self.prefix}:counters:{self._name(name)}:{validate_name(group, 'group')}"
 
+    def cdc_position(self, name: str, slot: str) -> str:
+        """A hash beside the stream: what the commit-log relay reading ``slot`` published up
+        to (see :mod:`cachebus.producers.cdc.publish`)."""
+        return f"{self.prefix}:cdc:{self._name(name)}:{validate_name(slot, 'slot')}"
+
     def registry_record(self, name: str) -> str:
         """A hash per logical stream: which registry version each producer and member runs,
         and the definitions behind each fingerprint seen (one key for every partition)."""

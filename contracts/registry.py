@@ -27,6 +27,7 @@ import orjson
 
 from cachebus.contracts.errors import ContractError
 from cachebus.contracts.names import KeyRef, PatternRef, validate_name
+from cachebus.contracts.tables import TableMapping
 from cachebus.contracts.templates import KeyTemplate, Parts
 
 __all__ = ["FINGERPRINT_LENGTH", "Compression", "Namespace", "Registry"]
@@ -198,10 +199,15 @@ class Namespace:
 class Registry:
     """The namespaces a system knows. Events naming any other namespace are refused."""
 
-    __slots__ = ("_by_name", "fingerprint", "source", "version")
+    __slots__ = ("_by_name", "fingerprint", "source", "tables", "version")
 
     def __init__(
-        self, namespaces: Iterable[Namespace], *, version: str = "", source: Path | None = None
+        self,
+        namespaces: Iterable[Namespace],
+        *,
+        version: str = "",
+        source: Path | None = None,
+        tables: Iterable[TableMapping] = (),
     ) -> None:
         by_name: dict[str, Namespace] = {}
         for ns in namespaces:
@@ -217,6 +223,11 @@ class Registry:
         self.source = source
         #: Hash of every namespace's fingerprint: equal registries have equal fingerprints.
         self.fingerprint = _digest({n: ns.fingerprint for n, ns in self._by_name.items()})
+        #: Database tables whose row changes invalidate (``[tables.*]``, read by ``cachebus
+        #: cdc``); not part of the fingerprint: only the relay reads them.
+        self.tables: tuple[TableMapping, ...] = tuple(tables)
+        for mapping in self.tables:
+            self.get(mapping.namespace)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Registry:
@@ -281,7 +292,9 @@ class Registry:
         return path
 
     def with_namespaces(self, *extra: Namespace) -> Registry:
-        return Registry([*self, *extra], version=self.version, source=self.source)
+        return Registry(
+            [*self, *extra], version=self.version, source=self.source, tables=self.tables
+        )
 
     def summary(self) -> dict[str, Any]:
         """Version, fingerprints: what a service records beside the stream."""

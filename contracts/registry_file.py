@@ -37,6 +37,7 @@ from typing import Any
 
 from cachebus.contracts.errors import ContractError, RegistryError
 from cachebus.contracts.registry import Namespace, Registry
+from cachebus.contracts.tables import MAPPING_FIELDS, TableMapping
 
 __all__ = [
     "NAMESPACE_FIELDS",
@@ -78,6 +79,7 @@ class Document:
     prefix: tuple[str, ...] = ()
     version: str = ""
     namespaces: list[Namespace] = field(default_factory=list)
+    tables: list[TableMapping] = field(default_factory=list)
 
     # ---- errors that point at a line ----------------------------------------------------
     def error(
@@ -151,6 +153,8 @@ def _check_keys(
 def _what(table: tuple[str, ...]) -> str:
     if len(table) == 2 and table[0] == "namespaces":
         return f"namespace {table[1]!r}"
+    if len(table) == 2 and table[0] == "tables":
+        return f"table {table[1]!r}"
     return "[" + ".".join(table) + "]"
 
 
@@ -236,10 +240,74 @@ def _dictionary_digest(doc: Document, where: tuple[str, ...], given: str) -> str
         ) from None
 
 
+def _tables_section(doc: Document, value: Any) -> None:
+    """``[tables."schema.table"]``: one mapping inline, or ``invalidates = [{...}, ...]``."""
+    if not isinstance(value, dict):
+        raise doc.error("[tables] must hold one table per database table", "registry.field")
+    known = {n.name: n for n in doc.namespaces}
+    for name, data in value.items():
+        where = ("tables", name)
+        if not isinstance(data, dict):
+            raise doc.error(
+                f'table {name!r} must be a table ([tables."{name}"])', "registry.field", where
+            )
+        items = data.get("invalidates")
+        if items is None:
+            items = [data]
+        else:
+            _check_keys(doc, where, data, {"invalidates": (list,)})
+        if not items or not all(isinstance(item, dict) for item in items):
+            raise doc.error(
+                f"table {name!r}: invalidates must be a list of {{namespace, key}} tables",
+                "registry.field",
+                where,
+            )
+        for item in items:
+            doc.tables.append(_mapping(doc, where, name, item, known))
+
+
+def _mapping(
+    doc: Document,
+    where: tuple[str, ...],
+    table: str,
+    data: dict[str, Any],
+    known: Mapping[str, Namespace],
+) -> TableMapping:
+    _check_keys(doc, where, data, MAPPING_FIELDS)
+    for key in ("namespace", "key"):
+        if key not in data:
+            raise doc.error(f"table {table!r}: a mapping has no {key}", "registry.field", where)
+    namespace = known.get(data["namespace"])
+    if namespace is None:
+        raise doc.error(
+            f"table {table!r} maps to namespace {data['namespace']!r}, which is not declared "
+            f"(known: {', '.join(known) or 'none'})",
+            "registry.table",
+            where,
+        )
+    try:
+        mapping = TableMapping.build(
+            table, namespace.name, data["key"], tuple(data.get("columns", ()))
+        )
+    except ContractError as exc:
+        raise doc.error(f"table {table!r}: {exc}", "registry.table", where) from None
+    # The rendered id must have the namespace's shape: try it with a harmless sample row.
+    sample = mapping.key.render({c: f"x{i}" for i, c in enumerate(mapping.key_columns)})
+    if not namespace.key.matches(sample):
+        raise doc.error(
+            f"table {table!r}: key {mapping.key.text!r} does not make ids of namespace "
+            f"{namespace.name!r}, shaped {namespace.key.text!r}",
+            "registry.table",
+            where,
+        )
+    return mapping
+
+
 #: Top-level sections and their parsers, in the order they are read.
 SECTIONS: dict[str, Callable[[Document, Any], None]] = {
     "registry": _registry_section,
     "namespaces": _namespaces_section,
+    "tables": _tables_section,
 }
 
 
@@ -279,7 +347,7 @@ def parse_registry(text: str, path: Path) -> Registry:
             "declares no namespace: add a [namespaces.NAME] table with key and ttl_s",
             "registry.empty",
         )
-    return Registry(doc.namespaces, version=doc.version, source=path)
+    return Registry(doc.namespaces, version=doc.version, source=path, tables=doc.tables)
 
 
 def load_registry(path: Path) -> Registry:

@@ -26,6 +26,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "fill",
     "cluster",
     "startup",
+    "cdc",
 )
 
 for _name in BENCH_MODULES:

@@ -271,6 +271,12 @@ def doctor(
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too (exit 1)."),
     registry: Path = REGISTRY_OPT,
     json_out: bool = JSON_OPT,
+    database: str = typer.Option(
+        None,
+        "--database",
+        envvar="CACHEBUS_CDC_DATABASE_URL",
+        help="Also check the replication slots of this PostgreSQL (cachebus cdc).",
+    ),
 ) -> None:
     """Check the deployment (version, eviction, persistence, timeouts, groups, ACL, registry)."""
     settings = load_settings(
@@ -283,6 +289,10 @@ def doctor(
         fail("doctor", str(exc), ExitCode.USAGE)
 
     checks = run("doctor", lambda: diagnose(settings))
+    if database:
+        from cachebus.ops.cdc_checks import slot_checks
+
+        checks += slot_checks(database)
     errors = sum(c.level is Level.ERROR for c in checks)
     warnings = sum(c.level is Level.WARN for c in checks)
     if json_out:

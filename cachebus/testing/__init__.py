@@ -1,4 +1,5 @@
-"""Real-Redis test and benchmark support: local servers and clusters, a fault proxy, TLS.
+"""Real-Redis test and benchmark support: local servers and clusters, a fault proxy, TLS,
+and local PostgreSQL servers with logical decoding (the commit-log relay's tests).
 
 Used by cachebus's own tests, benchmarks and demo, and usable by services that test their
 invalidation paths against a real Redis.
@@ -10,6 +11,7 @@ from cachebus._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cachebus.testing.cluster import RedisClusterHarness as RedisClusterHarness
+    from cachebus.testing.postgres import PostgresServer as PostgresServer
     from cachebus.testing.proxy import FaultProxy as FaultProxy
     from cachebus.testing.proxy import ProxyMode as ProxyMode
     from cachebus.testing.server import RedisServer as RedisServer
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FaultProxy",
+    "PostgresServer",
     "ProxyMode",
     "RedisClusterHarness",
     "RedisServer",
@@ -32,6 +35,7 @@ if not TYPE_CHECKING:
         globals(),
         {
             "cachebus.testing.cluster": ("RedisClusterHarness",),
+            "cachebus.testing.postgres": ("PostgresServer",),
             "cachebus.testing.proxy": (
                 "FaultProxy",
                 "ProxyMode",

@@ -242,3 +242,45 @@ def fault_proxy_factory() -> Iterator[Callable[[RedisServer], FaultProxy]]:
     yield make
     for proxy in proxies:
         proxy.close()
+
+
+# ---- PostgreSQL with logical decoding (the commit-log relay) ---------------------------------
+def _postgres_bindir_or_fail() -> None:
+    from cachebus.testing.postgres import find_postgres_bindir
+
+    if find_postgres_bindir() is None:
+        reason = "no PostgreSQL binaries (initdb, postgres; pg_config --bindir)"
+        if IN_CI:
+            pytest.fail(f"CI=true and {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def logical_postgres() -> Iterator[Any]:
+    """A PostgreSQL (wal_level=logical) shared by the session: tests isolate by database."""
+    _postgres_bindir_or_fail()
+    from cachebus.testing.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_server_factory() -> Iterator[Callable[..., Any]]:
+    """Private PostgreSQL servers a test may stop, crash or reconfigure; ended by pid after."""
+    _postgres_bindir_or_fail()
+    from cachebus.testing.postgres import PostgresServer
+
+    servers: list[PostgresServer] = []
+
+    def make(settings: dict[str, str] | None = None, **kwargs: Any) -> PostgresServer:
+        server = PostgresServer(settings, **kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        server.close()

@@ -56,8 +56,10 @@ def test_a_good_file_loads_with_every_field() -> None:
         ('[namespaces.a]\nkey = "{a}"\nttl_s = 3\nreaders = ["a b"]\n', 1, "registry.name",
          "not a valid name"),
         ('[namespaces."a b"]\nkey = "{a}"\nttl_s = 3\n', 1, "registry.name", "not a valid name"),
-        ('[namespaces.a]\nkey = "{a}"\nttl_s = 3\n\n[tables.orders]\nnamespace = "a"\n', 5,
-         "registry.section", "unknown section [tables]"),
+        ('[namespaces.a]\nkey = "{a}"\nttl_s = 3\n\n[views.orders]\nnamespace = "a"\n', 5,
+         "registry.section", "unknown section [views]"),
+        ('[namespaces.a]\nkey = "{a}"\nttl_s = 3\n\n[tables."public.o"]\nnamespace = "b"\n'
+         'key = "{a}"\n', 5, "registry.table", "namespace 'b', which is not declared"),
         ("[registry]\nversion = 'x'\n", None, "registry.empty", "declares no namespace"),
         ("[namespaces.a\n", 1, "registry.syntax", "not valid TOML"),
         ('[namespaces.a]\nkey = "{a}"\nttl_s = 3\ndictionary = "nope.zdict"\n', 4,
