@@ -3,9 +3,6 @@ the configurations it refuses at start (touching nothing)."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import psycopg2
 import pytest
 
@@ -24,6 +21,7 @@ from tests.cdc.helpers import (
     running,
     streaming,
 )
+from tests.harness.readme import readme_block
 from tests.harness.registry import REGISTRY_FILE
 
 pytestmark = pytest.mark.timeout(90)
@@ -198,10 +196,7 @@ def test_the_registry_file_checks_table_mappings() -> None:
 
 
 def test_the_readmes_table_mappings_are_a_valid_registry() -> None:
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    found = re.search(r"<!-- readme-test: cdc-tables -->\n```toml\n(.*?)```", text, re.S)
-    assert found, "README.md has no cdc-tables block"
-    registry = Registry.from_toml(REGISTRY_FILE.read_text() + found.group(1))
+    registry = Registry.from_toml(REGISTRY_FILE.read_text() + readme_block("cdc-tables"))
     described = [m.describe() for m in registry.tables]
     assert described == [
         "public.positions → positions '{user_id}:all'",
