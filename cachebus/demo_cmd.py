@@ -27,7 +27,7 @@ def _live_table(snapshot: dict[str, Any]) -> Group:
     for column in ("service", "writes / reads", "published", "applied", "lag", "pending",
                    "L1 entries", "flushes (group / L1)"):  # fmt: skip
         table.add_column(column, justify="left" if column == "service" else "right")
-    for role in ("api", "workers"):
+    for role in ("api", "workers", *(r for r in ("admin", "cdc") if stats.get(r))):
         s = stats.get(role, {})
         table.add_row(role, str(s.get("writes", "-")), str(s.get("published", "-")),
                       "", "", "", "", "")  # fmt: skip
@@ -62,6 +62,19 @@ def _print_report(console: Console, report: DemoReport) -> None:
         )  # fmt: skip
     console.print(table)
     console.print("published: " + ", ".join(f"{k} {v:,}" for k, v in report.published.items()))
+    console.print(report.postgres)
+    if report.admin:
+        a = report.admin
+        per_service = "; ".join(
+            f"{name} applied {r.admin_applied:,}/{r.admin_expected:,}, lost {r.admin_lost}, "
+            f"stale {r.admin_stale}/{r.admin_checked} cached"
+            for name, r in report.services.items()
+        )
+        console.print(
+            f"admin fixes (no publish, no outbox row): {a['transactions']:,} transactions, "
+            f"{a['changes']:,} row changes -> {a['events']:,} events from the commit log; "
+            + per_service
+        )
     for at, event in report.timeline:
         console.print(f"  {at:6.1f} s  {event}")
     if report.trace:
@@ -96,13 +109,32 @@ def demo(
         help="A registry file declaring the demo's namespaces (default: the demo's own, "
         "cachebus/demo/registry.toml). (env CACHEBUS_REGISTRY)",
     ),
+    postgres: bool = typer.Option(
+        True,
+        "--postgres/--no-postgres",
+        envvar="CACHEBUS_DEMO_POSTGRES",
+        show_envvar=False,
+        help="Add PostgreSQL (the local binaries, started on a free port, or --database): "
+        "admin fixes written without publishing, relayed from the commit log. --no-postgres "
+        "runs as where there is none. (env CACHEBUS_DEMO_POSTGRES=0)",
+    ),
+    database: str = typer.Option(
+        None,
+        "--database",
+        envvar="CACHEBUS_DEMO_DATABASE_URL",
+        show_envvar=False,
+        help="A PostgreSQL database (wal_level=logical) instead of the local binaries; the "
+        "demo creates public.risk_limits, a slot and a publication (dropped at the end). "
+        "(env CACHEBUS_DEMO_DATABASE_URL)",
+    ),
     json_out: bool = typer.Option(False, "--json", help="End with one JSON line."),
 ) -> None:
     """Run the audited system in miniature under faults; exit 1 if anything was lost or stale."""
     warn_unknown_variables("demo")
     console = Console(stderr=json_out, width=None if sys.stdout.isatty() else 150)
     config = DemoConfig(seconds=seconds, run_dir=run_dir, registry=registry,
-                        redis_url=redis_url or None)  # fmt: skip
+                        redis_url=redis_url or None, postgres=postgres,
+                        database=database or None)  # fmt: skip
     try:
         report = _run(config, console)
     except CachebusError as exc:  # e.g. no redis-server, a port taken: say so, no traceback
@@ -117,7 +149,7 @@ def demo(
 def _run(config: DemoConfig, console: Console) -> DemoReport:
     if console.is_terminal:
         with Live(console=console, refresh_per_second=4, transient=True) as live:
-            return run_demo(config, lambda snap: live.update(_live_table(snap)))
+            return run_demo(config, lambda snap: live.update(_live_table(snap)), console.print)
     else:
         last = [0.0]
 
@@ -132,4 +164,4 @@ def _run(config: DemoConfig, console: Console) -> DemoReport:
                     )
                 )
 
-        return run_demo(config, plain)
+        return run_demo(config, plain, console.print)

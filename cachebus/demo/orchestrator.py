@@ -3,14 +3,18 @@
 An API service (positions, markets; transactional outbox) and price workers write the source
 of truth and publish; a bot and an indexer consume, each with its Redis cache scope and an
 in-process L1. Halfway the bot is SIGKILLed and restarted, and the stream's Redis is
-restarted. Then the writers stop, every consumer catches up, and the demo checks: every
-published event applied by every service that caches its namespace (lost: 0), every cached
-value (L2 and L1) no older than the source (stale: 0). It exits non-zero otherwise.
+restarted. With PostgreSQL (:mod:`cachebus.demo.postgres`), an admin also fixes risk limits
+there without publishing anything, and the commit-log relay (SIGKILLed and restarted too)
+invalidates them. Then the writers stop, every consumer catches up, and the demo checks: every
+published event applied by every service that caches its namespace (lost: 0), every admin
+transaction relayed, every cached value (L2 and L1) no older than the source (stale: 0). It
+exits non-zero otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import signal
@@ -31,10 +35,11 @@ from cachebus import devredis
 from cachebus.acl import DEFAULT_LAYOUT
 from cachebus.contracts.keys import KeySpace, StreamKeys
 from cachebus.core import SyncCache
+from cachebus.demo.postgres import DATABASE_ENV, CdcLedger, DemoPostgres, open_postgres
 from cachebus.demo.registry import SERVICES, demo_registry, services_of
 from cachebus.demo.spec import SPEC_ENV, Spec
 from cachebus.demo.tracefile import read_spans
-from cachebus.demo.world import World
+from cachebus.demo.world import PG_NAMESPACE, World
 from cachebus.producers.outbox import SQLiteOutbox
 from cachebus.testing.server import free_port
 
@@ -55,6 +60,10 @@ class DemoConfig:
     #: A registry file to run on instead of the demo's own (it must declare the namespaces
     #: the demo uses).
     registry: Path | None = None
+    #: False: no PostgreSQL part, as where none can be had.
+    postgres: bool = True
+    #: A PostgreSQL database (wal_level=logical) instead of starting the local binaries.
+    database: str | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +80,12 @@ class ServiceResult:
     l1_flushes: dict[str, int] = field(default_factory=dict)
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    #: The admin fixes' events (from the commit log) and the cached risk limits.
+    admin_expected: int = 0
+    admin_applied: int = 0
+    admin_lost: int = 0
+    admin_stale: int = 0
+    admin_checked: int = 0
 
 
 @dataclass(slots=True)
@@ -82,6 +97,18 @@ class DemoReport:
     trace: dict[str, Any] | None = None
     quiesced: bool = False
     run_dir: str = ""
+    #: One line: which PostgreSQL the run used, or why none.
+    postgres: str = ""
+    #: With PostgreSQL: admin transactions and row changes, and the relay's events for them.
+    admin: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def admin_relayed(self) -> bool:
+        """Without PostgreSQL, vacuously; with it, one event per admin transaction."""
+        if not self.admin:
+            return True
+        transactions, events = int(self.admin["transactions"]), int(self.admin["events"])
+        return transactions > 0 and events == transactions
 
     @property
     def lost(self) -> int:
@@ -98,6 +125,7 @@ class DemoReport:
             and self.lost == 0
             and self.stale == 0
             and sum(self.published.values()) > 0
+            and self.admin_relayed
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -106,6 +134,8 @@ class DemoReport:
             "lost": self.lost,
             "stale_after_quiescence": self.stale,
             "quiesced": self.quiesced,
+            "postgres": self.postgres,
+            "admin": self.admin,
             "published": self.published,
             "services": {
                 name: {k: getattr(r, k) for k in r.__dataclass_fields__}
@@ -134,6 +164,21 @@ class _Cluster:
         self.keys = StreamKeys(self.prefix)
         self.registry = demo_registry(config.registry)
         self.services = services_of(self.registry)
+        self.pg: DemoPostgres | None = None
+        self.ledger = CdcLedger(root / "published-cdc.log")
+
+    def open_postgres(self) -> str:
+        """The database (or why none), its table, publication and slot; the spec says so."""
+        self.pg, line = open_postgres(
+            enabled=self.config.postgres, database=self.config.database, registry=self.registry
+        )
+        if self.pg is not None:
+            self.spec = dataclasses.replace(self.spec, postgres=True)
+            self.pg.prepare(self.spec.shape())
+            self.spec = dataclasses.replace(
+                self.spec, slot=self.pg.slot, publication=self.pg.publication
+            )
+        return line
 
     # ---- Redis -------------------------------------------------------------------------
     def start_redis(self) -> None:
@@ -154,6 +199,8 @@ class _Cluster:
         elif role in SERVICES:
             user = DEFAULT_LAYOUT.service_user(role)
         else:
+            # The cdc relay too: it also keeps its position hash beside the stream, which no
+            # least-privilege user of the ACL may write yet.
             user = DEFAULT_LAYOUT.user_name("admin")
         return self.pair.url(instance, user)
 
@@ -174,6 +221,10 @@ class _Cluster:
             "CACHEBUS_REDIS_URL": self.url(role, "stream"),
             "CACHEBUS_CACHE_URL": self.url(role, "cache"),
         }
+        if self.pg is not None:
+            env[DATABASE_ENV] = self.pg.dsn
+        if role == "admin":  # it writes the database only: nothing to publish with
+            del env["CACHEBUS_REDIS_URL"], env["CACHEBUS_CACHE_URL"]
         log = open(self.root / f"{role}.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             self.procs[role] = subprocess.Popen(
@@ -203,11 +254,26 @@ class _Cluster:
         except (FileNotFoundError, orjson.JSONDecodeError):
             return {}
 
+    def relayed(self, client: redis.Redis, transactions: int) -> bool:
+        """Every admin transaction has its event logged, and Redis holds them all (the
+        relay's position, written with the events, is past the last one)."""
+        if self.pg is None:
+            return True
+        self.ledger.read()
+        position = client.hget(self.keys.cdc_position(self.spec.stream, self.spec.slot), "lsn")
+        reached = int(position) if position is not None else 0
+        return self.ledger.row_events >= transactions and reached >= self.ledger.last_lsn
+
+    def writers(self) -> tuple[str, ...]:
+        return (*WRITERS, "admin") if self.pg is not None else WRITERS
+
     def close(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+        if self.pg is not None:
+            self.pg.close()
         if self.pair is not None:
             devredis.stop(self.root / "redis")
         elif self.config.redis_url:
@@ -244,14 +310,20 @@ def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def run_demo(
-    config: DemoConfig, progress: Callable[[dict[str, Any]], None] | None = None
+    config: DemoConfig,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> DemoReport:
+    """Run the demo; ``notice`` gets the one line saying which PostgreSQL (or why none)."""
     root = config.run_dir or Path(".demo") / time.strftime("run-%Y%m%d-%H%M%S")
     root.mkdir(parents=True, exist_ok=True)
     report = DemoReport(seconds=config.seconds, run_dir=str(root))
     run = _Cluster(config, root)
     try:
         run.start_redis()
+        report.postgres = run.open_postgres()
+        if notice is not None:
+            notice(report.postgres)
         World(run.spec.world_path, run.spec.shape()).create()
         asyncio.run(_create_outbox(run.spec))
         started = time.monotonic()
@@ -264,30 +336,38 @@ def run_demo(
         for name in SERVICES:
             _wait_for(lambda n=name: bool(run.stats(n).get("ready")), 30, f"{name} to be ready")  # type: ignore[misc]
         mark("bot and indexer ready: groups created, L1 broadcast placed")
-        for name in WRITERS:
+        writers = run.writers()
+        if run.pg is not None:
+            run.start("cdc")
+            _wait_for(lambda: bool(run.stats("cdc").get("streaming")), 30, "cdc to stream")
+            mark("cdc relay streaming from its slot")
+        for name in writers:
             run.start(name)
         # The load's clock starts once both writers are writing: on a loaded machine their
         # imports take seconds, and a SIGTERM landing before their handler exists killed a
         # writer outright ("did not stop cleanly", with nothing in its log).
-        for name in WRITERS:
+        for name in writers:
             _wait_for(lambda n=name: bool(run.stats(n)), 30, f"{name} to start writing")  # type: ignore[misc]
         load_started = time.monotonic()
-        mark("api and workers writing")
+        mark(f"{', '.join(writers)} writing")
         _drive_load(run, config, load_started, mark, progress, report)
-        for name in WRITERS:
+        for name in writers:
             run.signal(name, signal.SIGTERM)
-        for name in WRITERS:
+        for name in writers:
             if run.wait(name, 60) != 0:
                 raise RuntimeError(f"{name} did not stop cleanly:\n{run.log_tail(name)}")
         mark("writers stopped; outbox drained")
         report.quiesced = _quiesce(run, config.quiesce_timeout_s, progress, report, load_started)
         mark("quiescence" if report.quiesced else "no quiescence within the timeout")
         _verify(run, report)
-        for name in SERVICES:
+        consumers = (*SERVICES, "cdc") if run.pg is not None else SERVICES
+        for name in consumers:
             run.signal(name, signal.SIGTERM)
-        for name in SERVICES:
+        for name in consumers:
             run.wait(name, 20)
         _collect(run, report)
+        if run.pg is not None and (problem := run.pg.close()):
+            mark(problem)
         return report
     finally:
         run.close()
@@ -307,6 +387,12 @@ def _drive_load(
         (0.4 * config.seconds + 2.0, lambda: _restart(run, "bot")),
         (0.6 * config.seconds, lambda: _restart_stream(run)),
     ]
+    if run.pg is not None:
+        faults += [
+            (0.5 * config.seconds, lambda: _kill(run, "cdc")),
+            (0.5 * config.seconds + 1.0, lambda: _restart_cdc(run)),
+        ]
+        faults.sort(key=lambda fault: fault[0])
     while (elapsed := time.monotonic() - load_started) < config.seconds:
         while faults and elapsed >= faults[0][0]:
             mark(faults.pop(0)[1]())
@@ -330,6 +416,11 @@ def _restart(run: _Cluster, role: str) -> str:
     return f"{role} restarted (same member name: it replays its pending entries)"
 
 
+def _restart_cdc(run: _Cluster) -> str:
+    run.start("cdc")
+    return "cdc restarted (the slot kept what it had not confirmed: same event ids)"
+
+
 def _restart_stream(run: _Cluster) -> str:
     if run.restart_stream_redis():
         return "stream Redis restarted (AOF reloaded)"
@@ -345,7 +436,7 @@ async def _create_outbox(spec: Spec) -> None:
 def _snapshot(run: _Cluster, elapsed: float, report: DemoReport) -> dict[str, Any]:
     return {
         "elapsed": elapsed,
-        "stats": {role: run.stats(role) for role in (*WRITERS, *SERVICES)},
+        "stats": {role: run.stats(role) for role in (*WRITERS, "admin", "cdc", *SERVICES)},
         "timeline": list(report.timeline),
     }
 
@@ -357,15 +448,20 @@ def _quiesce(
     report: DemoReport,
     load_started: float,
 ) -> bool:
-    """Every group caught up (no lag, nothing pending) and the outbox empty."""
+    """Every group caught up (no lag, nothing pending), the outbox empty, and (PostgreSQL)
+    an event in the stream for every admin transaction."""
     deadline = time.monotonic() + timeout
     stream_key = run.keys.stream(run.spec.stream)
+    admin_transactions = int(run.stats("admin").get("writes", 0))
     while time.monotonic() < deadline:
         if progress is not None:
             progress(_snapshot(run, time.monotonic() - load_started, report))
         try:
             client = run.admin("stream")
             try:
+                # Counted before the groups are read: a relayed event the groups' figures
+                # do not include yet would otherwise pass for applied.
+                relayed = run.relayed(client, admin_transactions)
                 groups = {g["name"].decode(): g for g in client.xinfo_groups(stream_key)}
                 length = client.xinfo_stream(stream_key)["entries-added"]
             finally:
@@ -383,7 +479,7 @@ def _quiesce(
             unsent = db.execute(
                 "SELECT COUNT(*) FROM cachebus_outbox WHERE sent_at_ms IS NULL"
             ).fetchone()[0]
-        if caught_up and unsent == 0:
+        if caught_up and unsent == 0 and relayed:
             time.sleep(1.0)  # the last batch's observers write their logs after the apply
             return True
         time.sleep(0.25)
@@ -396,6 +492,8 @@ def _verify(run: _Cluster, report: DemoReport) -> None:
         (run.root / f"verify-{name}.json").unlink(missing_ok=True)
         run.signal(name, signal.SIGUSR1)
     truth = World(run.spec.world_path).versions()
+    if run.pg is not None:
+        truth.update(run.pg.versions())
     shape = run.spec.shape()
     client = run.admin("cache")
     try:
@@ -408,16 +506,22 @@ def _verify(run: _Cluster, report: DemoReport) -> None:
                 if value is None:
                     continue
                 result.l2_checked += 1
-                if value["v"] < truth[(ref.namespace, ref.id)]:
-                    result.stale_l2 += 1
+                stale = value["v"] < truth[(ref.namespace, ref.id)]
+                result.stale_l2 += stale
+                if ref.namespace == PG_NAMESPACE:
+                    result.admin_checked += 1
+                    result.admin_stale += stale
     finally:
         client.close()
     for name in SERVICES:
         path = run.root / f"verify-{name}.json"
         _wait_for(path.exists, 20, f"{name}'s L1 check")
         checked = orjson.loads(path.read_bytes())
-        report.services[name].l1_checked = int(checked["l1_entries"])
-        report.services[name].stale_l1 = int(checked["l1_stale"])
+        result = report.services[name]
+        result.l1_checked = int(checked["l1_entries"])
+        result.stale_l1 = int(checked["l1_stale"])
+        result.admin_checked += int(checked["l1_admin_entries"])
+        result.admin_stale += int(checked["l1_admin_stale"])
 
 
 def _published(run: _Cluster) -> dict[str, str]:
@@ -445,6 +549,16 @@ def _collect(run: _Cluster, report: DemoReport) -> None:
         ).fetchone()[0]
     report.published["workers"] = len(published) - report.published["api"]
     client = run.admin("stream")
+    if run.pg is not None:
+        ledger = run.ledger.read()
+        published.update(ledger.events)
+        report.published["cdc"] = len(ledger.events)
+        report.admin = {
+            "transactions": int(run.stats("admin").get("writes", 0)),
+            "changes": sum(run.pg.versions().values()),  # each change added one to a version
+            "events": ledger.row_events,
+            "gap_flushes": len(ledger.gaps),
+        }
     try:
         for name, namespaces in run.services.items():
             result = report.services.setdefault(name, ServiceResult())
@@ -460,6 +574,10 @@ def _collect(run: _Cluster, report: DemoReport) -> None:
             result.expected = len(expected)
             result.applied = len(expected & set(seen))
             result.lost = len(expected - set(seen))
+            relayed = {eid for eid, ns in run.ledger.events.items() if ns in namespaces}
+            result.admin_expected = len(relayed)
+            result.admin_applied = len(relayed & set(seen))
+            result.admin_lost = len(relayed - set(seen))
             result.duplicates = len(seen) - len(set(seen))
             if latencies:
                 ordered = sorted(latencies)

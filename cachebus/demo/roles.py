@@ -5,6 +5,8 @@
   outbox to the stream.
 * ``workers`` tick prices: commit, then publish through the producer (retrying the same event
   while Redis is away).
+* ``admin`` and ``cdc`` (with PostgreSQL, :mod:`cachebus.demo.pgroles`): fixes written by
+  hand without publishing, and the commit-log relay that invalidates them anyway.
 * ``bot`` and ``indexer`` each own a Redis cache scope (L2, invalidated by their consumer group)
   and an in-process L1 (invalidated by a broadcast consumer that clears L2 first, then L1, so
   an L1 is never refilled from an L2 that has not seen the invalidation yet); their readers go
@@ -39,9 +41,11 @@ from cachebus.contracts.errors import PublishError
 from cachebus.contracts.keys import KeyRef, StreamKeys
 from cachebus.core import Cache
 from cachebus.core._tasks import cancel_and_wait
+from cachebus.demo.pgroles import PgSource
 from cachebus.demo.registry import SERVICES
 from cachebus.demo.spec import Spec, write_stats
 from cachebus.demo.tracefile import JsonLinesSpanExporter
+from cachebus.demo.world import PG_NAMESPACE
 from cachebus.producers import Producer
 from cachebus.producers.outbox import OutboxRelay, RelayConfig, SQLiteOutbox
 from cachebus.service import ConsumerService
@@ -225,6 +229,36 @@ class _AppliedLog(ConsumerObserver):
         self.flushes[reason.value] = self.flushes.get(reason.value, 0) + 1
 
 
+async def _version(db: aiosqlite.Connection, pg: PgSource, ref: KeyRef) -> int:
+    """A version from the source of truth: PostgreSQL for the risk limits it holds."""
+    if pg.holds(ref):
+        return await pg.version(ref)
+    async with db.execute(
+        "SELECT version FROM items WHERE ns = ? AND id = ?", (ref.namespace, ref.id)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else -1
+
+
+async def _sqlite_versions(db: aiosqlite.Connection) -> dict[tuple[str, str], int]:
+    async with db.execute("SELECT ns, id, version FROM items") as cursor:
+        return {(ns, ident): v for ns, ident, v in await cursor.fetchall()}
+
+
+def _l1_check(l1: Any, refs: Sequence[KeyRef], truth: dict[tuple[str, str], int]) -> Any:
+    """The L1's entries and those older than the source (of them, the admin-fixed ones)."""
+    cached = [
+        (ref, value) for ref in refs
+        if (value := l1.get(ref.namespace, ref.id, type=dict[str, int])) is not None
+    ]  # fmt: skip
+    stale = [ref for ref, value in cached if value["v"] < truth[(ref.namespace, ref.id)]]
+    return {
+        "l1_entries": len(l1), "l1_stale": len(stale),
+        "l1_admin_entries": sum(1 for ref, _ in cached if ref.namespace == PG_NAMESPACE),
+        "l1_admin_stale": sum(1 for ref in stale if ref.namespace == PG_NAMESPACE),
+    }  # fmt: skip
+
+
 async def service(spec: Spec, name: str) -> None:
     stop = _stop_event()
     verify = asyncio.Event()
@@ -252,16 +286,13 @@ async def service(spec: Spec, name: str) -> None:
     reader_cache = Cache(consumers.cache_client, sink_cache.keyspace)
     db = await aiosqlite.connect(spec.world_path)
     await db.execute("PRAGMA busy_timeout=5000")
+    pg = await PgSource.open(spec)
     reads = l1_hits = 0
     rng = random.Random()
 
     async def load(ref: KeyRef) -> dict[str, int]:
         await asyncio.sleep(spec.load_delay_s * rng.random() * 2)  # a slow query
-        async with db.execute(
-            "SELECT version FROM items WHERE ns = ? AND id = ?", (ref.namespace, ref.id)
-        ) as cursor:
-            row = await cursor.fetchone()
-        return {"v": int(row[0]) if row else -1}
+        return {"v": await _version(db, pg, ref)}
 
     warmed = False
 
@@ -317,14 +348,8 @@ async def service(spec: Spec, name: str) -> None:
         await verify.wait()
         reading.clear()
         await asyncio.sleep(0.3)  # reads in flight finish
-        async with db.execute("SELECT ns, id, version FROM items") as cursor:
-            truth = {(ns, ident): v for ns, ident, v in await cursor.fetchall()}
-        stale = sum(
-            1 for ref in refs
-            if (value := l1.get(ref.namespace, ref.id, type=dict[str, int])) is not None
-            and value["v"] < truth[(ref.namespace, ref.id)]
-        )  # fmt: skip
-        write_stats(spec.root / f"verify-{name}.json", {"l1_entries": len(l1), "l1_stale": stale})
+        truth = {**await _sqlite_versions(db), **await pg.versions()}
+        write_stats(spec.root / f"verify-{name}.json", _l1_check(l1, refs, truth))
 
     tasks = [asyncio.ensure_future(t) for t in (readers(), report(), verifier())]
     await stop.wait()
@@ -333,6 +358,7 @@ async def service(spec: Spec, name: str) -> None:
         await cancel_and_wait(task, within=5.0)
     applied.file.close()
     await db.close()
+    await pg.close()
     provider.shutdown()
 
 
@@ -345,6 +371,14 @@ def main() -> None:
         asyncio.run(workers(spec))
     elif role in SERVICES:
         asyncio.run(service(spec, role))
+    elif role == "admin":
+        from cachebus.demo.pgroles import admin
+
+        asyncio.run(admin(spec))
+    elif role == "cdc":
+        from cachebus.demo.pgroles import cdc
+
+        cdc(spec)
     else:
         sys.exit(f"unknown role {role!r}")
 

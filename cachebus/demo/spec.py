@@ -40,6 +40,13 @@ class Spec:
     load_delay_s: float = 0.005
     #: A registry file to use instead of the demo's own ("": the demo's).
     registry: str = ""
+    #: The PostgreSQL part runs (its DSN travels in CACHEBUS_DEMO_DATABASE_URL): an admin
+    #: fixes risk limits there without publishing, the commit-log relay invalidates them.
+    postgres: bool = False
+    slot: str = ""
+    publication: str = ""
+    #: Admin transactions per second (each changes one to four rows).
+    admin_rate: float = 25.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -55,7 +62,7 @@ class Spec:
     def shape(self) -> WorldShape:
         from cachebus.demo.world import WorldShape
 
-        return WorldShape(self.users, self.markets, self.load_registry())
+        return WorldShape(self.users, self.markets, self.load_registry(), self.postgres)
 
     @property
     def world_path(self) -> Path:

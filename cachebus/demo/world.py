@@ -16,7 +16,10 @@ from cachebus.contracts.keys import KeyRef, PatternRef
 from cachebus.contracts.registry import Registry
 from cachebus.demo.registry import demo_registry
 
-__all__ = ["World", "WorldShape"]
+__all__ = ["PG_NAMESPACE", "World", "WorldShape"]
+
+#: The namespace whose source of truth is PostgreSQL (when the demo has one), not SQLite.
+PG_NAMESPACE = "risk_limits"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,8 @@ class WorldShape:
     users: int = 200
     markets: int = 100
     registry: Registry = field(default_factory=demo_registry, compare=False)
+    #: Risk limits live in PostgreSQL (:mod:`cachebus.demo.postgres`); without it, nowhere.
+    postgres: bool = False
 
     def user_positions(self, user: int) -> KeyRef:
         """The position list the API caches."""
@@ -45,12 +50,18 @@ class WorldShape:
     def price(self, market: int) -> KeyRef:
         return self.registry["prices"].ref(market_id=f"m{market}")
 
+    def risk_limit(self, market: int) -> KeyRef:
+        """A row of PostgreSQL's ``public.risk_limits``, named by its mapping's key."""
+        return self.registry[PG_NAMESPACE].ref(market_id=f"m{market}")
+
     def refs(self) -> Iterator[KeyRef]:
         for user in range(self.users):
             yield self.user_positions(user)
         for market in range(self.markets):
             yield from self.market_views(market)
             yield self.price(market)
+            if self.postgres:
+                yield self.risk_limit(market)
 
     def refs_of(self, namespaces: frozenset[str]) -> list[KeyRef]:
         return [ref for ref in self.refs() if ref.namespace in namespaces]
@@ -74,7 +85,7 @@ class World:
             db.execute(self.SCHEMA)
             db.executemany(
                 "INSERT OR IGNORE INTO items VALUES (?, ?, 0)",
-                [(ref.namespace, ref.id) for ref in self.shape.refs()],
+                [(r.namespace, r.id) for r in self.shape.refs() if r.namespace != PG_NAMESPACE],
             )
 
     def versions(self) -> dict[tuple[str, str], int]:
