@@ -173,7 +173,11 @@ class AclLayout:
         epoch_key = keys.epoch(self.stream)
         base = ("resetkeys", "resetchannels", "-@all")
         users = [
-            AclUser("default", "disabled", ("resetkeys", "resetchannels", "-@all")),
+            # Off: nobody can log in as it. Its permissions still apply to Redis's own AOF
+            # loader, which replays MULTI/EXEC blocks as the default user and (Redis 7.0)
+            # re-checks the ACL at EXEC: with -@all a restart silently dropped every
+            # transaction (the cdc relay's events, XREADGROUP's propagated XCLAIMs).
+            AclUser("default", "disabled", ("~*", "&*", "+@all")),
             AclUser(self.user_name("admin"), "admin", ("~*", "&*", "+@all")),
             AclUser(
                 self.user_name("producer"),

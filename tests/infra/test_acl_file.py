@@ -116,3 +116,36 @@ def test_the_acl_command_renders_files_and_prints_no_password(tmp_path: Path) ->
     assert wrong.exit_code == 2
     reserved = runner.invoke(app, ["acl", "render", "--services", "stream", "--retention", ""])
     assert reserved.exit_code == 2 and "cannot be a cache scope" in reserved.output
+
+
+def test_transactions_survive_a_restart_under_the_rendered_acl(
+    redis_server_factory: Callable[..., RedisServer], tmp_path: Path
+) -> None:
+    # Redis replays the AOF's MULTI/EXEC blocks as the default user and (7.0) re-checks the
+    # ACL at EXEC: a default user with -@all dropped them all at the restart (the cdc relay's
+    # events and position, the groups' XCLAIMs), with only a line in Redis's log.
+    # Given the generated ACL (the admin with a password) and an AOF
+    secrets_file = tmp_path / "secrets.env"
+    passwords = load_or_create_secrets(secrets_file, DEFAULT_LAYOUT)
+    acl = tmp_path / "users.acl"
+    acl.write_text(render_acl(DEFAULT_LAYOUT, passwords))
+    server = redis_server_factory(ServerOptions(aclfile=acl, persistence="aof-always"))
+    admin = DEFAULT_LAYOUT.user_name("admin")
+
+    def client() -> redis.Redis:
+        return redis.Redis(host=server.host, port=server.port, username=admin,
+                           password=passwords[admin], socket_timeout=5, retry=None)  # fmt: skip
+
+    # When a transaction is committed and the server restarted (stopped cleanly)
+    first = client()
+    with first.pipeline(transaction=True) as pipe:
+        pipe.xadd("s", {"a": "1"}).hset("h", "lsn", 1)
+        pipe.execute()
+    first.close()
+    server.restart(crash=False)
+    # Then it is still there
+    again = client()
+    try:
+        assert again.xlen("s") == 1 and again.hget("h", "lsn") == b"1"
+    finally:
+        again.close()
