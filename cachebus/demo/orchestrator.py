@@ -320,10 +320,11 @@ def run_demo(
     report = DemoReport(seconds=config.seconds, run_dir=str(root))
     run = _Cluster(config, root)
     try:
-        run.start_redis()
+        # PostgreSQL first: a --database that cannot be used is refused before Redis starts.
         report.postgres = run.open_postgres()
         if notice is not None:
             notice(report.postgres)
+        run.start_redis()
         World(run.spec.world_path, run.spec.shape()).create()
         asyncio.run(_create_outbox(run.spec))
         started = time.monotonic()

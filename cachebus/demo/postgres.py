@@ -59,6 +59,17 @@ class DemoPostgres:
     def prepare(self, shape: WorldShape) -> None:
         """The table (every limit at version 0), its publication and the slot. The slot
         exists before anyone writes: every admin change is in it, whenever the relay starts."""
+        import psycopg2
+
+        try:
+            self._prepare(shape)
+        except psycopg2.Error as exc:  # e.g. a given database's user may not create tables
+            raise ConfigError(
+                f"{self.where}: cannot create the demo's table, publication and slot: "
+                f"{str(exc).strip()} (needs CREATE on public and REPLICATION)"
+            ) from None
+
+    def _prepare(self, shape: WorldShape) -> None:
         from cachebus.producers.cdc import database as db
 
         token = secrets.token_hex(3)
