@@ -117,23 +117,21 @@ def check_after(state: StreamState, group: str, meta: GroupMeta, since: str | No
     if info is None or state.entries_added == 0:
         return NO_GAP
     deleted = state.max_deleted_entry_id
-    if since is not None and stream_id(deleted) > stream_id(since):
-        mark = f"deleted:{deleted}"
-        if meta.fallback_mark != mark:
-            return GapVerdict(
-                True, fallback_mark=mark, detail=f"entry {deleted} deleted since the last check"
-            )
-    if info.entries_read is None:
-        return NO_GAP
-    exact = _at_tail(state, info)
-    skipped = (state.entries_added if exact else state.removed) - info.entries_read
-    if skipped > meta.deficit:
-        return GapVerdict(
-            True,
-            deficit=skipped,
-            detail=f"{skipped - meta.deficit} entries removed before group {group!r} read them",
-        )
-    if exact and skipped < meta.deficit:
+    mark: str | None = f"deleted:{deleted}"
+    if since is None or stream_id(deleted) <= stream_id(since) or meta.fallback_mark == mark:
+        mark = None
+    skipped: int | None = None
+    exact = False
+    if info.entries_read is not None:
+        # A deleted entry is counted here too, when Redis kept counting: one flush for both.
+        exact = _at_tail(state, info)
+        skipped = (state.entries_added if exact else state.removed) - info.entries_read
+    if skipped is not None and skipped > meta.deficit:
+        detail = f"{skipped - meta.deficit} entries removed before group {group!r} read them"
+        return GapVerdict(True, deficit=skipped, fallback_mark=mark, detail=detail)
+    if mark is not None:
+        return GapVerdict(True, fallback_mark=mark, detail=f"entry {deleted} deleted unread")
+    if exact and skipped is not None and skipped < meta.deficit:
         return GapVerdict(False, deficit=max(skipped, 0))
     return NO_GAP
 
