@@ -15,6 +15,8 @@ is the XREADGROUP's own reply, so it is seen on every read of either kind. A rea
 checking read at start, after any error or recovery, after an empty read, while the last
 check was not exact (the group not caught up, or Redis not counting for it), and whenever
 ``block_ms`` has passed since the last check; a lean read never blocks past that deadline.
+A short read (fewer entries than ``read_count``) is *not* a reason: at the tail every read is
+short, and checking each one is the cost this schedule removes.
 
 The bound this gives (the longest a gap can go undetected), for a gap (entries removed before
 this group read them, or the group replaced) that happens at time t:
