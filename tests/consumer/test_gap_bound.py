@@ -26,7 +26,7 @@ KEYS = StreamKeys("cb")
 STREAM = KEYS.stream("inval")
 BLOCK_MS = 400
 #: The written bound is block_ms + one batch + one read; the slack absorbs a loaded machine.
-BOUND_S = BLOCK_MS / 1000 + 1.0
+BOUND_S = BLOCK_MS / 1000 + 1.6
 META = GroupMeta(epoch="e", synced="e", deficit=0, fallback_mark=None)
 
 
