@@ -14,6 +14,9 @@ Roles (Redis 7.0 selectors, verified against 7.0.15 by ``tests/security``):
   group-meta hash, its own counters hash, XADD on its own dead-letter stream, the broadcast
   epoch, the registry record. Without selectors ``~stream`` plus ``+unlink`` would let it
   UNLINK the stream.
+* ``cdc``: the commit-log relay (``cachebus cdc``): XADD on the stream, and its positions
+  (``{prefix}:cdc:{stream}:<slot>`` hashes) read and written in the same MULTI/EXEC as its
+  events, plus the registry record.
 * ``ops``: read-only inspection (XINFO, XPENDING, XRANGE, INFO, SLOWLOG).
 * ``admin``: everything, for operators only.
 
@@ -149,9 +152,15 @@ class AclLayout:
     def keys(self) -> StreamKeys:
         return StreamKeys(self.prefix)
 
+    def cdc_positions(self) -> str:
+        """The key pattern of the commit-log relay's positions (one hash per slot)."""
+        one = self.keys.cdc_position(self.stream, "slot")
+        return one[: -len("slot")] + "*"
+
     def _stream_side_keys(self) -> list[str]:
         keys = self.keys
         out = [keys.stream(self.stream), keys.epoch(self.stream), keys.registry_record(self.stream)]
+        out.append(keys.cdc_position(self.stream, "slot"))
         for service in self.services:
             out += [
                 keys.group_meta(self.stream, service.name),
@@ -191,7 +200,22 @@ class AclLayout:
                 ),
             ),
         ]
-        readable = [stream_key, epoch_key, keys.registry_record(self.stream)]
+        users.append(
+            AclUser(
+                self.user_name("cdc"),
+                "cdc",
+                (
+                    *base,
+                    *_CONNECT,
+                    "+multi", "+exec", "+discard",
+                    f"%W~{stream_key}",
+                    "+xadd",
+                    _selector(f"~{self.cdc_positions()}", ("+hset", "+hgetall", "+hincrby")),
+                    _selector(f"%W~{keys.registry_record(self.stream)}", ("+hset",)),
+                ),
+            )
+        )  # fmt: skip
+        readable = [stream_key, epoch_key, keys.registry_record(self.stream), self.cdc_positions()]
         for service in self.services:
             readable += [
                 keys.group_meta(self.stream, service.name),

@@ -69,7 +69,7 @@ def render(
     stream: str = typer.Option("inval", help="Stream name (CACHEBUS_STREAM)."),
     user_prefix: str = typer.Option("cachebus", help="ACL user names start with this."),
 ) -> None:
-    """Render users.acl: producer, one consumer per service, ops, admin; default user off."""
+    """Render users.acl: producer, cdc relay, a consumer per service, ops, admin; default off."""
     try:
         layout = _layout(services, retention, prefix, stream, user_prefix)
         passwords = load_or_create_secrets(secrets, layout) if secrets else None

@@ -24,6 +24,7 @@ deletions); they measure what crashes and retries cost.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,15 +44,19 @@ def counter_field(counter: str, member: str) -> str:
 class Tally:
     """Counts of one member since its last ack, and the window of event ids it applied."""
 
-    __slots__ = ("_seen", "applied", "claimed", "duplicates", "window")
+    __slots__ = ("_order", "_seen", "applied", "claimed", "duplicates", "window")
 
     def __init__(self, window: int) -> None:
         self.window = max(1, window)
-        self._seen: dict[str, None] = {}  # insertion-ordered: the oldest goes first
+        # A set and the order ids entered it: evicting the oldest from an insertion-ordered
+        # dict (next(iter(d))) walks the holes its earlier evictions left, per event.
+        self._seen: set[str] = set()
+        self._order: deque[str] = deque()
         self.applied = self.duplicates = self.claimed = 0
 
     def add_applied(self, delivered: Sequence[Delivered]) -> None:
         seen = self._seen
+        order = self._order
         window = self.window
         duplicates = 0
         for d in delivered:
@@ -61,9 +66,10 @@ class Tally:
                 continue
             if d.deliveries > 1:
                 duplicates += 1
-            seen[event_id] = None
-            if len(seen) > window:
-                del seen[next(iter(seen))]
+            seen.add(event_id)
+            order.append(event_id)
+            if len(order) > window:
+                seen.discard(order.popleft())
         self.applied += len(delivered)
         self.duplicates += duplicates
 

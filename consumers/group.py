@@ -86,12 +86,18 @@ class GroupMeta:
 
 @dataclass(frozen=True, slots=True)
 class ReadResult:
-    """A read, with the stream's state and the group meta as they were just before it."""
+    """A read; a *checking* read also carries the group meta and the stream's state as they
+    were just before it and just after it (see :mod:`cachebus.consumers.gaps`)."""
 
     entries: list[Entry]
     state: StreamState | None
-    meta: GroupMeta
+    meta: GroupMeta | None
     group_missing: bool
+    after: StreamState | None = None
+
+    @property
+    def checked(self) -> bool:
+        return self.meta is not None
 
 
 class StreamGroup:
@@ -120,9 +126,17 @@ class StreamGroup:
 
     # ---- reading ------------------------------------------------------------------------
     async def read(
-        self, *, count: int, block_ms: int | None, pending: bool = False, start_id: str = "0"
+        self,
+        *,
+        count: int,
+        block_ms: int | None,
+        pending: bool = False,
+        start_id: str = "0",
+        check: bool = True,
     ) -> ReadResult:
-        """One round trip: group meta, XINFO STREAM/GROUPS, then XREADGROUP.
+        """One round trip: XREADGROUP, and with ``check`` the group meta and XINFO STREAM/GROUPS
+        just before it and XINFO STREAM/GROUPS just after it (in the same pipeline: the state
+        after a blocking read is taken when it returns).
 
         ``pending=True`` reads this member's own pending entries after ``start_id`` (no block);
         otherwise new entries (``>``), blocking up to ``block_ms``.
@@ -135,31 +149,27 @@ class StreamGroup:
         if block_ms is not None and not pending:
             args += ["BLOCK", block_ms]
         args += ["STREAMS", self.stream, start_id if pending else ">"]
+        state = ("XINFO STREAM", self.stream), ("XINFO GROUPS", self.stream)
+        commands = [("HGETALL", self.meta_key), *state, args, *state] if check else [args]
         # Sent once, never retried by the client: a second `>` would deliver other entries
         # while the first copy's wait, unseen, in our pending list (see cachebus.core.once).
         with map_redis_errors(f"XREADGROUP {self.stream}", self.where):
-            meta_raw, info, groups, reply = await execute_once(
-                self.client,
-                [
-                    ("HGETALL", self.meta_key),
-                    ("XINFO STREAM", self.stream),
-                    ("XINFO GROUPS", self.stream),
-                    args,
-                ],
-                key=self.stream,
-            )
-        meta = GroupMeta.parse(meta_raw if isinstance(meta_raw, dict) else None)
+            replies = await execute_once(self.client, commands, key=self.stream)
+        reply = replies[3] if check else replies[0]
         missing = is_group_lost(reply)
-        for result in (meta_raw, reply):
+        for result in (replies[0], reply):
             if isinstance(result, Exception) and not is_group_lost(result):
                 with map_redis_errors(f"XREADGROUP {self.stream}", self.where):
                     raise result
-        state = None
-        if not isinstance(info, Exception) and not isinstance(groups, Exception):
-            state = parse_stream_info(info, groups)
         parse = parse_read if clustered else parse_raw_read
         entries = [] if missing else parse(reply, self.stream)
-        return ReadResult(entries, state, meta, missing)
+        if not check:
+            return ReadResult(entries, None, None, missing)
+        meta_raw, info, groups, _, info_after, groups_after = replies
+        meta = GroupMeta.parse(meta_raw if isinstance(meta_raw, dict) else None)
+        return ReadResult(
+            entries, _state(info, groups), meta, missing, _state(info_after, groups_after)
+        )
 
     async def pending_deliveries(self, entries: Sequence[Entry]) -> list[Entry]:
         """The same entries with their delivery counts (one XPENDING over their id range)."""
@@ -383,6 +393,12 @@ class StreamGroup:
     async def mark_served_by(self, run_id: str) -> None:
         with map_redis_errors(f"HSET {self.meta_key}", self.where):
             await self.client.hset(self.meta_key, "served_by", run_id)
+
+
+def _state(info: Any, groups: Any) -> StreamState | None:
+    if info is None or isinstance(info, Exception) or isinstance(groups, Exception):
+        return None
+    return parse_stream_info(info, groups)
 
 
 def is_group_lost(value: Any) -> bool:

@@ -248,17 +248,27 @@ class BatchProcessor:
 
         async def beat() -> None:
             while True:
-                await asyncio.sleep(interval)
                 try:
                     await self.group.heartbeat(ids)
                 except BackendError as exc:  # the entries stay ours; replay after the batch
                     self.link.stream_down(exc)
+                await asyncio.sleep(interval)
 
-        task = asyncio.ensure_future(beat())
+        # Most applies end long before the first beat is due: a timer, not a task, until then.
+        loop = asyncio.get_running_loop()
+        task: asyncio.Task[None] | None = None
+
+        def start() -> None:
+            nonlocal task
+            task = loop.create_task(beat())
+
+        timer = loop.call_later(interval, start)
         try:
             yield
         finally:
-            await cancel_and_wait(task)
+            timer.cancel()
+            if task is not None:
+                await cancel_and_wait(task)
 
     # ---- dead letters ----------------------------------------------------------------
     async def _dead_letter_delivered(

@@ -7,9 +7,36 @@ and again after any stream-side failure: see :mod:`cachebus.consumers.replay`), 
 within the grace period, then cancel (acks are shielded), then give up at the hard deadline.
 Signals are the CLI's business, never this module's.
 
-Each read is one round trip that also returns the group meta and the stream's state as they
-were just before it, so the checks that turn a loss into a flush (NOGROUP, epoch, trimmed
-entries) run on every read at no extra round trip.
+Reads come in two kinds. A *lean* read is XREADGROUP alone: the hot path, at the tail. A
+*checking* read adds, in the same round trip, the group meta and the stream's state just
+before and just after the XREADGROUP, and runs every check that turns a loss into a flush
+(epoch, trimmed or deleted entries: :mod:`cachebus.consumers.gaps`). NOGROUP (and UNBLOCKED)
+is the XREADGROUP's own reply, so it is seen on every read of either kind. A read is a
+checking read at start, after any error or recovery, after an empty read, while the last
+check was not exact (the group not caught up, or Redis not counting for it), and whenever
+``block_ms`` has passed since the last check; a lean read never blocks past that deadline.
+A short read (fewer entries than ``read_count``) is *not* a reason: at the tail every read is
+short, and checking each one is the cost this schedule removes.
+
+The bound this gives (the longest a gap can go undetected), for a gap (entries removed before
+this group read them, or the group replaced) that happens at time t:
+
+* while the member keeps up with the stream, the next check starts by t + ``block_ms`` and
+  ends one read later, so the flush is done by t + ``block_ms`` + one batch (its apply and
+  ack) + one read; the same as before lean reads existed, when a gap happening during a
+  blocked read was seen only when that read returned (up to ``block_ms`` later);
+* while it lags behind (a backlog), every read is a checking read, so a loss ahead of the
+  group is found before the group reads past it, as before.
+
+The evidence survives the group reading past a loss between two checks
+(:func:`~cachebus.consumers.gaps.check_after`): nothing is lost by checking less often, only
+detected later, within the bound. And nothing is served stale because of that delay that
+would not have been served anyway: an invalidation lost in a gap was never going to be applied
+(it is gone from Redis); the flush at detection bumps the scope's generation, which drops
+every value cached before it, those filled during the window included; every event delivered
+meanwhile is applied as usual. What the window adds is at most ``block_ms`` more of serving
+values the lost entries would have invalidated, which the old schedule also allowed (a read
+blocked ``block_ms`` saw the loss no earlier).
 
 Entries idle past ``min_idle_ms`` in another member's pending list are claimed every
 ``claim_interval_s``, and a read never blocks past the next claim round, so a dead member's
@@ -33,8 +60,8 @@ from collections.abc import Collection, Sequence
 from cachebus.consumers.config import ConsumerConfig, FlushReason
 from cachebus.consumers.drift import DriftMonitor
 from cachebus.consumers.entries import StreamState, stream_id
-from cachebus.consumers.gaps import check_gap
-from cachebus.consumers.group import ReadResult, StreamGroup
+from cachebus.consumers.gaps import NO_GAP, caught_up, check_after, check_gap, combine
+from cachebus.consumers.group import GroupMeta, ReadResult, StreamGroup
 from cachebus.consumers.housekeeping import Housekeeper
 from cachebus.consumers.observe import ConsumerObserver, ConsumerStats, Health, monotonic, safe_call
 from cachebus.consumers.processing import BatchProcessor, Link
@@ -125,6 +152,11 @@ class Consumer:
         self.replay = ReplayDue()
         self._state: StreamState | None = None
         self._next_claim = 0.0
+        #: The next read checks (see the module's docstring); then checks by this deadline.
+        self._check_due = True
+        self._next_check = 0.0
+        #: The group's position at our last check: what an XDEL since then is compared to.
+        self._checked_at_id: str | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
     async def run(self, *, until_idle: bool = False) -> None:
@@ -151,6 +183,7 @@ class Consumer:
                         return
                 except GroupMissingError:
                     self._lost = FlushReason.GROUP_LOST
+                    self._check_due = True
                     self.replay.owe("group lost")
                 except AccessDenied:
                     raise  # a configuration error: retrying cannot help
@@ -162,6 +195,7 @@ class Consumer:
                     )  # fmt: skip
                     return
                 except BackendError as exc:
+                    self._check_due = True
                     self.replay.owe("stream error")
                     await self._failed(exc)
         finally:
@@ -206,12 +240,17 @@ class Consumer:
         if self.housekeeping.due(now):
             await self.housekeeping.run()
         started = monotonic()
-        # Never block past the next claim round: it bounds how long a dead member's entries wait.
-        block = max(1, min(block_ms, int((self._next_claim - started) * 1000)))
-        result = await self.group.read(count=self.config.read_count, block_ms=block)
+        check = self._check_due or started >= self._next_check
+        # Never block past the next claim round: it bounds how long a dead member's entries
+        # wait. A lean read never blocks past the next check: that bounds an unseen gap.
+        until = self._next_claim if check else min(self._next_claim, self._next_check)
+        block = max(1, min(block_ms, int((until - started) * 1000)))
+        result = await self.group.read(count=self.config.read_count, block_ms=block, check=check)
         self.replay.read_new()
         read = (started, monotonic())
         await self._after_read(result, "new")
+        if not result.entries:
+            self._check_due = True  # idle: a check costs nothing here
         await self.processor.process(result.entries, "new", read)
         return progressed or bool(result.entries)
 
@@ -240,14 +279,18 @@ class Consumer:
         self._mark_connected()
         if result.group_missing:
             # Without persistence the meta is gone too: what we saw before still tells a loss.
-            known = result.meta.epoch is not None or self._group_seen
+            meta_epoch = result.meta.epoch if result.meta is not None else None
+            known = meta_epoch is not None or self._group_seen
             reason = FlushReason.GROUP_LOST if known else FlushReason.NEW_GROUP
             await self._recover(reason)
             return
         self._group_present = self._group_seen = True
-        self._state = result.state
-        safe_call(self.observer, "on_read", source, len(result.entries), result.state)
         meta = result.meta
+        if meta is None:  # a lean read: nothing to check
+            safe_call(self.observer, "on_read", source, len(result.entries), None)
+            return
+        self._state = result.after or result.state
+        safe_call(self.observer, "on_read", source, len(result.entries), self._state)
         if meta.epoch is None or meta.synced != meta.epoch:
             epoch = meta.epoch or await self.group.rotate_epoch()
             await self._flush(
@@ -256,13 +299,28 @@ class Consumer:
                 "scope not synced to the group's epoch",
             )
             await self.group.mark_synced(epoch, reason=None)
-        if result.state is not None:
-            verdict = check_gap(result.state, self.config.group, meta)
-            if verdict.gap:
-                await self._flush(self.config.namespaces, FlushReason.TRIMMED, verdict.detail)
-                await self.group.mark_synced(
-                    None, reason=None, deficit=verdict.deficit, fallback_mark=verdict.fallback_mark
-                )
+        await self._check_gaps(result, meta)
+
+    async def _check_gaps(self, result: ReadResult, meta: GroupMeta) -> None:
+        group = self.config.group
+        before = check_gap(result.state, group, meta) if result.state is not None else NO_GAP
+        after = result.after
+        verdict = combine(
+            before,
+            check_after(after, group, meta, self._checked_at_id) if after is not None else NO_GAP,
+        )
+        if verdict.gap:
+            await self._flush(self.config.namespaces, FlushReason.TRIMMED, verdict.detail)
+        if verdict.gap or verdict.deficit is not None:
+            await self.group.mark_synced(
+                None, reason=None, deficit=verdict.deficit, fallback_mark=verdict.fallback_mark
+            )
+        # Recorded only once the verdict is acted on: a failure above checks again from the
+        # same position. Lean reads resume only after an exact check (gaps.caught_up).
+        info = after.groups.get(group) if after is not None else None
+        self._checked_at_id = info.last_delivered_id if info is not None else None
+        self._check_due = after is None or not caught_up(after, group)
+        self._next_check = monotonic() + self.config.block_ms / 1000.0
 
     async def _recover(self, reason: FlushReason) -> None:
         """The group is gone (or new): recreate it, then flush, then record the sync.
@@ -277,6 +335,8 @@ class Consumer:
         await self.group.mark_synced(epoch, reason=None, deficit=0)
         self._group_present = self._group_seen = True
         self._lost = None
+        self._check_due = True
+        self._checked_at_id = None  # a new group: its ids say nothing about the old one's
         self.replay.owe("group recreated", again=False)
 
     async def _claim_round(self) -> int:

@@ -23,6 +23,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "publish",
     "consume",
     "e2e",
+    "fanout",
     "fill",
     "cluster",
     "startup",

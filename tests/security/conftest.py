@@ -47,8 +47,8 @@ class Deployment:
         return self.keys.stream(self.layout.stream)
 
     def user(self, role: str) -> str:
-        """``producer``, ``ops``, ``admin`` or a service name."""
-        if role in {"producer", "ops", "admin"}:
+        """``producer``, ``cdc``, ``ops``, ``admin`` or a service name."""
+        if role in {"producer", "cdc", "ops", "admin"}:
             return self.layout.user_name(role)
         return self.layout.service_user(role)
 
