@@ -198,9 +198,9 @@ class _Cluster:
             user = DEFAULT_LAYOUT.user_name("producer")
         elif role in SERVICES:
             user = DEFAULT_LAYOUT.service_user(role)
+        elif role == "cdc":  # XADD, and its position in the same MULTI/EXEC
+            user = DEFAULT_LAYOUT.user_name("cdc")
         else:
-            # The cdc relay too: it also keeps its position hash beside the stream, which no
-            # least-privilege user of the ACL may write yet.
             user = DEFAULT_LAYOUT.user_name("admin")
         return self.pair.url(instance, user)
 
@@ -337,20 +337,8 @@ def run_demo(
         for name in SERVICES:
             _wait_for(lambda n=name: bool(run.stats(n).get("ready")), 30, f"{name} to be ready")  # type: ignore[misc]
         mark("bot and indexer ready: groups created, L1 broadcast placed")
-        writers = run.writers()
-        if run.pg is not None:
-            run.start("cdc")
-            _wait_for(lambda: bool(run.stats("cdc").get("streaming")), 30, "cdc to stream")
-            mark("cdc relay streaming from its slot")
-        for name in writers:
-            run.start(name)
-        # The load's clock starts once both writers are writing: on a loaded machine their
-        # imports take seconds, and a SIGTERM landing before their handler exists killed a
-        # writer outright ("did not stop cleanly", with nothing in its log).
-        for name in writers:
-            _wait_for(lambda n=name: bool(run.stats(n)), 30, f"{name} to start writing")  # type: ignore[misc]
+        writers = _start_writers(run, mark)
         load_started = time.monotonic()
-        mark(f"{', '.join(writers)} writing")
         _drive_load(run, config, load_started, mark, progress, report)
         for name in writers:
             run.signal(name, signal.SIGTERM)
@@ -360,6 +348,8 @@ def run_demo(
         mark("writers stopped; outbox drained")
         report.quiesced = _quiesce(run, config.quiesce_timeout_s, progress, report, load_started)
         mark("quiescence" if report.quiesced else "no quiescence within the timeout")
+        if report.quiesced:
+            mark(_refill(run))
         _verify(run, report)
         consumers = (*SERVICES, "cdc") if run.pg is not None else SERVICES
         for name in consumers:
@@ -372,6 +362,24 @@ def run_demo(
         return report
     finally:
         run.close()
+
+
+def _start_writers(run: _Cluster, mark: Callable[[str], None]) -> tuple[str, ...]:
+    """The relay (with PostgreSQL), then the writers; returns once all of them write."""
+    writers = run.writers()
+    if run.pg is not None:
+        run.start("cdc")
+        _wait_for(lambda: bool(run.stats("cdc").get("streaming")), 30, "cdc to stream")
+        mark("cdc relay streaming from its slot")
+    for name in writers:
+        run.start(name)
+    # The load's clock starts once both writers are writing: on a loaded machine their
+    # imports take seconds, and a SIGTERM landing before their handler exists killed a
+    # writer outright ("did not stop cleanly", with nothing in its log).
+    for name in writers:
+        _wait_for(lambda n=name: bool(run.stats(n)), 30, f"{name} to start writing")  # type: ignore[misc]
+    mark(f"{', '.join(writers)} writing")
+    return writers
 
 
 def _drive_load(
@@ -485,6 +493,27 @@ def _quiesce(
             return True
         time.sleep(0.25)
     return False
+
+
+def _refill(run: _Cluster, timeout: float = 60.0) -> str:
+    """Wait until each service has read each of its items about twice since quiescence.
+
+    Invalidations emptied the caches up to the end; how much the readers refilled by then
+    depended on the machine's load (a starved bot held 40 L1 entries, or 400). Reads from
+    now on fill, they never invalidate: entries cached before quiescence, the ones that could
+    be stale, stay as they are for the check.
+    """
+    shape = run.spec.shape()
+    goal = {name: len(shape.refs_of(ns)) * 2 for name, ns in run.services.items()}
+    start = {name: int(run.stats(name).get("reads", 0)) for name in run.services}
+
+    def read_enough() -> bool:
+        return all(
+            int(run.stats(name).get("reads", 0)) - start[name] >= goal[name] for name in goal
+        )
+
+    _wait_for(read_enough, timeout, "the services to read their items after quiescence")
+    return "caches refilled: " + ", ".join(f"{name} read {n:,}" for name, n in goal.items())
 
 
 def _verify(run: _Cluster, report: DemoReport) -> None:

@@ -80,7 +80,7 @@ async def admin(spec: Spec) -> None:
         nonlocal transactions, changes
         # Mostly one limit; now and then a bulk fix of a few (one event: coalesced).
         count = 1 if rng.random() < 0.8 else rng.randint(2, 4)
-        rows = [shape.risk_limit(m).id for m in rng.sample(range(shape.markets), count)]
+        rows = [shape.risk_limit(m).id for m in rng.sample(range(shape.limits), count)]
         async with conn.transaction():
             for row in rows:
                 await conn.execute(

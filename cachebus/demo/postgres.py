@@ -74,7 +74,7 @@ class DemoPostgres:
 
         token = secrets.token_hex(3)
         self.slot, self.publication = f"cachebus_demo_{token}", f"cachebus_demo_{token}"
-        rows = [(shape.risk_limit(m).id,) for m in range(shape.markets)]
+        rows = [(shape.risk_limit(m).id,) for m in range(shape.limits)]
         conn = self._connect()
         try:
             cur = conn.cursor()

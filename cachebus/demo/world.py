@@ -31,6 +31,8 @@ class WorldShape:
     registry: Registry = field(default_factory=demo_registry, compare=False)
     #: Risk limits live in PostgreSQL (:mod:`cachebus.demo.postgres`); without it, nowhere.
     postgres: bool = False
+    #: Markets with risk limits: few, so each is fixed (and read) often.
+    limits: int = 20
 
     def user_positions(self, user: int) -> KeyRef:
         """The position list the API caches."""
@@ -60,8 +62,8 @@ class WorldShape:
         for market in range(self.markets):
             yield from self.market_views(market)
             yield self.price(market)
-            if self.postgres:
-                yield self.risk_limit(market)
+        for market in range(self.limits if self.postgres else 0):
+            yield self.risk_limit(market)
 
     def refs_of(self, namespaces: frozenset[str]) -> list[KeyRef]:
         return [ref for ref in self.refs() if ref.namespace in namespaces]
