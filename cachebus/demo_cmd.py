@@ -62,7 +62,7 @@ def _print_report(console: Console, report: DemoReport) -> None:
         )  # fmt: skip
     console.print(table)
     console.print("published: " + ", ".join(f"{k} {v:,}" for k, v in report.published.items()))
-    console.print(report.postgres)
+    console.print(report.postgres, markup=False)  # it may name an extra: [cdc]
     if report.admin:
         a = report.admin
         per_service = "; ".join(
@@ -147,9 +147,12 @@ def demo(
 
 
 def _run(config: DemoConfig, console: Console) -> DemoReport:
+    def notice(line: str) -> None:
+        console.print(line, markup=False)
+
     if console.is_terminal:
         with Live(console=console, refresh_per_second=4, transient=True) as live:
-            return run_demo(config, lambda snap: live.update(_live_table(snap)), console.print)
+            return run_demo(config, lambda snap: live.update(_live_table(snap)), notice)
     else:
         last = [0.0]
 
@@ -164,4 +167,4 @@ def _run(config: DemoConfig, console: Console) -> DemoReport:
                     )
                 )
 
-        return run_demo(config, plain, console.print)
+        return run_demo(config, plain, notice)

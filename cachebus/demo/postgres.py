@@ -17,7 +17,7 @@ runs on SQLite and the outbox alone. A database that was given but cannot be use
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -148,7 +148,9 @@ class DemoPostgres:
 
 def _missing_extra() -> str:
     for module, extra in (("psycopg2", "cdc"), ("asyncpg", "outbox")):
-        if importlib.util.find_spec(module) is None:
+        try:
+            importlib.import_module(module)
+        except ImportError:
             return f"{module} is missing (pip install 'cachebus[{extra}]')"
     return ""
 
