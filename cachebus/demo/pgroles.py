@@ -91,14 +91,14 @@ async def admin(spec: Spec) -> None:
 
     async def report() -> None:
         while not stop.is_set():
-            stats = {"writes": transactions, "changes": changes}
+            stats = {"writes": transactions, "changes": changes, "published": 0}
             write_stats(spec.root / "stats-admin.json", stats)
             await asyncio.sleep(0.5)
 
     reporter = asyncio.ensure_future(report())
     await _paced(spec.admin_rate, stop, fix)
     reporter.cancel()
-    stats = {"writes": transactions, "changes": changes, "done": True}
+    stats = {"writes": transactions, "changes": changes, "published": 0, "done": True}
     write_stats(spec.root / "stats-admin.json", stats)
     await conn.close()
 
