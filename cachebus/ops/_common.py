@@ -7,7 +7,6 @@ interrupted.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
@@ -21,6 +20,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from cachebus._interrupt import run_interruptible
 from cachebus.contracts.errors import AccessDenied, CachebusError, ConfigError, ContractError
 from cachebus.core.connection import RedisSettings, create_async_pool
 from cachebus.exits import ExitCode
@@ -118,7 +118,7 @@ async def connect(
 def run(command: str, main: Callable[[], Awaitable[T]]) -> T:
     """Run an async command body; our errors become a message and an exit code."""
     try:
-        return asyncio.run(main())  # type: ignore[arg-type]
+        return run_interruptible(main())  # type: ignore[arg-type]
     except (ConfigError, ContractError) as exc:  # a bad name or setting: the caller's to fix
         fail(command, str(exc), ExitCode.USAGE)
     except AccessDenied as exc:  # the finding: this user may not run what the command needs
