@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from functools import partial
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import orjson
-from pydantic import ValidationError
+from pydantic import Field, Json, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from cachebus.contracts._frames import (
     BINARY_MAGIC,
@@ -32,9 +32,8 @@ from cachebus.contracts._frames import (
     build_binary_frame,
     parse_binary_frame,
 )
-from cachebus.contracts.checked import checked_event
 from cachebus.contracts.errors import ContractError, EventDecodeError
-from cachebus.contracts.events import EVENT_ADAPTER, Event, decode_error
+from cachebus.contracts.events import EVENT_ADAPTER, Event, InvalidationEvent, decode_error
 from cachebus.contracts.registry import Registry
 from cachebus.contracts.rules import MAX_ENTRY_BYTES
 
@@ -71,6 +70,8 @@ _TRACEPARENT_RE = re.compile(
 _TRACESTATE_RE = re.compile(r"[\x20-\x2b\x2d-\x7e]*(?:,[\x20-\x2b\x2d-\x7e]*){0,31}")
 _INT_FIELDS = ("schema_version", "created_at_ms")
 _TRACE_FIELDS = ("traceparent", "tracestate")
+# Fields a stream entry must carry itself: their defaults would invent a version, id or time.
+_REQUIRED = frozenset({"schema_version", "event_id", "created_at_ms"})
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -111,11 +112,6 @@ class DecodedEntry(NamedTuple):
             if (state := self.tracestate) is not None:
                 carrier["tracestate"] = state
         return carrier
-
-
-# A named tuple's own constructor is a Python function: the batch decoder builds the tuple
-# directly (every field given), one frame less per event.
-_new_decoded = partial(tuple.__new__, DecodedEntry)
 
 
 # ---- encoding ------------------------------------------------------------------------------
@@ -320,9 +316,6 @@ def decode_fields(
     """
     eid = _entry_id(entry_id)
     obj, headers = _prepare(fields, eid)
-    checked = checked_event(obj, registry)
-    if checked is not None:
-        return DecodedEntry(checked, headers, eid)
     try:
         event = EVENT_ADAPTER.validate_python(obj, context={"registry": registry})
     except ValidationError as exc:
@@ -330,6 +323,52 @@ def decode_fields(
     except (ContractError, RecursionError, TypeError, ValueError) as exc:
         raise _fail(f"event could not be validated: {exc}", "event.invalid", eid) from None
     return DecodedEntry(event, headers, eid)
+
+
+class _WireEnvelope(TypedDict):
+    """Our envelope as the batch fast path validates it: the inner event parsed and validated
+    in the same pydantic-core pass (``Json``), the headers checked there too."""
+
+    data: Json[InvalidationEvent]
+    headers: Annotated[dict[str, str], Field(max_length=_MAX_HEADERS)]
+
+
+_ENVELOPE_BATCH: TypeAdapter[list[_WireEnvelope]] = TypeAdapter(list[_WireEnvelope])
+
+
+def _decode_batch_fast(
+    entries: list[tuple[str | bytes, Mapping[bytes | str, bytes | str] | None]],
+    registry: Registry | None,
+) -> list[DecodedEntry | EventDecodeError] | None:
+    """Every entry in our JSON envelope and valid: one pydantic call parses and validates all.
+
+    None as soon as anything is unusual; the caller then decodes entry by entry, which
+    gives each bad entry its precise error (and tolerates odd headers).
+    """
+    raws: list[bytes] = []
+    for _, fields in entries:
+        raw = fields.get(_FIELD_B) if type(fields) is dict else None
+        if type(raw) is not bytes or len(raw) > MAX_ENTRY_BYTES or raw.startswith(BINARY_MAGIC):
+            return None
+        raws.append(raw)
+    # Each entry must be exactly one JSON value: one holding two, or none, changes the count or
+    # breaks the array, and the batch is redone entry by entry.
+    try:
+        envelopes = _ENVELOPE_BATCH.validate_json(
+            b"[" + b",".join(raws) + b"]", context={"registry": registry}
+        )
+    except (ValidationError, ContractError, RecursionError, TypeError, ValueError):
+        return None
+    if len(envelopes) != len(raws):
+        return None
+    out: list[DecodedEntry | EventDecodeError] = []
+    for envelope, (entry_id, _) in zip(envelopes, entries, strict=True):
+        event = envelope["data"]
+        if not event.model_fields_set >= _REQUIRED:
+            return None  # a default was used: a field is missing from the entry
+        eid = entry_id if type(entry_id) is str else _entry_id(entry_id)
+        out.append(DecodedEntry(event, envelope["headers"], eid))
+    return out
 
 
 def _decode_one(
@@ -350,30 +389,12 @@ def decode_entries(
 ) -> list[DecodedEntry | EventDecodeError]:
     """Decode a batch (as XREADGROUP returns it): one result per entry, errors in place.
 
-    An entry in our JSON envelope holding an ordinary event is unwrapped here and checked by
-    :func:`~cachebus.contracts.checked.checked_event`, in one loop; any other entry (a bad
-    one, a FastStream binary frame, plain fields, a pattern event) goes through
-    :func:`decode_fields`, which gives the same result for the ordinary ones.
+    A batch of well-formed envelopes is parsed and validated in one pydantic call, several
+    times faster per event than :func:`decode_fields` in a loop; any other batch (a bad
+    entry, a FastStream binary frame, plain fields) is decoded entry by entry.
     """
-    out: list[DecodedEntry | EventDecodeError] = []
-    append = out.append
-    loads = orjson.loads
-    for entry_id, fields in entries:
-        raw = fields.get(_FIELD_B) if type(fields) is dict else None
-        event: Event | None = None
-        # The same steps as _prepare() on our envelope, stopping at anything it would judge.
-        if type(raw) is bytes and len(raw) <= MAX_ENTRY_BYTES and raw[:8] != BINARY_MAGIC:
-            try:
-                outer = loads(raw)
-                if type(outer) is dict and "headers" in outer and type(outer.get("data")) is str:
-                    inner = loads(outer["data"])
-                    if type(inner) is dict:
-                        event = checked_event(inner, registry)
-            except orjson.JSONDecodeError:
-                pass
-        if event is None:
-            append(_decode_one(entry_id, fields, registry))
-        else:
-            eid = entry_id if type(entry_id) is str else _entry_id(entry_id)
-            append(_new_decoded((event, _text_headers(outer["headers"]), eid)))
-    return out
+    batch = entries if isinstance(entries, list) else list(entries)
+    fast = _decode_batch_fast(batch, registry) if batch else []
+    if fast is not None:
+        return fast
+    return [_decode_one(entry_id, fields, registry) for entry_id, fields in batch]

@@ -9,17 +9,13 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from cachebus.contracts import EventFactory, decode_entries, decode_fields
 from cachebus.contracts._frames import BINARY_MAGIC, build_binary_frame
-from cachebus.contracts.checked import checked_event
 from cachebus.contracts.codec import FIELD, DecodedEntry, encode_event
 from cachebus.contracts.errors import ContractError, EventDecodeError
-from cachebus.contracts.events import EVENT_ADAPTER, Event
+from cachebus.contracts.events import Event
 from cachebus.contracts.keys import MAX_ID_LENGTH
-from cachebus.contracts.registry import Registry
-from cachebus.contracts.rules import MAX_CREATED_AT_MS
 from tests.harness.registry import REGISTRY
 
 FACTORY = EventFactory("api", registry=REGISTRY)
@@ -338,111 +334,3 @@ def test_batch_decoding_agrees_with_decoding_each_entry(
         except EventDecodeError as exc:
             one_by_one.append(exc)
     assert [_outcome(r) for r in decode_entries(batch)] == [_outcome(r) for r in one_by_one]
-
-
-# ---- the hand-checked fast path against pydantic -------------------------------------------
-_NAMES = ["prices", "orders", "prices\n", "", "a" * 64, "a" * 65, "-x", "é", 1, None, ["prices"]]
-_BIG = MAX_CREATED_AT_MS
-# Per field: values at and just past each rule's edge, and of the wrong type.
-_TRICKY: dict[str, list[Any]] = {
-    "schema_version": [None, True, 0, 2, 1.0, "1", [1]],
-    "kind": ["keys", "flush", "pattern", "purge", None, 1, ["keys"]],
-    "event_id": ["", "a" * 64, "a" * 65, "-x", "x-1", "é1", "01J\n", "a:b.c_d-e", 1, None, []],
-    "namespace": _NAMES,
-    "producer": _NAMES,
-    "reason": ["", "x\x7f", "x\x1f", "été", "a" * 256, "a" * 257, "tab\there", None, 1, ["x"]],
-    "created_at_ms": [0, -1, _BIG, _BIG + 1, 1.0, True, None, "1", [1]],
-    "keys": [
-        [], ["a"], ["a\x00"], ["a\r"], ["b\n"], [""], ["x" * MAX_ID_LENGTH],
-        ["x" * (MAX_ID_LENGTH + 1)], [1], ["a", 2], "a", None, {"a": 1}, ["a", "a"],
-        ["x" * MAX_ID_LENGTH] * 128, ["x" * MAX_ID_LENGTH] * 129,
-        [f"k{i}" for i in range(1000)], [f"k{i}" for i in range(1001)],
-    ],
-    "pattern": ["a*", "prices:*", "", "*", None, 1],
-}  # fmt: skip
-
-
-@st.composite
-def near_misses(draw: st.DrawFn) -> dict[str, Any]:
-    """An event as parsed JSON with one or two fields replaced by an edge value, or dropped."""
-    event = json.loads(draw(events()).model_dump_json())
-    for name in draw(st.sets(st.sampled_from(sorted(_TRICKY)), min_size=1, max_size=2)):
-        choice = draw(st.integers(0, len(_TRICKY[name]) + 1))
-        if choice == len(_TRICKY[name]):
-            event.pop(name, None)
-        elif choice > len(_TRICKY[name]):
-            event[name] = draw(st.text(max_size=6))
-        else:
-            event[name] = _TRICKY[name][choice]
-    return event
-
-
-def _pydantic(obj: dict[str, Any], registry: Registry | None) -> Event | None:
-    try:
-        return EVENT_ADAPTER.validate_python(obj, context={"registry": registry})
-    except (ValidationError, ContractError):
-        return None
-
-
-@settings(max_examples=1000, deadline=None)
-@given(obj=near_misses(), with_registry=st.booleans())
-def test_the_fast_path_accepts_only_what_pydantic_accepts_and_builds_the_same_event(
-    obj: dict[str, Any], with_registry: bool
-) -> None:
-    registry = REGISTRY if with_registry else None
-    fast = checked_event(obj, registry)
-    slow = _pydantic(obj, registry)
-    if fast is None:
-        return  # the caller asks pydantic: a refusal is always pydantic's own
-    assert slow is not None, f"fast path accepted what pydantic refuses: {obj!r}"
-    assert type(fast) is type(slow)
-    assert fast == slow and fast.model_fields_set == slow.model_fields_set
-    assert list(fast.__dict__) == list(slow.__dict__)  # encoders write __dict__ in order
-    assert fast.model_dump_json() == slow.model_dump_json()
-
-
-@settings(max_examples=200, deadline=None)
-@given(event=events())
-def test_ordinary_keys_and_flush_events_take_the_fast_path(event: Event) -> None:
-    obj = json.loads(event.model_dump_json())
-    fast = checked_event(obj, REGISTRY)
-    if event.kind == "pattern":
-        assert fast is None  # pydantic judges patterns (check_pattern)
-    else:
-        slow = _pydantic(obj, REGISTRY)
-        assert fast == event == slow and fast.model_fields_set == slow.model_fields_set
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(near_misses(), min_size=1, max_size=6), st.booleans())
-def test_batch_decoding_of_near_miss_events_agrees_with_decoding_each_entry(
-    objs: list[dict[str, Any]], with_registry: bool
-) -> None:
-    registry = REGISTRY if with_registry else None
-    batch = [
-        (f"5-{i}", {FIELD.encode(): orjson.dumps({"data": json.dumps(o), "headers": {}})})
-        for i, o in enumerate(objs)
-    ]
-    one_by_one = []
-    for entry_id, fields in batch:
-        try:
-            one_by_one.append(decode_fields(fields, entry_id=entry_id, registry=registry))
-        except EventDecodeError as exc:
-            one_by_one.append(exc)
-    decoded = decode_entries(batch, registry=registry)
-    assert [_outcome(r) for r in decoded] == [_outcome(r) for r in one_by_one]
-    for obj, result in zip(objs, decoded, strict=True):  # and both agree with pydantic
-        expected = _pydantic(obj, registry)
-        if isinstance(result, DecodedEntry):
-            assert expected is not None and result.event == expected
-        else:
-            # the decoder also refuses an entry that leaves a version, id or time to defaults
-            complete = (
-                type(obj.get("schema_version")) is int
-                and {
-                    "event_id",
-                    "created_at_ms",
-                }
-                <= obj.keys()
-            )
-            assert expected is None or not complete
