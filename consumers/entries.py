@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -49,6 +50,11 @@ class Entry(NamedTuple):
     @property
     def trimmed(self) -> bool:
         return not self.fields
+
+
+# A named tuple's own constructor is a Python function: building the tuple directly skips a
+# frame per entry read. Every field is given, so the defaults it would fill do not matter.
+_new_entry = partial(tuple.__new__, Entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,15 +136,17 @@ def parse_raw_read(reply: Any, key: str) -> list[Entry]:
         if name != want and text(name) != key:
             continue
         out: list[Entry] = []
+        append = out.append
         for item in raw_entries or ():
             entry_id, flat = item[0], item[1]
             eid = entry_id.decode() if type(entry_id) is bytes else str(entry_id)
             if not flat:
-                out.append(Entry(eid, {}))
+                fields = {}
             elif len(flat) == 2:
-                out.append(Entry(eid, {flat[0]: flat[1]}))
+                fields = {flat[0]: flat[1]}
             else:
-                out.append(Entry(eid, dict(zip(flat[::2], flat[1::2], strict=True))))
+                fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            append(_new_entry((eid, fields, 1)))
         return out
     return []
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from cachebus.contracts.events import InvalidationEvent
 from cachebus.contracts.keys import KeyRef, glob_match
 
-__all__ = ["Delivered", "Plan", "coalesce"]
+__all__ = ["Delivered", "Plan", "coalesce", "new_delivered"]
 
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
@@ -31,6 +32,11 @@ class Delivered(NamedTuple):
     deliveries: int = 1
     #: The entry's raw fields, kept so a dead letter carries exactly what was received.
     fields: Mapping[bytes | str, bytes | str] = _EMPTY
+
+
+#: ``Delivered`` from a tuple of all five fields, without the named tuple's Python-level
+#: constructor (a frame per event on the consumer's hot path).
+new_delivered = partial(tuple.__new__, Delivered)
 
 
 @dataclass(slots=True)
@@ -54,17 +60,20 @@ class Plan:
 
 
 def coalesce(delivered: Iterable[Delivered]) -> Plan:
-    plan = Plan()
-    for item in delivered:
-        plan.delivered.append(item)
+    plan = Plan(delivered=list(delivered))
+    keys = plan.keys
+    for item in plan.delivered:
         event = item.event
         ns = event.namespace
-        if event.kind == "flush":
+        if event.kind == "keys":
+            ids = keys.get(ns)
+            if ids is None:  # not setdefault(ns, set()): that builds a set per event
+                ids = keys[ns] = set()
+            ids.update(event.keys)
+        elif event.kind == "flush":
             plan.flushes.add(ns)
-        elif event.kind == "pattern":
-            plan.patterns.setdefault(ns, set()).add(event.pattern)
         else:
-            plan.keys.setdefault(ns, set()).update(event.keys)
+            plan.patterns.setdefault(ns, set()).add(event.pattern)
     for ns in plan.flushes:
         plan.keys.pop(ns, None)
         plan.patterns.pop(ns, None)

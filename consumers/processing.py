@@ -40,7 +40,7 @@ from cachebus.consumers.observe import (
     monotonic,
     safe_call,
 )
-from cachebus.consumers.plan import Delivered, Plan, coalesce
+from cachebus.consumers.plan import Delivered, Plan, coalesce, new_delivered
 from cachebus.consumers.sinks import Sink
 from cachebus.contracts.codec import DecodedEntry, decode_entries
 from cachebus.contracts.errors import (
@@ -134,6 +134,7 @@ class BatchProcessor:
         results = decode_entries([(e.id, e.fields) for e in live])
         mine = self.config.namespaces
         delivered: list[Delivered] = []
+        deliver = delivered.append
         undecodable: list[tuple[Entry, EventDecodeError]] = []
         for entry, decoded in zip(live, results, strict=True):
             if type(decoded) is not DecodedEntry:
@@ -145,8 +146,8 @@ class BatchProcessor:
                 self.stats.foreign_skipped += 1
                 settled.append(entry.id)
                 continue
-            delivered.append(
-                Delivered(entry.id, event, decoded.headers, entry.deliveries, entry.fields)
+            deliver(
+                new_delivered((entry.id, event, decoded.headers, entry.deliveries, entry.fields))
             )
         started, ended = read or (monotonic(), monotonic())
         safe_call(self.observer, "on_received", source, len(entries), delivered, started, ended)

@@ -154,8 +154,15 @@ class _Event(BaseModel):
     @field_validator("namespace")
     @classmethod
     def _registered(cls, value: str, info: ValidationInfo) -> str:
+        ctx = info.context
+        # Called per decoded event: the common cases (no registry, a registered name) without
+        # a call to _registry(); the syntax is the field's pattern.
+        if type(ctx) is dict:
+            registry = ctx.get("registry")
+            if registry is None or value in registry:
+                return value
         registry = _registry(info)
-        if registry is None or value in registry:  # the syntax is the field's pattern
+        if registry is None or value in registry:
             return value
         return check_namespace(value, registry)
 

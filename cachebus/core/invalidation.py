@@ -72,29 +72,33 @@ def _paced(core: CacheCore, count: int) -> Generator[Pause, list[Any], None]:
 def unlink_refs_step(core: CacheCore, refs: Iterable[KeyRef]) -> Step[int]:
     """UNLINK the refs' keys and leases; returns how many cached values were removed."""
     ks = core.keyspace
-    pairs = [(ks.key(r.namespace, r.id), ks.lease_key(r.namespace, r.id)) for r in refs]
-    return _unlink(core, pairs)
+    listed = list(refs)
+    data = [ks.key(r.namespace, r.id) for r in listed]
+    leases = [ks.lease_key(r.namespace, r.id) for r in listed]
+    return _unlink(core, data, leases)
 
 
 def unlink_ids_step(core: CacheCore, ids: Mapping[str, Iterable[str]]) -> Step[int]:
     """UNLINK the keys and leases of ``{namespace: ids}``: a consumer batch, built in bulk."""
-    pairs: list[tuple[str, str]] = []
+    data: list[str] = []
+    leases: list[str] = []
     for namespace, idents in ids.items():
-        data, leases = core.keyspace.key_pairs(namespace, idents)
-        pairs.extend(zip(data, leases, strict=True))
-    return _unlink(core, pairs)
+        keys, lease_keys = core.keyspace.key_pairs(namespace, idents)
+        data += keys
+        leases += lease_keys
+    return _unlink(core, data, leases)
 
 
-def _unlink(core: CacheCore, pairs: Sequence[tuple[str, str]]) -> Step[int]:
+def _unlink(core: CacheCore, data: list[str], leases: list[str]) -> Step[int]:
+    """``data[i]`` and ``leases[i]`` belong to the same item."""
     removed = 0
     size = core.config.unlink_batch
-    for start in range(0, len(pairs), size):
-        chunk = pairs[start : start + size]
-        data = [pair[0] for pair in chunk]
-        leases = [pair[1] for pair in chunk]
-        yield from _paced(core, len(data))
+    for start in range(0, len(data), size):
+        chunk = data[start : start + size]
+        yield from _paced(core, len(chunk))
         replies = yield Batch(
-            [("UNLINK", *leases), ("UNLINK", *data)], operation=f"UNLINK {len(data)} keys"
+            [("UNLINK", *leases[start : start + size]), ("UNLINK", *chunk)],
+            operation=f"UNLINK {len(chunk)} keys",
         )
         removed += int(replies[1])
     core.stats.invalidations += removed
