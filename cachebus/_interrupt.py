@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -22,7 +23,13 @@ T = TypeVar("T")
 
 
 def run_interruptible(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main``; on SIGINT cancel it until it ends, then raise KeyboardInterrupt."""
+    """Run ``main``; on SIGINT cancel it until it ends, then raise KeyboardInterrupt.
+
+    Outside the main thread (a command called from a worker thread, as tests do) signals
+    cannot be handled there: plain ``asyncio.run``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return asyncio.run(main)
     return asyncio.run(_supervise(main))
 
 
