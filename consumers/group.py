@@ -94,8 +94,6 @@ class ReadResult:
     meta: GroupMeta | None
     group_missing: bool
     after: StreamState | None = None
-    #: Entries the XACK riding on this read removed (None: no ack rode on it).
-    acked: int | None = None
 
     @property
     def checked(self) -> bool:
@@ -135,7 +133,6 @@ class StreamGroup:
         pending: bool = False,
         start_id: str = "0",
         check: bool = True,
-        acks: tuple[Sequence[str], Sequence[tuple[str, int]]] | None = None,
     ) -> ReadResult:
         """One round trip: XREADGROUP, and with ``check`` the group meta and XINFO STREAM/GROUPS
         just before it and XINFO STREAM/GROUPS just after it (in the same pipeline: the state
@@ -143,45 +140,21 @@ class StreamGroup:
 
         ``pending=True`` reads this member's own pending entries after ``start_id`` (no block);
         otherwise new entries (``>``), blocking up to ``block_ms``.
-
-        ``acks``: the previous batch's ids and counter increments, sent first in the same round
-        trip (a single Redis only); the read then does not block, so their reply is not held
-        back. ``ReadResult.acked`` says how many the XACK removed; an error reply to it is
-        raised (mapped), except a lost group, which the read itself reports.
         """
         # A bytes command name: redis-py applies no reply callback (see parse_raw_read); a
         # cluster client routes by the name and needs it as text.
         clustered = self.clustered
-        if acks is not None and clustered:  # one round trip per command there: nothing saved
-            raise ValueError("acks ride on a read only on a single Redis")
         command: str | bytes = "XREADGROUP" if clustered else b"XREADGROUP"
         args: list[Any] = [command, "GROUP", self.group, self.consumer, "COUNT", count]
-        if block_ms is not None and not pending and acks is None:
+        if block_ms is not None and not pending:
             args += ["BLOCK", block_ms]
         args += ["STREAMS", self.stream, start_id if pending else ">"]
         state = ("XINFO STREAM", self.stream), ("XINFO GROUPS", self.stream)
-        commands: list[Sequence[Any]] = (
-            [("HGETALL", self.meta_key), *state, args, *state] if check else [args]
-        )
-        riding: list[Sequence[Any]] = []
-        if acks is not None:
-            ids, counts = acks
-            riding.append(("XACK", self.stream, self.group, *ids))
-            if self.counting:
-                riding += [("HINCRBY", self.counters_key, name, n) for name, n in counts]
+        commands = [("HGETALL", self.meta_key), *state, args, *state] if check else [args]
         # Sent once, never retried by the client: a second `>` would deliver other entries
         # while the first copy's wait, unseen, in our pending list (see cachebus.core.once).
         with map_redis_errors(f"XREADGROUP {self.stream}", self.where):
-            replies = await execute_once(self.client, [*riding, *commands], key=self.stream)
-        acked: int | None = None
-        if riding:
-            ack_reply, counted = replies[0], replies[1 : len(riding)]
-            replies = replies[len(riding) :]
-            if isinstance(ack_reply, Exception) and not is_group_lost(ack_reply):
-                with map_redis_errors(f"XACK {self.stream}", self.where):
-                    raise ack_reply
-            acked = 0 if isinstance(ack_reply, Exception) else int(ack_reply)
-            self._counted(counted)
+            replies = await execute_once(self.client, commands, key=self.stream)
         reply = replies[3] if check else replies[0]
         missing = is_group_lost(reply)
         for result in (replies[0], reply):
@@ -191,16 +164,11 @@ class StreamGroup:
         parse = parse_read if clustered else parse_raw_read
         entries = [] if missing else parse(reply, self.stream)
         if not check:
-            return ReadResult(entries, None, None, missing, acked=acked)
+            return ReadResult(entries, None, None, missing)
         meta_raw, info, groups, _, info_after, groups_after = replies
         meta = GroupMeta.parse(meta_raw if isinstance(meta_raw, dict) else None)
         return ReadResult(
-            entries,
-            _state(info, groups),
-            meta,
-            missing,
-            _state(info_after, groups_after),
-            acked=acked,
+            entries, _state(info, groups), meta, missing, _state(info_after, groups_after)
         )
 
     async def pending_deliveries(self, entries: Sequence[Entry]) -> list[Entry]:

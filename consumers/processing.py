@@ -12,8 +12,7 @@ Failure policy, in one place:
   dead-lettered and its namespace flushed, because skipping an invalidation would leave stale data;
 * acks go out in one XACK per batch, shielded from cancellation, and only for entries that were
   applied, ignored as foreign, or dead-lettered; the member's counters (applied, duplicates,
-  claimed: :mod:`cachebus.consumers.counters`) go in the same round trip. :meth:`settle`
-  stops short of the ack, for a caller that sends it in the round trip of its next read.
+  claimed: :mod:`cachebus.consumers.counters`) go in the same round trip.
 
 Events whose registry fingerprint differs from this member's are reported as drift
 (:mod:`cachebus.consumers.drift`) and applied as usual.
@@ -106,28 +105,13 @@ class BatchProcessor:
         source: ReadSource,
         read: tuple[float, float] | None = None,
     ) -> int:
-        """Handle ``entries`` and ack what was settled; returns how many were acked.
+        """Handle ``entries``; returns how many were acked.
 
         ``read``: when the round trip that returned them started and ended (monotonic), for
         the observer's ``on_received``; defaults to now.
         """
-        settled = await self.settle(entries, source, read)
-        await self.ack(settled)
-        return len(settled)
-
-    async def settle(
-        self,
-        entries: Sequence[Entry],
-        source: ReadSource,
-        read: tuple[float, float] | None = None,
-    ) -> list[str]:
-        """Handle ``entries`` up to the ack: the ids to ack (applied, foreign or dead-lettered).
-
-        The caller owes their ack: :meth:`ack` now, or in the round trip of its next read
-        (:meth:`take_counts` and :meth:`acked` then do the bookkeeping :meth:`ack` does).
-        """
         if not entries:
-            return []
+            return 0
         self.stats.read += len(entries)
         if source != "new":
             self.stats.redelivered += sum(1 for e in entries if e.deliveries > 1)
@@ -184,7 +168,8 @@ class BatchProcessor:
                     )
             fresh = [d for d in delivered if d.deliveries <= limit]
         settled += await self._apply_counted(fresh)
-        return settled
+        await self.ack(settled)
+        return len(settled)
 
     async def _apply_counted(self, fresh: list[Delivered]) -> list[str]:
         """Apply, and count what was applied for the next ack's counters."""
@@ -324,14 +309,9 @@ class BatchProcessor:
         while Redis is briefly unreachable."""
         if not ids:
             return
-        await self.ack_counted(ids, self.take_counts())
-
-    async def ack_counted(self, ids: Sequence[str], counts: Sequence[tuple[str, int]]) -> None:
-        """:meth:`ack` with the counts already taken (an ack whose piggyback on a read failed)."""
-        if not ids:
-            return
         started = monotonic()
         delay = self.config.backoff_base_s
+        counts = self.tally.take(self.group.consumer)
         while True:
             try:
                 acked = await _shielded(self.group.ack(list(ids), counts), self._acks)
@@ -349,23 +329,10 @@ class BatchProcessor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.backoff_cap_s)
                 continue
-            self.acked(ids, acked, started)
+            self.link.stream_up()
+            self.stats.acked += acked
+            safe_call(self.observer, "on_acked", ids, started, monotonic())
             return
-
-    def take_counts(self) -> list[tuple[str, int]]:
-        """The counters' increments since the last ack, to send with the next one."""
-        return self.tally.take(self.group.consumer)
-
-    def acked(self, ids: Sequence[str], acked: int, started: float) -> None:
-        """Bookkeeping of an ack Redis confirmed (``acked``: how many it removed)."""
-        self.link.stream_up()
-        self.stats.acked += acked
-        safe_call(self.observer, "on_acked", ids, started, monotonic())
-
-    async def shielded(self, coro: Awaitable[T]) -> T:
-        """Run ``coro`` (a round trip carrying acks) so that a cancel does not cut it in half;
-        :meth:`wait_acks` waits for it at stop."""
-        return await _shielded(coro, self._acks)
 
     async def wait_acks(self, seconds: float) -> None:
         """Wait (bounded) for shielded acks still in flight after a cancellation."""

@@ -38,15 +38,6 @@ meanwhile is applied as usual. What the window adds is at most ``block_ms`` more
 values the lost entries would have invalidated, which the old schedule also allowed (a read
 blocked ``block_ms`` saw the loss no earlier).
 
-A batch's XACK (with the member's counters) rides on the next read, which then does not
-block: one round trip per batch fewer than an ack of its own, at the tail as in a backlog. The
-ack still follows the apply, and it is sent at once (the read does not block, so the reply is
-not held back); an empty reply is not idleness (the next read blocks). Whenever the next
-command is not a read of new entries (a claim round, housekeeping, a replay, a recovery, the
-stop), or on a Redis Cluster, the ack goes alone first. A failed round trip is a failed read
-(a replay is owed) whose ack is sent again on its own, retried while Redis is away: Redis may
-have run the XACK, which is idempotent.
-
 Entries idle past ``min_idle_ms`` in another member's pending list are claimed every
 ``claim_interval_s``, and a read never blocks past the next claim round, so a dead member's
 entries are applied within ``min_idle_ms`` + ``claim_interval_s`` + one batch. The server's
@@ -166,8 +157,6 @@ class Consumer:
         self._next_check = 0.0
         #: The group's position at our last check: what an XDEL since then is compared to.
         self._checked_at_id: str | None = None
-        #: Ids of the last batch, settled and not yet acked: the ack rides on the next read.
-        self._owed: list[str] = []
 
     # ---- lifecycle ----------------------------------------------------------------------
     async def run(self, *, until_idle: bool = False) -> None:
@@ -183,8 +172,6 @@ class Consumer:
         try:
             while not self._stopping:
                 try:
-                    if self._lost is not None or self.replay.due:
-                        await self._settle_owed()
                     if self._lost is not None:
                         await self._recover(self._lost)
                         continue
@@ -193,7 +180,7 @@ class Consumer:
                         continue
                     progressed = await self._iteration(block_ms)
                     if until_idle and not progressed:
-                        break
+                        return
                 except GroupMissingError:
                     self._lost = FlushReason.GROUP_LOST
                     self._check_due = True
@@ -206,12 +193,11 @@ class Consumer:
                         "flush was not done; the next start does it",
                         self.config.consumer, abandoned.cause, abandoned.reason.value,
                     )  # fmt: skip
-                    break
+                    return
                 except BackendError as exc:
                     self._check_due = True
                     self.replay.owe("stream error")
                     await self._failed(exc)
-            await self._settle_owed()  # the last batch's ack did not ride on a read
         finally:
             self._heartbeat = monotonic()
             self._task = None
@@ -248,14 +234,10 @@ class Consumer:
     async def _iteration(self, block_ms: int) -> bool:
         now = monotonic()
         progressed = False
-        claim_due = now >= self._next_claim
-        housekeeping_due = self.housekeeping.due(now)
-        if claim_due or housekeeping_due or self.group.clustered:
-            await self._settle_owed()  # the next command is not a read: the ack goes alone
-        if claim_due:
+        if now >= self._next_claim:
             progressed = await self._claim_round() > 0
             self._next_claim = monotonic() + self.config.claim_every_s
-        if housekeeping_due:
+        if self.housekeeping.due(now):
             await self.housekeeping.run()
         started = monotonic()
         check = self._check_due or started >= self._next_check
@@ -263,48 +245,14 @@ class Consumer:
         # wait. A lean read never blocks past the next check: that bounds an unseen gap.
         until = self._next_claim if check else min(self._next_claim, self._next_check)
         block = max(1, min(block_ms, int((until - started) * 1000)))
-        riding = bool(self._owed)
-        if riding:
-            result = await self._read_with_acks(check)
-        else:
-            result = await self.group.read(
-                count=self.config.read_count, block_ms=block, check=check
-            )
+        result = await self.group.read(count=self.config.read_count, block_ms=block, check=check)
         self.replay.read_new()
         read = (started, monotonic())
         await self._after_read(result, "new")
-        if not result.entries and not riding:
+        if not result.entries:
             self._check_due = True  # idle: a check costs nothing here
-        self._owed = await self.processor.settle(result.entries, "new", read)
-        # A read carrying acks does not block, so its empty reply is not idleness: the next
-        # read, blocking, tells.
-        return progressed or bool(result.entries) or riding
-
-    async def _read_with_acks(self, check: bool) -> ReadResult:
-        """The last batch's ack in the round trip of the next read (see the module docstring).
-
-        A failure sends the ack again on its own, retried while Redis is away, before it is
-        handled as a read's (the caller owes a replay).
-        """
-        ids, counts = self._owed, self.processor.take_counts()
-        self._owed = []
-        started = monotonic()
-        read = self.group.read(
-            count=self.config.read_count, block_ms=None, check=check, acks=(ids, counts)
-        )
-        try:
-            result = await self.processor.shielded(read)
-        except BackendUnavailable:
-            await self.processor.ack_counted(ids, counts)
-            raise
-        self.processor.acked(ids, result.acked or 0, started)
-        return result
-
-    async def _settle_owed(self) -> None:
-        """Ack the last batch on its own (the next command is not a lean read)."""
-        if self._owed:
-            ids, self._owed = self._owed, []
-            await self.processor.ack(ids)
+        await self.processor.process(result.entries, "new", read)
+        return progressed or bool(result.entries)
 
     async def _drain_own_pending(self) -> None:
         """Our own pending entries first: at start (a restarted member never misses them), and

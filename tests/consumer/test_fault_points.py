@@ -63,11 +63,6 @@ def read_pending(args: list[bytes]) -> bool:
     return args[-1] != b">"
 
 
-def riding(args: list[bytes]) -> bool:
-    """A read of new entries that does not block: the one an ack rides on."""
-    return read_new(args) and b"BLOCK" not in args
-
-
 class Errors(ConsumerObserver):
     def __init__(self) -> None:
         self.seen: list[str] = []
@@ -287,30 +282,6 @@ async def on_the_xack(rig: Rig) -> tuple[float, list[str]]:
     return fault.healed_at, ids
 
 
-async def on_an_ack_riding_on_a_read(rig: Rig) -> tuple[float, list[str]]:
-    """A batch's XACK rides on the next read, which does not block: Redis runs the XACK and
-    that read (50 more entries to deliver), and the reply of both is lost."""
-    ids = await rig.seed(150)
-    fault = rig.proxy.on_command(
-        "XREADGROUP", "hold_request", when=riding, then="reset_after", refuse_s=REFUSE_S
-    )
-    start = len(rig.proxy.commands)
-    await rig.invalidate(ids[:100])  # read and applied; their ack rides on the next read
-    await rig.hazard(fault.matched.is_set, "an ack riding on a read in flight")
-    sent = [args[0] for args in rig.sent_since(start)]
-    since_read = sent[max((i for i, name in enumerate(sent) if name == b"XREADGROUP"), default=0) :]
-    assert b"XACK" in since_read, since_read  # sent in the held read's round trip
-    await rig.invalidate(ids[100:])  # there when the held read reaches the server
-    rig.proxy.release()
-    await rig.hazard(fault.fired.is_set, "the reply of the ack and the read lost")
-    rows = await rig.direct.xpending_range(STREAM, GROUP, "-", "+", 200, consumername="c1")
-    # The ack ran (what it covered is no longer pending), and so did the read: the 50 entries
-    # published last were delivered to c1, never received.
-    assert 50 <= len(rows) < 150, len(rows)
-    assert fault.healed_at is not None
-    return fault.healed_at, ids
-
-
 async def on_xautoclaim(rig: Rig) -> tuple[float, list[str]]:
     """Redis claims a dead member's 50 entries for c1; the reply is lost."""
     ids = await rig.seed(50)
@@ -426,7 +397,6 @@ POINTS: dict[str, Point] = {
     "pending-drain": on_the_pending_drain,
     "between-apply-and-ack": between_apply_and_ack,
     "xack": on_the_xack,
-    "ack-riding-on-a-read": on_an_ack_riding_on_a_read,
     "xautoclaim": on_xautoclaim,
     "cache-unlink": on_a_cache_unlink,
     "sigstop-in-flight-read": redis_paused_during_a_read,
