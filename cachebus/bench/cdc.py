@@ -3,8 +3,11 @@
 One run starts its own PostgreSQL (``wal_level=logical``) and Redis, then measures:
 
 * **latency**, commit → entry in the stream, at ``--rate`` committed transactions per second
-  for ``--seconds``: a writer commits one row per transaction and stamps the moment COMMIT
-  returned; a reader blocked on the stream stamps each entry's arrival (same clock). Two
+  for ``--seconds``: a writer commits one row per transaction and stamps the moment it sends
+  the transaction (as ``bench e2e`` stamps before the publish call); a reader blocked on the
+  stream stamps each entry's arrival (same clock). A stamp taken once COMMIT's reply was seen
+  could come after the entry's arrival (PostgreSQL streams the commit before the client reads
+  its reply, and the writer may be descheduled in between: negative p50s beside a CPU hog). Two
   paths for the same load: ``cachebus cdc`` (a separate process, streaming replication) and
   the outbox (each transaction also writes its outbox row; ``cachebus outbox relay``);
 * **throughput**, row changes per second: a backlog of ``--changes`` rows (transactions of
@@ -79,7 +82,7 @@ class _Reader:
 
 
 async def _write(dsn: str, rate: int, seconds: float, outbox: Any | None) -> dict[int, int]:
-    """One row per transaction on an absolute schedule; {item: ns when COMMIT returned}."""
+    """One row per transaction on an absolute schedule; {item: ns when it was sent}."""
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
@@ -90,8 +93,8 @@ async def _write(dsn: str, rate: int, seconds: float, outbox: Any | None) -> dic
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await _commit(conn, i, outbox)
             committed[i] = time.time_ns()
+            await _commit(conn, i, outbox)
     finally:
         await conn.close()
     return committed
