@@ -155,6 +155,9 @@ def _fill(
         read = typed_read(core, read, typed)
         if read.hit:
             return read.value
+    found = yield from _filled_meanwhile(core, namespace, ident, token, typed, deadline)
+    if found is not None:
+        return found.value
     # The lease is ours, taken under generation_raw: only from here on may we load.
     try:
         value = yield from _load(core, state)
@@ -182,6 +185,31 @@ def _fill(
     else:
         core.stats.refused_fills += 1  # invalidated, flushed, or the lease expired mid-load
     return value
+
+
+def _filled_meanwhile(
+    core: CacheCore,
+    namespace: str,
+    ident: str,
+    token: str,
+    typed: ValueType[Any] | None,
+    waited: float | None,
+) -> Flow[Read | None]:
+    """The hit a waiter finds once it holds the lease (then released), or None.
+
+    A caller that waited on another holder (``waited``: its deadline) may take the lease just
+    after that holder stored its value and released it, between the caller's last poll and
+    its acquire: it looks once more before loading a second time. A caller that never waited
+    read a miss just before its acquire and skips the round trip.
+    """
+    if waited is None:
+        return None
+    (read,) = yield from core.read_step(namespace, [ident], count=False)
+    read = typed_read(core, read, typed)
+    if not read.hit:
+        return None
+    yield from _release(core, namespace, ident, token)
+    return read
 
 
 def _release(core: CacheCore, namespace: str, ident: str, token: str) -> Flow[None]:

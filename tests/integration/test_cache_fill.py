@@ -168,3 +168,58 @@ def test_threads_of_a_sync_cache_load_once(redis_url: str, keyspace: KeySpace) -
     assert results == [[1, 2]] * 6 and calls == 1
     assert cache.get("positions", "2:all") == [1, 2]
     client.close()
+
+
+async def test_a_waiter_that_takes_the_lease_just_after_the_holder_filled_loads_nothing(
+    make_cache: Any,
+) -> None:
+    """The holder stores its value and releases the lease between the waiter's last poll and
+    its next acquire (a CPU hog once stretched that window until it happened): the waiter,
+    now holding the lease, finds the value and does not load a second time."""
+    from cachebus.core._io import Batch, Pause, _execute_async
+    from cachebus.core.fill import LOAD, fill_flow
+
+    holder, waiter = (make_cache(lease_ttl=60.0, lease_wait=30.0) for _ in range(2))
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        await release.wait()
+        return "from the database"
+
+    holding = asyncio.ensure_future(holder.get_or_set("market", "1:summary", slow))
+    flow = fill_flow(waiter._core, "market", "1:summary")
+    acquires = 0
+    reply: Any = None
+    result: Any = None
+    try:
+        step = next(flow)
+        while True:
+            assert step is not LOAD, "the waiter loaded although the holder had filled"
+            if isinstance(step, Pause):
+                reply = []
+            else:
+                assert isinstance(step, Batch)
+                if step.operation.startswith("lease"):
+                    acquires += 1
+                    if acquires == 1:  # the first attempt must meet the holder's lease
+                        await asyncio.wait_for(_holder_leased(waiter), 5)
+                    if acquires == 2:  # after one poll: the holder fills and releases now
+                        release.set()
+                        assert await asyncio.wait_for(holding, 5) == "from the database"
+                reply = await _execute_async(waiter._client, step)
+            step = flow.send(reply)
+    except StopIteration as done:
+        result = done.value
+    finally:
+        release.set()
+        await asyncio.gather(holding, return_exceptions=True)
+    assert result == "from the database"
+    assert acquires == 2 and waiter.stats.lease_waits == 1 and waiter.stats.loads == 0
+
+
+async def _holder_leased(cache: Cache) -> None:
+    client = cache._client
+    assert isinstance(client, redis.asyncio.Redis)
+    lease = cache._core.keyspace.lease_key("market", "1:summary")
+    while not await client.exists(lease):
+        await asyncio.sleep(0.005)
