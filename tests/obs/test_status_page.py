@@ -25,7 +25,7 @@ from cachebus.testing import RedisServer, eventually
 from cachebus.testing.server import free_port
 from tests.consumer.helpers import keys_event, publish
 from tests.harness.registry import REGISTRY, REGISTRY_FILE
-from tests.obs.chromium import run_chromium
+from tests.obs.chromium import chromium, run_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "page"
@@ -81,15 +81,15 @@ def _get(url: str) -> str:
 async def test_the_sidecars_status_page_shows_the_flush_and_its_reason_in_chromium(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
+    chromium()  # skips (or fails in CI) before anything is started, not halfway through
     # Given a running sidecar with a probe port
     port = free_port()
     service = ConsumerService.from_url(
         redis_server.url, registry=REGISTRY, service="bot",
         settings={**FAST, "health_port": port, "consumer": "bot-1"},
     )  # fmt: skip
-    client = redis.asyncio.Redis.from_url(redis_server.url)
     keys = StreamKeys(PREFIX)
-    async with service:
+    async with service, redis.asyncio.Redis.from_url(redis_server.url) as client:
         assert await service.wait_ready(30)
         # When invalidations flow, an operator flushes a namespace, and a poison entry arrives
         await publish(client, keys, [keys_event("prices", str(i)) for i in range(20)])
@@ -126,7 +126,6 @@ async def test_the_sidecars_status_page_shows_the_flush_and_its_reason_in_chromi
             run_chromium, page_url, f"--screenshot={shot}", "--window-size=1280,1500",
             profile=tmp_path / "profile-shot",
         )  # fmt: skip
-    await client.aclose()
     seen = _Tables()
     seen.feed(dom)
     flushes = seen.tables["flushes"]
@@ -147,6 +146,7 @@ async def test_the_sidecars_status_page_shows_the_flush_and_its_reason_in_chromi
 def test_cachebus_status_serve_serves_the_same_page(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
+    chromium()
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "cachebus.cli", "status", "--serve", "--port", str(port),
