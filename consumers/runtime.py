@@ -55,7 +55,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Coroutine, Sequence
+from typing import Any
 
 from cachebus.consumers.config import ConsumerConfig, FlushReason
 from cachebus.consumers.drift import DriftMonitor
@@ -138,6 +139,8 @@ class Consumer:
         )
         self._stopping = False
         self._started = False  # a stop() before the first run() must not be lost
+        self._requested = 0  # run() calls so far
+        self._stopped_at = -1  # the value of _requested at the last stop()
         self._task: asyncio.Task[None] | None = None
         self._stop_lock: asyncio.Lock | None = None
         self._heartbeat = monotonic()
@@ -159,13 +162,24 @@ class Consumer:
         self._checked_at_id: str | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
-    async def run(self, *, until_idle: bool = False) -> None:
-        """Consume until :meth:`stop` (or, with ``until_idle``, until nothing is left to do)."""
+    def run(self, *, until_idle: bool = False) -> Coroutine[Any, Any, None]:
+        """Consume until :meth:`stop` (or, with ``until_idle``, until nothing is left to do).
+
+        A :meth:`stop` counts for a run requested before it, even one whose task has not
+        started yet (``ensure_future(consumer.run())`` then ``stop()``): the request is
+        recorded here, when ``run()`` is called, not when its coroutine first runs.
+        """
+        self._requested += 1
+        return self._run(until_idle, self._requested)
+
+    async def _run(self, until_idle: bool, request: int) -> None:
         if self._task is not None:
             raise ConsumerError("this consumer is already running")
         self._task = asyncio.current_task()
-        if self._started or not self._stopping:
-            self._stopping = False  # a restart after a stop runs again
+        # A stop() before the first run, or after this run was requested, is kept; an older
+        # one (the stop that ended the previous run) is not: a restart runs again.
+        if self._started and self._stopped_at < request:
+            self._stopping = False
         self._started = True
         self.replay.owe("start", again=False)  # every (re)start replays our pending entries
         block_ms = min(self.config.block_ms, 100) if until_idle else self.config.block_ms
@@ -208,6 +222,7 @@ class Consumer:
             self._stop_lock = asyncio.Lock()
         async with self._stop_lock:
             self._stopping = True
+            self._stopped_at = self._requested
             task = self._task
             if task is None or task.done() or task is asyncio.current_task():
                 return

@@ -148,3 +148,28 @@ async def test_a_stop_before_the_first_run_is_kept_and_a_later_run_runs_again(
     await asyncio.wait_for(again, timeout=5)
     assert rec.reasons() == {FlushReason.NEW_GROUP: 1}
     await client.aclose()
+
+
+async def test_a_stop_right_after_a_restart_is_requested_is_kept(
+    redis_url: str, stream_keys: StreamKeys
+) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    rec = Recorder()
+    consumer = make_consumer(client, stream_keys, rec)
+    await consumer.run(until_idle=True)
+    first = asyncio.ensure_future(consumer.run())
+    await asyncio.sleep(0)
+    await consumer.stop()
+    await asyncio.wait_for(first, timeout=5)
+    # The restart's task has not started when stop() is called: the stop is for it.
+    again = asyncio.ensure_future(consumer.run())
+    await consumer.stop()
+    await asyncio.wait_for(again, timeout=5)
+    # Stops that came before a run was requested (twice, as __aexit__ after stop() does) are
+    # not: the next run reads.
+    await consumer.stop()
+    event = keys_event("prices", "7")
+    await publish(client, stream_keys, [event])
+    await asyncio.wait_for(consumer.run(until_idle=True), timeout=10)
+    assert rec.applied == [event.event_id]
+    await client.aclose()
