@@ -17,14 +17,14 @@ again may count its batch twice, as delivery itself is at least once.
 
 A *duplicate* is an event applied that may have been applied before: its entry had been
 delivered before (delivery count > 1: a redelivery after a crash, a claim), or its
-``event_id`` was applied within the last ``dedupe_window`` events of this member (a producer
-retry that appended the same event twice). Duplicates are harmless (invalidations are
-deletions); they measure what crashes and retries cost.
+``event_id`` was applied within the last ``dedupe_window`` events of this member before its
+batch, or earlier in its batch (a producer retry that appended the same event twice).
+Duplicates are harmless (invalidations are deletions); they measure what crashes and retries
+cost.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,12 +49,19 @@ class Tally:
     def __init__(self, window: int) -> None:
         self.window = max(1, window)
         # A set and the order ids entered it: evicting the oldest from an insertion-ordered
-        # dict (next(iter(d))) walks the holes its earlier evictions left, per event.
+        # dict (next(iter(d))) walks the holes its earlier evictions left, per event. A list,
+        # not a deque: a batch's evictions are one slice (a deque pops them one by one).
         self._seen: set[str] = set()
-        self._order: deque[str] = deque()
+        self._order: list[str] = []
         self.applied = self.duplicates = self.claimed = 0
 
-    def add_applied(self, delivered: Sequence[Delivered]) -> None:
+    def add_applied(self, delivered: Sequence[Delivered], *, redelivered: bool = True) -> None:
+        """Count ``delivered`` as applied. ``redelivered=False``: every one was delivered for
+        the first time (a read of new entries), so only the window finds duplicates, and a
+        whole batch is counted with set operations instead of a step per event."""
+        if not redelivered:
+            self._add_fresh([d.event.event_id for d in delivered])
+            return
         seen = self._seen
         order = self._order
         window = self.window
@@ -68,10 +75,26 @@ class Tally:
                 duplicates += 1
             seen.add(event_id)
             order.append(event_id)
-            if len(order) > window:
-                seen.discard(order.popleft())
+        excess = len(order) - window
+        if excess > 0:
+            seen.difference_update(order[:excess])
+            del order[:excess]
         self.applied += len(delivered)
         self.duplicates += duplicates
+
+    def _add_fresh(self, ids: list[str]) -> None:
+        seen = self._seen
+        order = self._order
+        unique = list(dict.fromkeys(ids))  # an id twice in the batch: a duplicate the 2nd time
+        new = [i for i in unique if i not in seen] if seen else unique
+        seen.update(new)
+        order.extend(new)
+        excess = len(order) - self.window
+        if excess > 0:
+            seen.difference_update(order[:excess])
+            del order[:excess]
+        self.applied += len(ids)
+        self.duplicates += len(ids) - len(new)
 
     def take(self, member: str) -> list[tuple[str, int]]:
         """The HINCRBY pairs of what was counted since the last take, and a fresh start."""

@@ -130,8 +130,8 @@ class BatchProcessor:
                 f"{len(trimmed)} pending entries trimmed",
             )
             settled += trimmed
-        live = [e for e in entries if e.fields] if trimmed else entries
-        results = decode_entries([(e.id, e.fields) for e in live])
+        live = [e for e in entries if e.fields] if trimmed else list(entries)
+        results = decode_entries(live)
         mine = self.config.namespaces
         delivered: list[Delivered] = []
         deliver = delivered.append
@@ -167,18 +167,18 @@ class BatchProcessor:
                         d, "max_deliveries", "delivered too many times"
                     )
             fresh = [d for d in delivered if d.deliveries <= limit]
-        settled += await self._apply_counted(fresh)
+        settled += await self._apply_counted(fresh, redelivered=source != "new")
         await self.ack(settled)
         return len(settled)
 
-    async def _apply_counted(self, fresh: list[Delivered]) -> list[str]:
+    async def _apply_counted(self, fresh: list[Delivered], *, redelivered: bool) -> list[str]:
         """Apply, and count what was applied for the next ack's counters."""
         applied = await self._apply(fresh)
         if applied:
             if len(applied) < len(fresh):
                 done = set(applied)
                 fresh = [d for d in fresh if d.entry_id in done]
-            self.tally.add_applied(fresh)
+            self.tally.add_applied(fresh, redelivered=redelivered)
         return applied
 
     # ---- applying ---------------------------------------------------------------------

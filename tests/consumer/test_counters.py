@@ -82,6 +82,22 @@ def test_duplicates_are_redeliveries_and_repeats_within_the_window() -> None:
     tally = Tally(window=2)
     tally.add_applied([delivered("a", 1), delivered("b", 2)])  # b: delivered before
     tally.add_applied([delivered("a", 1)])  # a again, within the window: a producer retry
-    tally.add_applied([delivered("c", 1), delivered("d", 1), delivered("a", 1)])  # a forgotten
-    assert tally.take("m1") == [("applied:m1", 6), ("duplicates:m1", 2)]
+    tally.add_applied([delivered("c", 1), delivered("d", 1), delivered("c", 1)])  # c repeated
+    tally.add_applied([delivered("a", 1)])  # a forgotten: two ids entered the window since
+    assert tally.take("m1") == [("applied:m1", 7), ("duplicates:m1", 3)]
     assert tally.take("m1") == []  # counted once: the next ack starts from zero
+
+
+def test_a_read_of_new_entries_is_counted_as_the_general_path_counts_it() -> None:
+    from cachebus.contracts.events import KeysInvalidated
+
+    def delivered(event_id: str) -> Delivered:
+        event = KeysInvalidated(namespace="p", keys=("1",), producer="t", event_id=event_id)
+        return Delivered("1-0", event, {}, 1, {})
+
+    batches = [["a", "b", "a"], ["c", "b"], ["d", "e", "f", "g"], ["a", "c", "g"], ["h"] * 3]
+    general, fresh = Tally(window=3), Tally(window=3)
+    for ids in batches:
+        general.add_applied([delivered(i) for i in ids])
+        fresh.add_applied([delivered(i) for i in ids], redelivered=False)
+        assert general.take("m") == fresh.take("m")
