@@ -18,7 +18,7 @@ sends such entries to the dead-letter stream.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from types import MappingProxyType
 from typing import Annotated, Any, NamedTuple
@@ -27,6 +27,7 @@ import orjson
 from pydantic import Field, Json, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
+from cachebus.contracts._compiled import compiled_validator
 from cachebus.contracts._frames import (
     BINARY_MAGIC,
     FrameError,
@@ -34,7 +35,15 @@ from cachebus.contracts._frames import (
     parse_binary_frame,
 )
 from cachebus.contracts.errors import ContractError, EventDecodeError
-from cachebus.contracts.events import EVENT_ADAPTER, Event, InvalidationEvent, decode_error
+from cachebus.contracts.events import (
+    EVENT_ADAPTER,
+    Event,
+    InvalidationEvent,
+    KeysInvalidated,
+    NamespaceFlushed,
+    PatternInvalidated,
+    decode_error,
+)
 from cachebus.contracts.registry import Registry
 from cachebus.contracts.rules import MAX_ENTRY_BYTES
 
@@ -340,42 +349,51 @@ class _WireEnvelope(TypedDict):
 
 
 _ENVELOPE_BATCH: TypeAdapter[list[_WireEnvelope]] = TypeAdapter(list[_WireEnvelope])
+#: The same without Python field validators and with the fields an entry must carry required,
+#: for batches decoded without a registry (see cachebus.contracts._compiled).
+_ENVELOPE_BATCH_COMPILED = compiled_validator(
+    _ENVELOPE_BATCH, (KeysInvalidated, PatternInvalidated, NamespaceFlushed), _REQUIRED
+)
 
 
 def _decode_batch_fast(
-    entries: list[tuple[str | bytes, Mapping[bytes | str, bytes | str] | None]],
-    registry: Registry | None,
+    entries: Sequence[Sequence[Any]], registry: Registry | None
 ) -> list[DecodedEntry | EventDecodeError] | None:
     """Every entry in our JSON envelope and valid: one pydantic call parses and validates all.
 
-    None as soon as anything is unusual; the caller then decodes entry by entry, which
-    gives each bad entry its precise error (and tolerates odd headers).
+    ``entries``: ``(entry id, fields, ...)`` tuples. None as soon as anything is unusual; the
+    caller then decodes entry by entry, which gives each bad entry its precise error (and
+    tolerates odd headers).
     """
-    raws: list[bytes] = []
-    for _, fields in entries:
-        raw = fields.get(_FIELD_B) if type(fields) is dict else None
-        if type(raw) is not bytes or len(raw) > MAX_ENTRY_BYTES or raw.startswith(BINARY_MAGIC):
-            return None
-        raws.append(raw)
-    # Each entry must be exactly one JSON value: one holding two, or none, changes the count or
-    # breaks the array, and the batch is redone entry by entry.
     try:
-        envelopes = _ENVELOPE_BATCH.validate_json(
-            b"[" + b",".join(raws) + b"]", context={"registry": registry}
-        )
+        raws = [entry[1].get(_FIELD_B) for entry in entries]
+        # A missing field, text or None makes join() raise; a binary frame (its magic is no
+        # JSON) or an entry holding two JSON values, or none, breaks the array or changes the
+        # count, and the batch is redone entry by entry.
+        joined = b"[" + b",".join(raws) + b"]"
+        if max(map(len, raws)) > MAX_ENTRY_BYTES:
+            return None
+        if registry is None:
+            envelopes = _ENVELOPE_BATCH_COMPILED.validate_json(joined)
+        else:
+            envelopes = _ENVELOPE_BATCH.validate_json(joined, context={"registry": registry})
     except (ValidationError, ContractError, RecursionError, TypeError, ValueError):
+        return None
+    except AttributeError:  # fields that are not a dict (None: a deleted pending entry)
         return None
     if len(envelopes) != len(raws):
         return None
+    if registry is not None:  # the compiled validator requires these fields itself
+        for envelope in envelopes:
+            # model_fields_set is a property (a Python frame per event); this is what it is.
+            if not envelope["data"].__pydantic_fields_set__ >= _REQUIRED:
+                return None  # a default was used: a field is missing from the entry
     out: list[DecodedEntry | EventDecodeError] = []
     append = out.append
-    for envelope, (entry_id, _) in zip(envelopes, entries, strict=True):
-        event = envelope["data"]
-        # model_fields_set is a property (a Python frame per event); this is what it returns.
-        if not event.__pydantic_fields_set__ >= _REQUIRED:
-            return None  # a default was used: a field is missing from the entry
+    for envelope, entry in zip(envelopes, entries, strict=True):
+        entry_id = entry[0]
         eid = entry_id if type(entry_id) is str else _entry_id(entry_id)
-        append(_new_decoded((event, envelope["headers"], eid)))
+        append(_new_decoded((envelope["data"], envelope["headers"], eid)))
     return out
 
 
@@ -391,11 +409,14 @@ def _decode_one(
 
 
 def decode_entries(
-    entries: Iterable[tuple[str | bytes, Mapping[bytes | str, bytes | str] | None]],
+    entries: Iterable[Sequence[Any]],
     *,
     registry: Registry | None = None,
 ) -> list[DecodedEntry | EventDecodeError]:
     """Decode a batch (as XREADGROUP returns it): one result per entry, errors in place.
+
+    ``entries``: ``(entry id, fields)`` pairs, or any tuples that start so (a consumer's
+    :class:`~cachebus.consumers.entries.Entry`).
 
     A batch of well-formed envelopes is parsed and validated in one pydantic call, several
     times faster per event than :func:`decode_fields` in a loop; any other batch (a bad
@@ -405,4 +426,4 @@ def decode_entries(
     fast = _decode_batch_fast(batch, registry) if batch else []
     if fast is not None:
         return fast
-    return [_decode_one(entry_id, fields, registry) for entry_id, fields in batch]
+    return [_decode_one(entry[0], entry[1], registry) for entry in batch]

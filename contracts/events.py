@@ -37,6 +37,7 @@ from cachebus.contracts.errors import ContractError, EventDecodeError
 from cachebus.contracts.ids import new_event_id
 from cachebus.contracts.registry import Registry
 from cachebus.contracts.rules import (
+    ALWAYS_FITS,
     EVENT_ID_PATTERN,
     KEY_ID_PATTERN,
     MAX_CREATED_AT_MS,
@@ -89,7 +90,6 @@ def _registry(info: ValidationInfo) -> Registry | None:
     return None
 
 
-_ALWAYS_FITS = MAX_KEYS_TOTAL_CHARS // MAX_ID_LENGTH
 _Name = Annotated[str, StringConstraints(strict=True, pattern=NAME_PATTERN)]
 _EventId = Annotated[
     str,
@@ -178,7 +178,7 @@ class KeysInvalidated(_Event):
     @field_validator("keys")
     @classmethod
     def _total_size(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(value) <= _ALWAYS_FITS:
+        if len(value) <= ALWAYS_FITS:
             return value
         total = sum(map(len, value))
         if total > MAX_KEYS_TOTAL_CHARS:

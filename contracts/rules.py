@@ -22,6 +22,7 @@ from cachebus.contracts.names import (
 from cachebus.contracts.registry import Registry
 
 __all__ = [
+    "ALWAYS_FITS",
     "EVENT_ID_PATTERN",
     "KEY_ID_PATTERN",
     "MAX_CREATED_AT_MS",
@@ -62,7 +63,8 @@ EVENT_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_.:\-]*$"
 KEY_ID_PATTERN = r"^[^\x00\r\n]+$"
 REASON_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 
-_ALWAYS_FITS = MAX_KEYS_TOTAL_CHARS // MAX_ID_LENGTH
+#: Up to this many ids, an event's ids cannot total more than MAX_KEYS_TOTAL_CHARS.
+ALWAYS_FITS = MAX_KEYS_TOTAL_CHARS // MAX_ID_LENGTH
 _EVENT_ID_RE = re.compile(EVENT_ID_PATTERN)
 _REASON_BAD_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -118,7 +120,7 @@ def check_key_ids(ids: Iterable[str | int]) -> tuple[str, ...]:
             "split them over several events (Producer.batch().invalidate_keys() does it for you)",
             rule="keys.too_many",
         )
-    if len(out) <= _ALWAYS_FITS:
+    if len(out) <= ALWAYS_FITS:
         return out
     total = sum(map(len, out))
     if total > MAX_KEYS_TOTAL_CHARS:

@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cachebus.contracts import EventFactory, decode_entries, decode_fields
+from cachebus.contracts import EventFactory, codec, decode_entries, decode_fields
+from cachebus.contracts._compiled import compiled_schema, python_callbacks
 from cachebus.contracts._frames import BINARY_MAGIC, build_binary_frame
 from cachebus.contracts.codec import FIELD, DecodedEntry, encode_event
 from cachebus.contracts.errors import ContractError, EventDecodeError
 from cachebus.contracts.events import Event
 from cachebus.contracts.keys import MAX_ID_LENGTH
+from cachebus.contracts.rules import ALWAYS_FITS
 from tests.harness.registry import REGISTRY
 
 FACTORY = EventFactory("api", registry=REGISTRY)
@@ -305,11 +307,34 @@ def _spliced(a: Event, b: Event) -> list[dict[bytes, bytes]]:
     return [{FIELD.encode(): orjson.dumps({"data": d, "headers": {}})} for d in (data_a, data_b)]
 
 
+def _tampered(event: Event, **changes: Any) -> dict[bytes, bytes]:
+    # an entry in our envelope whose event has fields no producer of ours would write
+    data = orjson.dumps({**event.model_dump(mode="json"), **changes}).decode()
+    return {FIELD.encode(): orjson.dumps({"data": data, "headers": {}})}
+
+
+# What the batch decoder's compiled validator (cachebus.contracts._compiled) decides without the
+# models' Python validators: a version written as a bool or a float, ids past the count that
+# always fits, with a total under and over the limit.
+near_misses = st.one_of(
+    events().map(lambda e: _tampered(e, schema_version=True)),
+    events().map(lambda e: _tampered(e, schema_version=1.0)),
+    st.sampled_from([ALWAYS_FITS, ALWAYS_FITS + 1]).flatmap(
+        lambda n: st.sampled_from([8, MAX_ID_LENGTH]).map(
+            lambda size: _tampered(
+                FACTORY.flush("prices"), kind="keys", keys=[f"{i:0{size}d}" for i in range(n)]
+            )
+        )
+    ),
+)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(
         st.one_of(
             events().map(encode_event),
+            near_misses,
             events().map(lambda e: _payload(**{**e.model_dump(), "event_id": None})),
             events().map(
                 lambda e: {FIELD.encode(): build_binary_frame(e.model_dump_json().encode(), {})}
@@ -334,3 +359,31 @@ def test_batch_decoding_agrees_with_decoding_each_entry(
         except EventDecodeError as exc:
             one_by_one.append(exc)
     assert [_outcome(r) for r in decode_entries(batch)] == [_outcome(r) for r in one_by_one]
+
+
+def test_the_batch_decoder_calls_no_python_validator_for_keys_or_flush_events() -> None:
+    # The consumer decodes every event through it: a validator added to the models must be
+    # compiled here too (see cachebus.contracts._compiled), or the catch-up path pays for it.
+    assert python_callbacks(compiled_schema(codec._ENVELOPE_BATCH)) == ["_inside_namespace"]
+    assert "_not_a_bool" in python_callbacks(codec._ENVELOPE_BATCH.core_schema)
+
+
+@pytest.mark.parametrize(
+    ("changes", "rule"),
+    [
+        ({"schema_version": True}, "schema_version.unsupported"),
+        ({"kind": "keys", "keys": ["x" * MAX_ID_LENGTH] * (ALWAYS_FITS + 1)}, "keys.too_large"),
+    ],
+)
+def test_what_the_compiled_validator_refuses_the_models_name(
+    changes: dict[str, Any], rule: str
+) -> None:
+    good = encode_event(FACTORY.flush("prices"))
+    batch = [
+        (b"1-0", good),
+        (b"1-1", _tampered(FACTORY.flush("prices"), **changes)),
+        (b"1-2", good),
+    ]
+    first, bad, last = decode_entries(batch)
+    assert isinstance(bad, EventDecodeError) and bad.rule == rule
+    assert isinstance(first, DecodedEntry) and isinstance(last, DecodedEntry)
