@@ -34,6 +34,7 @@ from cachebus.contracts.keys import StreamKeys
 from cachebus.contracts.partitions import key_slot
 from cachebus.core._client import is_cluster
 from cachebus.core._io import AsyncClient, Script
+from cachebus.core._wire import round_trip
 from cachebus.core.connection import is_loss_reply, map_redis_errors
 from cachebus.core.once import execute_once
 
@@ -214,15 +215,18 @@ class StreamGroup:
         """XACK ``ids``; ``counts`` (counter field, increment) go in the same round trip."""
         if not ids:
             return 0
-        if not counts or not self.counting:
-            with map_redis_errors(f"XACK {self.stream}", self.where):
-                return int(await self.client.xack(self.stream, self.group, *ids))
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xack(self.stream, self.group, *ids)
-        for name, increment in counts:
-            pipe.hincrby(self.counters_key, name, increment)
+        commands: list[tuple[Any, ...]] = [("XACK", self.stream, self.group, *ids)]
+        if self.counting:
+            commands += [("HINCRBY", self.counters_key, name, n) for name, n in counts]
         with map_redis_errors(f"XACK {self.stream}", self.where):
-            acked, *rest = await pipe.execute(raise_on_error=False)
+            if isinstance(self.client, redis.asyncio.RedisCluster):
+                pipe = self.client.pipeline(transaction=False)
+                for args in commands:
+                    pipe.execute_command(*args)
+                replies = await pipe.execute(raise_on_error=False)
+            else:
+                replies = await round_trip(self.client, commands)
+            acked, *rest = replies
             if isinstance(acked, Exception):
                 raise acked
         self._counted(rest)

@@ -24,6 +24,7 @@ import redis.asyncio
 import redis.cluster
 
 from cachebus.core._cluster_io import execute_cluster_async, execute_cluster_sync
+from cachebus.core._wire import round_trip
 from cachebus.core.connection import map_redis_errors
 
 __all__ = [
@@ -140,12 +141,15 @@ async def _execute_async(client: AsyncClient, batch: Batch) -> list[Any]:
             node=batch.node,
             raise_on_error=batch.raise_on_error,
         )
-    if len(batch.calls) == 1 and not batch.transaction:
+    if len(batch.calls) == 1 and client.single_connection_client:
+        # A producer's held connection (pipelines and round_trip would take a pooled one).
         try:
             return [await client.execute_command(*_args(batch.calls[0]))]
         except redis.exceptions.ResponseError as exc:
             return [exc]
-    pipe = client.pipeline(transaction=batch.transaction)
+    if not batch.transaction:  # the consumer's UNLINKs among others: see cachebus.core._wire
+        return await round_trip(client, [_args(call) for call in batch.calls])
+    pipe = client.pipeline(transaction=True)
     for call in batch.calls:
         pipe.execute_command(*_args(call))
     return list(await pipe.execute(raise_on_error=False))

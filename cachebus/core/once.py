@@ -14,9 +14,9 @@ entries the same way.
 (the consumer replays its own pending entries before it reads new ones), however the caller
 built the client:
 
-* one Redis: the commands go out as one pipeline on a connection taken from the client's pool
-  whose ``retry`` is set to none for the duration of the call (a connection is used by one
-  caller at a time, so no one else sees the change);
+* one Redis: the commands go out in one round trip (:func:`cachebus.core._wire.round_trip`)
+  that does not consult the connection's ``Retry``; a failure drops the connection, so it is
+  never reused with an unread reply on it;
 * a Redis Cluster: each command is sent with ``target_nodes`` set to the node serving
   ``key``, which redis-py never retries (its node connections have no retry of their own);
   a ``MOVED`` or ``ASK`` reply is still followed, since the node that sent it ran nothing.
@@ -28,16 +28,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from cachebus.core._io import AsyncClient
+from cachebus.core._wire import round_trip
 
 __all__ = ["execute_once"]
-
-#: No attempt after the first. The failure handler still runs, so the connection is dropped
-#: (never reused with an unread reply on it).
-_NO_RETRY = Retry(NoBackoff(), 0)
 
 
 async def execute_once(
@@ -51,21 +46,7 @@ async def execute_once(
     """
     if isinstance(client, redis.asyncio.RedisCluster):
         return await _on_cluster(client, commands, key, options)
-    pipe = client.pipeline(transaction=False)
-    for args in commands:
-        pipe.execute_command(*args, **options)
-    pool = client.connection_pool
-    conn = await pool.get_connection()
-    kept = conn.retry
-    conn.retry = _NO_RETRY
-    pipe.connection = conn  # execute() hands it back to the pool when done
-    try:
-        return list(await pipe.execute(raise_on_error=False))
-    finally:
-        conn.retry = kept
-        if pipe.connection is conn:  # execute() never got to run
-            pipe.connection = None
-            await pool.release(conn)
+    return await round_trip(client, commands, retry=False, **options)
 
 
 async def _on_cluster(
