@@ -33,8 +33,7 @@ from cachebus.contracts.errors import GroupMissingError
 from cachebus.contracts.keys import StreamKeys
 from cachebus.contracts.partitions import key_slot
 from cachebus.core._client import is_cluster
-from cachebus.core._io import AsyncClient, Script
-from cachebus.core._wire import round_trip
+from cachebus.core._io import AsyncClient, Batch, Script, execute_async
 from cachebus.core.connection import is_loss_reply, map_redis_errors
 from cachebus.core.once import execute_once
 
@@ -219,14 +218,9 @@ class StreamGroup:
         if self.counting:
             commands += [("HINCRBY", self.counters_key, name, n) for name, n in counts]
         with map_redis_errors(f"XACK {self.stream}", self.where):
-            if isinstance(self.client, redis.asyncio.RedisCluster):
-                pipe = self.client.pipeline(transaction=False)
-                for args in commands:
-                    pipe.execute_command(*args)
-                replies = await pipe.execute(raise_on_error=False)
-            else:
-                replies = await round_trip(self.client, commands)
-            acked, *rest = replies
+            # A command's error comes back in its slot (the ack's is raised below); a failed
+            # round trip raises, on a cluster too.
+            acked, *rest = await execute_async(self.client, Batch(commands))
             if isinstance(acked, Exception):
                 raise acked
         self._counted(rest)

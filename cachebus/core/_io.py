@@ -36,6 +36,7 @@ __all__ = [
     "ScriptCall",
     "Step",
     "SyncClient",
+    "execute_async",
     "run_async",
     "run_sync",
 ]
@@ -133,7 +134,9 @@ def _noscript_positions(batch: Batch, results: list[Any]) -> list[int]:
     ]
 
 
-async def _execute_async(client: AsyncClient, batch: Batch) -> list[Any]:
+async def execute_async(client: AsyncClient, batch: Batch) -> list[Any]:
+    """One batch's raw replies (errors in place, untranslated): run_async's I/O edge, also
+    for callers that send a fixed batch with no step around it."""
     if isinstance(client, redis.asyncio.RedisCluster):
         return await execute_cluster_async(
             client,
@@ -196,7 +199,7 @@ async def run_async(
             continue
         with map_redis_errors(batch.operation, where):
             started = time.perf_counter()
-            results = await _execute_async(client, batch)
+            results = await execute_async(client, batch)
             if observe is not None:
                 observe(time.perf_counter() - started)
             for i in _noscript_positions(batch, results):

@@ -176,7 +176,7 @@ async def test_a_waiter_that_takes_the_lease_just_after_the_holder_filled_loads_
     """The holder stores its value and releases the lease between the waiter's last poll and
     its next acquire (a CPU hog once stretched that window until it happened): the waiter,
     now holding the lease, finds the value and does not load a second time."""
-    from cachebus.core._io import Batch, Pause, _execute_async
+    from cachebus.core._io import Batch, Pause, execute_async
     from cachebus.core.fill import LOAD, fill_flow
 
     holder, waiter = (make_cache(lease_ttl=60.0, lease_wait=30.0) for _ in range(2))
@@ -206,7 +206,7 @@ async def test_a_waiter_that_takes_the_lease_just_after_the_holder_filled_loads_
                     if acquires == 2:  # after one poll: the holder fills and releases now
                         release.set()
                         assert await asyncio.wait_for(holding, 5) == "from the database"
-                reply = await _execute_async(waiter._client, step)
+                reply = await execute_async(waiter._client, step)
             step = flow.send(reply)
     except StopIteration as done:
         result = done.value
