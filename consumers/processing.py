@@ -12,7 +12,11 @@ Failure policy, in one place:
   dead-lettered and its namespace flushed, because skipping an invalidation would leave stale data;
 * acks go out in one XACK per batch, shielded from cancellation, and only for entries that were
   applied, ignored as foreign, or dead-lettered; the member's counters (applied, duplicates,
-  claimed: :mod:`cachebus.consumers.counters`) go in the same round trip.
+  claimed: :mod:`cachebus.consumers.counters`) go in the same round trip. After a read of new
+  entries the runtime does not wait for the XACK's reply (:meth:`BatchProcessor.ack_soon`):
+  the next read leaves at once, at most one ack is in flight, and its failure is handled when
+  the next batch settles it. Measured with ``cachebus bench e2e`` (5,000 events/s), that
+  round trip was a third of the publish → applied p50 over the raw stream's.
 
 Events whose registry fingerprint differs from this member's are reported as drift
 (:mod:`cachebus.consumers.drift`) and applied as usual.
@@ -98,17 +102,21 @@ class BatchProcessor:
         self.tally = Tally(config.dedupe_window)
         self.max_seen: tuple[int, int] = (0, 0)
         self._acks: set[asyncio.Task[Any]] = set()
+        self._ack_in_flight: asyncio.Task[None] | None = None
 
     async def process(
         self,
         entries: Sequence[Entry],
         source: ReadSource,
         read: tuple[float, float] | None = None,
+        *,
+        ack_later: bool = False,
     ) -> int:
-        """Handle ``entries``; returns how many were acked.
+        """Handle ``entries``; returns how many were acked (with ``ack_later``: sent to be).
 
         ``read``: when the round trip that returned them started and ended (monotonic), for
-        the observer's ``on_received``; defaults to now.
+        the observer's ``on_received``; defaults to now. ``ack_later``: send the XACK and
+        return without waiting for its reply (see :meth:`ack_soon`).
         """
         if not entries:
             return 0
@@ -168,7 +176,7 @@ class BatchProcessor:
                     )
             fresh = [d for d in delivered if d.deliveries <= limit]
         settled += await self._apply_counted(fresh, redelivered=source != "new")
-        await self.ack(settled)
+        await (self.ack_soon if ack_later else self.ack)(settled)
         return len(settled)
 
     async def _apply_counted(self, fresh: list[Delivered], *, redelivered: bool) -> list[str]:
@@ -334,6 +342,27 @@ class BatchProcessor:
             safe_call(self.observer, "on_acked", ids, started, monotonic())
             return
 
+    async def ack_soon(self, ids: Sequence[str]) -> None:
+        """Send the ack of ``ids`` and return at once: the member's next read goes out while
+        the XACK is on its way, instead of one round trip later. At most one ack is in
+        flight: the previous one is settled first (:meth:`settle`), so its failure surfaces
+        here, one batch late, and is handled as an ack failure always was. The entries
+        stay pending until the XACK lands, so a crash meanwhile only redelivers them."""
+        await self.settle()
+        if ids:
+            task = asyncio.ensure_future(self.ack(ids))
+            self._acks.add(task)
+            task.add_done_callback(self._acks.discard)
+            task.add_done_callback(_retrieved)  # settle() raises it; a stop may never settle
+            self._ack_in_flight = task
+
+    async def settle(self) -> None:
+        """Wait for the ack sent by :meth:`ack_soon`, if any; its error is raised here.
+        Cancelling the caller does not cancel the ack (as for every ack)."""
+        task, self._ack_in_flight = self._ack_in_flight, None
+        if task is not None:
+            await asyncio.shield(task)
+
     async def wait_acks(self, seconds: float) -> None:
         """Wait (bounded) for shielded acks still in flight after a cancellation."""
         if self._acks:
@@ -347,6 +376,11 @@ async def _shielded(coro: Awaitable[T], tasks: set[asyncio.Task[Any]] | None = N
         tasks.add(task)  # type: ignore[arg-type]
         task.add_done_callback(tasks.discard)
     return await asyncio.shield(task)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _guess_namespace(entry: Entry) -> str | None:

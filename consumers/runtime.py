@@ -186,6 +186,10 @@ class Consumer:
         try:
             while not self._stopping:
                 try:
+                    if self._lost is not None or self.replay.due:
+                        # The last batch's ack first: its failure (a lost group, Redis gone)
+                        # is handled here, before the recovery or replay, not after it.
+                        await self.processor.settle()
                     if self._lost is not None:
                         await self._recover(self._lost)
                         continue
@@ -194,7 +198,8 @@ class Consumer:
                         continue
                     progressed = await self._iteration(block_ms)
                     if until_idle and not progressed:
-                        return
+                        await self.processor.settle()  # a failed ack: replayed before we end
+                        break
                 except GroupMissingError:
                     self._lost = FlushReason.GROUP_LOST
                     self._check_due = True
@@ -212,6 +217,7 @@ class Consumer:
                     self._check_due = True
                     self.replay.owe("stream error")
                     await self._failed(exc)
+            await self._settle_last_ack()
         finally:
             self._heartbeat = monotonic()
             self._task = None
@@ -266,8 +272,23 @@ class Consumer:
         await self._after_read(result, "new")
         if not result.entries:
             self._check_due = True  # idle: a check costs nothing here
-        await self.processor.process(result.entries, "new", read)
+        # The ack goes out without waiting for its reply: the next read leaves at once, so an
+        # event published meanwhile is not held up by the ack's round trip.
+        await self.processor.process(result.entries, "new", read, ack_later=True)
         return progressed or bool(result.entries)
+
+    async def _settle_last_ack(self) -> None:
+        """The loop is done: wait for the last batch's ack (sent without waiting)."""
+        try:
+            await self.processor.settle()
+        except AccessDenied:
+            raise
+        except BackendError as exc:
+            self.replay.owe("ack failed")
+            log.warning(
+                "the last ack of consumer %s failed (%s): its entries are replayed at the next "
+                "start", self.config.consumer, exc,
+            )  # fmt: skip
 
     async def _drain_own_pending(self) -> None:
         """Our own pending entries first: at start (a restarted member never misses them), and
