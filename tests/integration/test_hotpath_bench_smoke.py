@@ -38,10 +38,17 @@ def test_bench_e2e_reports_our_and_the_raw_stream_percentiles_and_nothing_lost()
 
 def test_bench_consume_reports_the_raw_batch_floor_and_faststream_ratios() -> None:
     report = _bench("consume", "--events", "3000", "--repeats", "1")
-    for field in ("raw_batch_ratio", "faststream_ratio", "raw_ratio"):
+    for field in (
+        "raw_batch_ratio",
+        "faststream_ratio",
+        "raw_ratio",
+        "validating_floor_ratio",
+        "validating_over_raw_batch",
+    ):
         value = report[field]
         assert isinstance(value, float) and value > 0, field
     assert isinstance(report["raw_batch_eps"], int) and report["raw_batch_eps"] > 0
+    assert isinstance(report["raw_validating_eps"], int) and report["raw_validating_eps"] > 0
 
 
 def test_bench_fanout_measures_both_consumers_at_each_group_count() -> None:
