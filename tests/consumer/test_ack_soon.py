@@ -41,6 +41,14 @@ class _HeldAcks:
             self.in_flight -= 1
 
 
+async def _member(client: redis.asyncio.Redis, keys: StreamKeys) -> tuple[Recorder, Consumer]:
+    """A member whose group exists (its first run creates it), and what it applies."""
+    rec = Recorder()
+    consumer = make_consumer(client, keys, rec, block_ms=50)
+    await consumer.run(until_idle=True)
+    return rec, consumer
+
+
 async def _until(condition: Any, seconds: float = 10.0) -> None:
     async with asyncio.timeout(seconds):
         while not condition():
@@ -51,9 +59,7 @@ async def test_the_next_batch_is_read_and_applied_while_the_last_ack_is_in_fligh
     redis_url: str, stream_keys: StreamKeys
 ) -> None:
     async with redis.asyncio.Redis.from_url(redis_url) as client:
-        rec = Recorder()
-        consumer = make_consumer(client, stream_keys, rec, block_ms=50)
-        await consumer.run(until_idle=True)  # creates the group
+        rec, consumer = await _member(client, stream_keys)
         held = _HeldAcks(consumer)
         task = asyncio.create_task(consumer.run())
         try:
@@ -86,9 +92,7 @@ async def test_a_run_ends_only_once_its_last_ack_landed(
     redis_url: str, stream_keys: StreamKeys
 ) -> None:
     async with redis.asyncio.Redis.from_url(redis_url) as client:
-        rec = Recorder()
-        consumer = make_consumer(client, stream_keys, rec)
-        await consumer.run(until_idle=True)
+        rec, consumer = await _member(client, stream_keys)
         held = _HeldAcks(consumer)
         await publish(client, stream_keys, [keys_event("prices", str(i)) for i in range(5)])
         run = asyncio.create_task(consumer.run(until_idle=True))
@@ -100,15 +104,14 @@ async def test_a_run_ends_only_once_its_last_ack_landed(
         stream = stream_keys.stream("inval")
         assert (await client.xpending(stream, "svc"))["pending"] == 0
         assert consumer.stats.acked == 5
+        assert len(rec.applied) == 5
 
 
 async def test_an_ack_that_fails_in_flight_is_replayed_not_lost(
     redis_url: str, stream_keys: StreamKeys
 ) -> None:
     async with redis.asyncio.Redis.from_url(redis_url) as client:
-        rec = Recorder()
-        consumer = make_consumer(client, stream_keys, rec, block_ms=50)
-        await consumer.run(until_idle=True)
+        rec, consumer = await _member(client, stream_keys)
         original = consumer.group.ack
         failures = 0
 
