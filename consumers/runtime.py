@@ -376,6 +376,7 @@ class Consumer:
         self.replay.owe("group recreated", again=False)
 
     async def _claim_round(self) -> int:
+        await self.processor.settle()  # one ack in flight at most, the claimed batch's included
         claimed = 0
         cursor = "0-0"
         for _ in range(10):  # bounded per round; the next round continues
