@@ -315,6 +315,9 @@ class BatchProcessor:
     async def ack(self, ids: Sequence[str]) -> None:
         """One XACK for the batch, with the counts since the last one; shielded, and retried
         while Redis is briefly unreachable."""
+        await self._ack(ids, shielded=True)
+
+    async def _ack(self, ids: Sequence[str], *, shielded: bool) -> None:
         if not ids:
             return
         started = monotonic()
@@ -322,7 +325,8 @@ class BatchProcessor:
         counts = self.tally.take(self.group.consumer)
         while True:
             try:
-                acked = await _shielded(self.group.ack(list(ids), counts), self._acks)
+                call = self.group.ack(list(ids), counts)
+                acked = await (_shielded(call, self._acks) if shielded else call)
             except BackendUnavailable as exc:
                 self.stats.backend_errors += 1
                 safe_call(self.observer, "on_backend_error", exc)
@@ -350,7 +354,9 @@ class BatchProcessor:
         stay pending until the XACK lands, so a crash meanwhile only redelivers them."""
         await self.settle()
         if ids:
-            task = asyncio.ensure_future(self.ack(ids))
+            # A task of its own, never cancelled by the member's cancellation: as shielded as
+            # an awaited ack, without a second task inside it.
+            task = asyncio.ensure_future(self._ack(ids, shielded=False))
             self._acks.add(task)
             task.add_done_callback(self._acks.discard)
             task.add_done_callback(_retrieved)  # settle() raises it; a stop may never settle
